@@ -1,0 +1,47 @@
+# fmnist-cluster — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/fmnist-cluster
+STAMP := $(VENV)/.installed
+OUT ?= outputs
+FMNIST ?= ../shared/data/fashion-mnist
+
+.PHONY: help install test lint format demo bench-data sample clean
+
+help: ## Show this list of targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the toolkit with its dev tools
+
+test: $(STAMP) ## Run the test suite (installs first if needed)
+	$(PY) -m pytest
+
+lint: $(STAMP) ## Check style with ruff
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+
+format: $(STAMP) ## Reformat the code with ruff
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
+	$(VENV)/bin/ruff format src tests benchmarks scripts
+
+demo: $(STAMP) ## The main job: every stage, offline, on the shipped sample (outputs/demo)
+	$(CLI) preprocess --source sample --out $(OUT)/demo/data
+
+bench-data: $(STAMP) ## Time preprocess on the real IDX folder and a 60,000-row Twisted CSV
+	$(PY) benchmarks/preprocess.py --data $(FMNIST)
+
+sample: $(STAMP) ## Rebuild the shipped sample from the real data in $(FMNIST)
+	$(PY) scripts/build_sample.py $(FMNIST)
+
+clean: ## Remove outputs/ and caches (keeps .venv)
+	rm -rf $(OUT) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from fmnist_cluster.cli import main
+
+main()

@@ -1,0 +1,422 @@
+"""The artefact contract shared by every stage.
+
+A stage writes into its output folder through a :class:`StageRun`:
+
+* every file is first written into a hidden staging folder inside the output folder;
+* :meth:`StageRun.commit` removes the old ``manifest.json``, moves each staged file into
+  place with :func:`os.replace` (atomic per file) and writes the new ``manifest.json`` last;
+* a folder without ``manifest.json`` is not an artefact, so an interrupted stage never leaves
+  something a later stage would read as complete, and a stage that fails before commit
+  leaves the previous artefact untouched.
+
+``manifest.json`` holds the stage name, the config as resolved, the seed, package versions,
+the sha256 of every input and output file, timings and the creation time. Readers check
+an upstream file against its manifest hash, so a file swapped or damaged after the fact is
+caught.
+
+Arrays are stored as ``.npz`` written with fixed zip timestamps, so the same arrays give the
+same bytes: same config and seed, byte-identical arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from fmnist_cluster import __version__
+from fmnist_cluster.errors import FmnistError
+
+MANIFEST = "manifest.json"
+_VERSIONED = (
+    "numpy",
+    "pandas",
+    "torch",
+    "torchvision",
+    "scikit-learn",
+    "minisom",
+    "optuna",
+    "matplotlib",
+    "pydantic",
+)
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+# --------------------------------------------------------------------------------------
+# progress reporting (library code never prints: the CLI passes a real reporter in)
+# --------------------------------------------------------------------------------------
+
+
+class Task(Protocol):
+    """One bar of progress."""
+
+    def advance(self, amount: float = 1, **fields: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Progress(Protocol):
+    """Something that can open progress bars; the CLI passes a rich one."""
+
+    def task(self, description: str, total: float | None = None) -> Task: ...
+
+
+class _NullTask:
+    def advance(self, amount: float = 1, **fields: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class NullProgress:
+    """A :class:`Progress` that shows nothing (the default in library calls and tests)."""
+
+    def task(self, description: str, total: float | None = None) -> Task:
+        return _NullTask()
+
+
+NULL_PROGRESS = NullProgress()
+
+
+# --------------------------------------------------------------------------------------
+# hashing and atomic writes
+# --------------------------------------------------------------------------------------
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Atomic UTF-8 text write."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def dumps_json(obj: Any) -> str:
+    """JSON text with sorted keys and numpy scalars converted."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True) + "\n"
+
+
+def save_json(path: Path | str, obj: Any) -> None:
+    """Atomically write ``obj`` as pretty JSON."""
+    atomic_write_text(path, dumps_json(obj))
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Serialise arrays to ``.npz`` bytes that depend on the arrays only (fixed timestamps)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name in sorted(arrays):
+            arr = np.asarray(arrays[name])
+            if arr.dtype == object:
+                raise TypeError(f"array '{name}' has dtype object; store strings as a str dtype")
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
+    """Atomically write a deterministic ``.npz``."""
+    atomic_write_bytes(path, npz_bytes(arrays))
+
+
+# --------------------------------------------------------------------------------------
+# reading upstream artefacts
+# --------------------------------------------------------------------------------------
+
+
+def read_manifest(folder: Path | str, producer: str) -> dict[str, Any]:
+    """Read and check ``manifest.json`` of an upstream artefact folder.
+
+    Parameters
+    ----------
+    folder : path
+        The upstream stage's output folder.
+    producer : str
+        The command that makes it, quoted in errors, e.g. ``fmnist-cluster preprocess``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FmnistError(f"input folder {folder} does not exist; run `{producer}` first (or pass --input)")
+    mpath = folder / MANIFEST
+    if not mpath.is_file():
+        raise FmnistError(
+            f"{mpath} is missing, so {folder} is not a finished artefact (an interrupted or foreign run); "
+            f"run `{producer}` again"
+        )
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FmnistError(f"{mpath} is not valid JSON; run `{producer}` again") from None
+    if not isinstance(manifest, dict) or "stage" not in manifest or "outputs" not in manifest:
+        raise FmnistError(f"{mpath} is not an fmnist-cluster manifest; run `{producer}` again")
+    return manifest
+
+
+def require_file(folder: Path | str, name: str, producer: str, stage: str | None = None) -> tuple[Path, str]:
+    """Locate one file of a finished upstream artefact and check it against its manifest.
+
+    Parameters
+    ----------
+    folder : path
+        Upstream output folder.
+    name : str
+        File inside it, e.g. ``data.npz``.
+    producer : str
+        The command that makes it (quoted in errors).
+    stage : str or None
+        If given, the stage name the manifest must carry (e.g. ``preprocess``).
+
+    Returns
+    -------
+    (Path, str)
+        The file's path and its sha256.
+
+    Raises
+    ------
+    FmnistError
+        Folder, manifest or file missing, wrong stage, or file changed since it was written.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder, producer)
+    if stage is not None and manifest.get("stage") != stage:
+        raise FmnistError(
+            f"{folder} was written by `{manifest.get('stage')}`, not `{stage}`; pass the output folder of `{producer}`"
+        )
+    path = folder / name
+    if not path.is_file():
+        raise FmnistError(f"{path} is missing; run `{producer}` to make it")
+    digest = sha256_file(path)
+    expected = manifest["outputs"].get(name)
+    if expected is not None and expected != digest:
+        raise FmnistError(
+            f"{path} does not match the sha256 in its manifest (changed or damaged since it was written); "
+            f"run `{producer}` again"
+        )
+    return path, digest
+
+
+def load_npz(path: Path | str, required: tuple[str, ...] = (), producer: str = "the stage that makes it") -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` into memory, checking the required keys.
+
+    Raises
+    ------
+    FmnistError
+        The file is not a readable ``.npz`` or lacks a required array.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise FmnistError(f"{path} is not a readable .npz file ({exc.__class__.__name__}); run `{producer}` again") from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise FmnistError(f"{path} lacks array(s) {', '.join(missing)}; run `{producer}` again")
+    return arrays
+
+
+# --------------------------------------------------------------------------------------
+# writing a stage's artefact
+# --------------------------------------------------------------------------------------
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, this package and the libraries that shape results."""
+    versions = {"python": platform.python_version(), "fmnist-cluster": __version__}
+    for name in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+@dataclass
+class StageRun:
+    """Collects a stage's outputs in a staging folder and publishes them atomically.
+
+    Use as a context manager; call :meth:`commit` at the end of a successful stage. Leaving
+    the block without commit (an exception) deletes the staging folder and leaves the
+    output folder as it was.
+
+    Parameters
+    ----------
+    stage : str
+        Stage name, e.g. ``preprocess``.
+    out_dir : path
+        Output folder (created if needed).
+    config : dict
+        The resolved config, stored in the manifest.
+    seed : int or None
+        The run's seed.
+    """
+
+    stage: str
+    out_dir: Path
+    config: dict[str, Any]
+    seed: int | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    _staging: Path | None = None
+    _names: list[str] = field(default_factory=list)
+    _start: float = field(default_factory=time.perf_counter)
+
+    def __enter__(self) -> StageRun:
+        self.out_dir = Path(self.out_dir)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FmnistError(f"cannot create output folder {self.out_dir} ({exc.strerror}); pass a writable --out") from None
+        for stale in self.out_dir.glob(".staging-*"):
+            pid = stale.name.split("-")[1]
+            if not (pid.isdigit() and _pid_alive(int(pid))):
+                shutil.rmtree(stale, ignore_errors=True)
+        self._staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.out_dir))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    # -- inputs and timings -------------------------------------------------------------
+    def add_input(self, path: Path | str, digest: str | None = None) -> None:
+        """Record an input file's sha256 in the manifest."""
+        self.inputs[str(path)] = digest or sha256_file(path)
+
+    @contextlib.contextmanager
+    def timer(self, name: str) -> Iterator[None]:
+        """Time a phase; the seconds land in the manifest's ``timings``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+    # -- outputs ------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        """A path in the staging folder for a file that will be published as ``name``."""
+        if self._staging is None:
+            raise RuntimeError("StageRun used outside its with-block")
+        if name not in self._names:
+            self._names.append(name)
+        target = self._staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def save_npz(self, name: str, **arrays: np.ndarray) -> Path:
+        """Stage a deterministic ``.npz``."""
+        target = self.path(name)
+        target.write_bytes(npz_bytes(arrays))
+        return target
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        """Stage a JSON file."""
+        target = self.path(name)
+        target.write_text(dumps_json(obj), encoding="utf-8")
+        return target
+
+    def save_text(self, name: str, text: str) -> Path:
+        """Stage a text file."""
+        target = self.path(name)
+        target.write_text(text, encoding="utf-8")
+        return target
+
+    def save_bytes(self, name: str, data: bytes) -> Path:
+        """Stage a binary file (a figure, a checkpoint)."""
+        target = self.path(name)
+        target.write_bytes(data)
+        return target
+
+    def commit(self) -> dict[str, Any]:
+        """Publish staged files and write ``manifest.json`` last; returns the manifest."""
+        if self._staging is None:
+            raise RuntimeError("StageRun.commit called outside its with-block")
+        outputs = {}
+        for name in self._names:
+            staged = self._staging / name
+            if staged.is_file():
+                outputs[name] = sha256_file(staged)
+        manifest = {
+            "stage": self.stage,
+            "config": self.config,
+            "seed": self.seed,
+            "versions": package_versions(),
+            "inputs": self.inputs,
+            "outputs": outputs,
+            "timings": {**self.timings, "wall_s": round(time.perf_counter() - self._start, 4)},
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+            **self.extra,
+        }
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.out_dir / MANIFEST)
+        for name in outputs:
+            final = self.out_dir / name
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._staging / name, final)
+        save_json(self.out_dir / MANIFEST, manifest)
+        return manifest
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
