@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -113,18 +113,8 @@ def sha256_file(path: Path | str) -> str:
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
@@ -152,10 +142,10 @@ def save_json(path: Path | str, obj: Any) -> None:
     atomic_write_text(path, dumps_json(obj))
 
 
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Serialise arrays to ``.npz`` bytes that depend on the arrays only (fixed timestamps)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays as an uncompressed ``.npz`` whose bytes depend on the arrays only
+    (sorted names, fixed zip timestamps)."""
+    with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name in sorted(arrays):
             arr = np.asarray(arrays[name])
             if arr.dtype == object:
@@ -165,12 +155,36 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
             info.external_attr = 0o644 << 16
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes :func:`write_npz` writes for ``arrays``."""
+    buf = io.BytesIO()
+    write_npz(buf, arrays)
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path | str) -> Iterator[BinaryIO]:
+    """Open a temp file beside ``path`` for binary writing; rename it to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
     """Atomically write a deterministic ``.npz``."""
-    atomic_write_bytes(path, npz_bytes(arrays))
+    with atomic_open(path) as fh:
+        write_npz(fh, arrays)
 
 
 # --------------------------------------------------------------------------------------
@@ -360,7 +374,8 @@ class StageRun:
     def save_npz(self, name: str, **arrays: np.ndarray) -> Path:
         """Stage a deterministic ``.npz``."""
         target = self.path(name)
-        target.write_bytes(npz_bytes(arrays))
+        with open(target, "wb") as fh:
+            write_npz(fh, arrays)
         return target
 
     def save_json(self, name: str, obj: Any) -> Path:

@@ -274,10 +274,10 @@ def _check_integers(values: np.ndarray, path: Path, columns: list[str], low: int
         bad |= values > high
     if bad.any():
         row, col = _first_true(bad)
-        allowed = f"{low}..{high}" if high is not None else f"integers >= {low}"
+        allowed = f"in {low}..{high}" if high is not None else f">= {low}"
         raise FmnistError(
             f"{path}: line {row + 2}, column '{columns[col]}' holds {values[row, col]:g}; "
-            f"{what} must be integers in {allowed}"
+            f"{what} must be integers {allowed}"
         )
 
 
@@ -507,6 +507,9 @@ def transform(dataset: Dataset, config: PreprocessConfig, progress: Progress = N
         The new data set and a record of what was done (for the manifest and metrics).
     """
     record: dict[str, Any] = {}
+    mapping = grouping(config)
+    if mapping is not None:
+        dataset = relabel(dataset, mapping)
     xs: dict[str, np.ndarray] = {"train": dataset.x_train, "test": dataset.x_test}
     ys: dict[str, np.ndarray | None] = {"train": dataset.y_train, "test": dataset.y_test}
     if config.limit is not None:
@@ -544,6 +547,33 @@ def transform(dataset: Dataset, config: PreprocessConfig, progress: Progress = N
     out = Dataset(xs["train"], ys["train"], xs["test"], ys["test"], dataset.class_names, dataset.layer)
     record["_extra_arrays"] = extra
     return out, record
+
+
+def grouping(config: PreprocessConfig) -> np.ndarray | None:
+    """The class-to-label map asked for by ``relabel`` (None when not relabelling).
+
+    A ``random`` grouping puts each of the 10 classes into one of ``relabel_groups`` labels,
+    every label non-empty, drawn from ``seed``.
+    """
+    if config.relabel is None:
+        return None
+    if config.relabel != "random":
+        return np.asarray(config.relabel, dtype=np.int64)
+    rng = np.random.default_rng([config.seed, 10_007])
+    k = config.relabel_groups
+    labels = np.concatenate([np.arange(k), rng.integers(0, k, size=10 - k)])
+    return rng.permutation(labels).astype(np.int64)
+
+
+def relabel(dataset: Dataset, mapping: np.ndarray) -> Dataset:
+    """Replace the 10 known classes by mystery labels ``mapping[class]`` and drop the names."""
+    if dataset.class_names is None or len(dataset.class_names) != len(mapping):
+        raise FmnistError(
+            "relabel needs a source with the 10 known Fashion-MNIST classes (sample, idx, kaggle-csv, "
+            "torchvision); remove relabel for this source"
+        )
+    ys = [None if y is None else mapping[y] for y in (dataset.y_train, dataset.y_test)]
+    return Dataset(dataset.x_train, ys[0], dataset.x_test, ys[1], None, dataset.layer)
 
 
 def _counts(y: np.ndarray | None) -> dict[str, int]:

@@ -19,3 +19,7 @@ class FmnistError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+class FmnistWarning(UserWarning):
+    """Something the user should look at, but not an error (the CLI shows it in yellow)."""

@@ -1,0 +1,113 @@
+"""The artefact contract: atomic publication, manifests, hashes, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fmnist_cluster.artefacts import StageRun, npz_bytes, read_manifest, require_file, sha256_file
+from fmnist_cluster.cli import app
+from fmnist_cluster.data import load_dataset
+from fmnist_cluster.errors import FmnistError
+
+runner = CliRunner()
+
+
+def test_npz_bytes_depend_only_on_arrays() -> None:
+    a = {"x": np.arange(12, dtype=np.float32).reshape(3, 4), "names": np.array(["a", "bb"])}
+    assert npz_bytes(a) == npz_bytes(dict(reversed(list(a.items()))))
+    assert npz_bytes(a) != npz_bytes({**a, "x": a["x"] + 1})
+
+
+def test_stage_run_publishes_everything_with_manifest_last(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    with StageRun("demo", out, {"k": 1}, seed=3) as run:
+        run.add_input(__file__)
+        with run.timer("work"):
+            run.save_npz("a.npz", x=np.ones(3))
+            run.save_json("metrics.json", {"m": np.float32(0.5)})
+        assert not (out / "a.npz").exists(), "nothing is published before commit"
+        manifest = run.commit()
+    assert sorted(p.name for p in out.iterdir()) == ["a.npz", "manifest.json", "metrics.json"]
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    assert on_disk["outputs"]["a.npz"] == sha256_file(out / "a.npz")
+    assert on_disk["inputs"][__file__] == sha256_file(__file__)
+    assert on_disk["seed"] == 3 and on_disk["config"] == {"k": 1}
+    assert "work" in on_disk["timings"] and "wall_s" in on_disk["timings"]
+    assert "numpy" in on_disk["versions"] and "python" in on_disk["versions"]
+
+
+def test_failure_before_commit_leaves_old_artefact(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    with StageRun("demo", out, {}) as run:
+        run.save_json("metrics.json", {"v": 1})
+        run.commit()
+    with pytest.raises(RuntimeError), StageRun("demo", out, {}) as run:
+        run.save_json("metrics.json", {"v": 2})
+        raise RuntimeError("boom")
+    assert json.loads((out / "metrics.json").read_text()) == {"v": 1}
+    assert not list(out.glob(".staging-*"))
+
+
+def test_require_file_catches_missing_and_changed(tmp_path: Path) -> None:
+    with pytest.raises(FmnistError, match="run `fmnist-cluster preprocess` first"):
+        require_file(tmp_path / "nothing", "data.npz", "fmnist-cluster preprocess")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "data.npz").write_bytes(b"x")
+    with pytest.raises(FmnistError, match="manifest.json is missing"):
+        require_file(out, "data.npz", "fmnist-cluster preprocess")
+    with StageRun("preprocess", out, {}) as run:
+        run.save_bytes("data.npz", b"real")
+        run.commit()
+    assert require_file(out, "data.npz", "p")[1] == sha256_file(out / "data.npz")
+    (out / "data.npz").write_bytes(b"changed")
+    with pytest.raises(FmnistError, match="does not match the sha256"):
+        require_file(out, "data.npz", "p")
+    (out / "manifest.json").write_text("{not json")
+    with pytest.raises(FmnistError, match="not valid JSON"):
+        read_manifest(out, "p")
+
+
+def test_same_config_same_seed_same_bytes(idx_dir: Path, tmp_path: Path) -> None:
+    digests = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = runner.invoke(
+            app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--limit", "30", "--set", "seed=4", "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        digests.append(sha256_file(out / "data.npz"))
+    assert digests[0] == digests[1]
+    other = tmp_path / "c"
+    runner.invoke(app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--limit", "30", "--set", "seed=5", "--out", str(other)])
+    assert sha256_file(other / "data.npz") != digests[0]
+
+
+def test_sample_source_runs_offline(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["preprocess", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    ds, _ = load_dataset(tmp_path / "o")
+    assert ds.x_train.shape == (6000, 1, 28, 28) and ds.x_test.shape == (1000, 1, 28, 28)
+    assert np.bincount(ds.y_train).tolist() == [600] * 10
+    assert np.bincount(ds.y_test).tolist() == [100] * 10
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+
+
+def test_load_dataset_rejects_bad_arrays(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    with StageRun("preprocess", out, {}) as run:
+        run.save_npz("data.npz", x_train=np.ones((3, 5), np.float32), x_test=np.ones((2, 4), np.float32))
+        run.commit()
+    with pytest.raises(FmnistError, match="x_train rows are"):
+        load_dataset(out)
+    with StageRun("preprocess", out, {}) as run:
+        run.save_npz("data.npz", x_train=np.ones((3, 5), np.float32), x_test=np.ones((2, 5), np.float32), y_train=np.ones(2, np.int64))
+        run.commit()
+    with pytest.raises(FmnistError, match="expected 3 integer labels"):
+        load_dataset(out)
