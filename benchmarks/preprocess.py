@@ -34,11 +34,21 @@ def main() -> None:
     twisted = work / "twisted"
     if not (twisted / "y_test.csv").exists():
         tool = Path(args.data).resolve().parents[1] / "tools" / "make_twisted.py"
-        subprocess.run([sys.executable, str(tool), str(twisted), "--data", args.data], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(tool), str(twisted), "--data", args.data], check=True, stdout=subprocess.DEVNULL
+        )
     cli = [sys.executable, "-m", "fmnist_cluster", "preprocess"]
     cases = {
-        "idx, 70,000 images": cli + ["--source", "idx", "--path", args.data, "--out", str(work / "idx")],
-        "twisted-csv, 60,000 + 10,000 rows": cli + ["--source", "twisted-csv", "--path", str(twisted), "--out", str(work / "tw")],
+        "idx, 70,000 images": [*cli, "--source", "idx", "--path", args.data, "--out", str(work / "idx")],
+        "twisted-csv, 60,000 + 10,000 rows": [
+            *cli,
+            "--source",
+            "twisted-csv",
+            "--path",
+            str(twisted),
+            "--out",
+            str(work / "tw"),
+        ],
     }
     for name, cmd in cases.items():
         times = [timed(cmd) for _ in range(args.repeats)]

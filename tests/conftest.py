@@ -38,7 +38,9 @@ def write_twisted(folder: Path, n_train: int = 40, n_test: int = 20, mapping: np
     header = ",".join(str(i) for i in range(784))
     for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
         images, labels = make_images(n, seed)
-        np.savetxt(folder / f"x_{split}.csv", images.reshape(n, -1), fmt="%d", delimiter=",", header=header, comments="")
+        np.savetxt(
+            folder / f"x_{split}.csv", images.reshape(n, -1), fmt="%d", delimiter=",", header=header, comments=""
+        )
         np.savetxt(folder / f"y_{split}.csv", mapping[labels], fmt="%d", header="0", comments="")
     return folder
 

@@ -60,7 +60,7 @@ def test_require_file_catches_missing_and_changed(tmp_path: Path) -> None:
     out = tmp_path / "o"
     out.mkdir()
     (out / "data.npz").write_bytes(b"x")
-    with pytest.raises(FmnistError, match="manifest.json is missing"):
+    with pytest.raises(FmnistError, match=r"manifest\.json is missing"):
         require_file(out, "data.npz", "fmnist-cluster preprocess")
     with StageRun("preprocess", out, {}) as run:
         run.save_bytes("data.npz", b"real")
@@ -79,13 +79,41 @@ def test_same_config_same_seed_same_bytes(idx_dir: Path, tmp_path: Path) -> None
     for name in ("a", "b"):
         out = tmp_path / name
         result = runner.invoke(
-            app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--limit", "30", "--set", "seed=4", "--out", str(out)]
+            app,
+            [
+                "preprocess",
+                "--source",
+                "idx",
+                "--path",
+                str(idx_dir),
+                "--limit",
+                "30",
+                "--set",
+                "seed=4",
+                "--out",
+                str(out),
+            ],
         )
         assert result.exit_code == 0, result.output
         digests.append(sha256_file(out / "data.npz"))
     assert digests[0] == digests[1]
     other = tmp_path / "c"
-    runner.invoke(app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--limit", "30", "--set", "seed=5", "--out", str(other)])
+    runner.invoke(
+        app,
+        [
+            "preprocess",
+            "--source",
+            "idx",
+            "--path",
+            str(idx_dir),
+            "--limit",
+            "30",
+            "--set",
+            "seed=5",
+            "--out",
+            str(other),
+        ],
+    )
     assert sha256_file(other / "data.npz") != digests[0]
 
 
@@ -107,7 +135,12 @@ def test_load_dataset_rejects_bad_arrays(tmp_path: Path) -> None:
     with pytest.raises(FmnistError, match="x_train rows are"):
         load_dataset(out)
     with StageRun("preprocess", out, {}) as run:
-        run.save_npz("data.npz", x_train=np.ones((3, 5), np.float32), x_test=np.ones((2, 5), np.float32), y_train=np.ones(2, np.int64))
+        run.save_npz(
+            "data.npz",
+            x_train=np.ones((3, 5), np.float32),
+            x_test=np.ones((2, 5), np.float32),
+            y_train=np.ones(2, np.int64),
+        )
         run.commit()
     with pytest.raises(FmnistError, match="expected 3 integer labels"):
         load_dataset(out)

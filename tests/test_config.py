@@ -30,7 +30,13 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("item", "key", "value"),
-    [("limit=5", "limit", 5), ("path=null", "path", None), ("a.b.c=[1, 2]", "a.b.c", [1, 2]), ("x=on", "x", True), ("p=a=b", "p", "a=b")],
+    [
+        ("limit=5", "limit", 5),
+        ("path=null", "path", None),
+        ("a.b.c=[1, 2]", "a.b.c", [1, 2]),
+        ("x=on", "x", True),
+        ("p=a=b", "p", "a=b"),
+    ],
 )
 def test_parse_override(item: str, key: str, value: object) -> None:
     assert parse_override(item) == (key, value)

@@ -50,7 +50,9 @@ def test_idx_round_trip(tmp_path_factory: pytest.TempPathFactory, images: np.nda
     pixels=arrays(np.uint8, st.tuples(st.integers(1, 4), st.just(784))),
     data=st.data(),
 )
-def test_twisted_csv_round_trip(tmp_path_factory: pytest.TempPathFactory, pixels: np.ndarray, data: st.DataObject) -> None:
+def test_twisted_csv_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, pixels: np.ndarray, data: st.DataObject
+) -> None:
     n = len(pixels)
     labels = data.draw(arrays(np.int64, (n,), elements=st.integers(0, 3)))
     labels[0] = 0  # labels must be 0..K-1 with each used in training: make them dense
@@ -84,7 +86,9 @@ def test_kaggle_csv(tmp_path: Path) -> None:
         images, labels = make_images(n)
         rows = np.column_stack([labels, images.reshape(n, -1)])
         np.savetxt(tmp_path / f"fashion-mnist_{split}.csv", rows, fmt="%d", delimiter=",", header=header, comments="")
-    result = runner.invoke(app, ["preprocess", "--source", "kaggle-csv", "--path", str(tmp_path), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["preprocess", "--source", "kaggle-csv", "--path", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 0, result.output
     ds, _ = load_dataset(tmp_path / "o")
     assert ds.x_test.shape == (10, 1, 28, 28) and ds.class_names == FASHION_CLASSES
@@ -105,7 +109,9 @@ def test_torchvision_source_with_download_mocked(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(datasets, "FashionMNIST", FakeFashionMNIST)
     out = tmp_path / "o"
-    result = runner.invoke(app, ["preprocess", "--source", "torchvision", "--set", f"cache_dir={tmp_path}/c", "--out", str(out)])
+    result = runner.invoke(
+        app, ["preprocess", "--source", "torchvision", "--set", f"cache_dir={tmp_path}/c", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert calls == [(f"{tmp_path}/c", True, True), (f"{tmp_path}/c", False, True)]
     ds, _ = load_dataset(out)
@@ -127,7 +133,11 @@ def test_torchvision_download_failure_is_one_clear_line(tmp_path: Path, monkeypa
 
 # -- stratified limit and transforms ---------------------------------------------------------
 @settings(max_examples=40, deadline=None)
-@given(labels=arrays(np.int64, st.integers(1, 200), elements=st.integers(0, 4)), n=st.integers(1, 250), seed=st.integers(0, 5))
+@given(
+    labels=arrays(np.int64, st.integers(1, 200), elements=st.integers(0, 4)),
+    n=st.integers(1, 250),
+    seed=st.integers(0, 5),
+)
 def test_stratified_indices_keep_shares(labels: np.ndarray, n: int, seed: int) -> None:
     idx = stratified_indices(labels, n, seed)
     assert len(idx) == min(n, len(labels))
@@ -185,7 +195,18 @@ def test_random_grouping_is_dense_and_seeded(seed: int) -> None:
 def test_relabel_makes_mystery_labels(idx_dir: Path, tmp_path: Path) -> None:
     mapping = [0, 1, 0, 1, 2, 2, 0, 2, 1, 2]
     result = runner.invoke(
-        app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--set", f"relabel={mapping}", "--out", str(tmp_path / "o")]
+        app,
+        [
+            "preprocess",
+            "--source",
+            "idx",
+            "--path",
+            str(idx_dir),
+            "--set",
+            f"relabel={mapping}",
+            "--out",
+            str(tmp_path / "o"),
+        ],
     )
     assert result.exit_code == 0, result.output
     ds, _ = load_dataset(tmp_path / "o")
@@ -308,13 +329,27 @@ def _csv_edit(folder: Path, kind: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize(
     "kind",
-    ["783-columns", "text", "empty", "nan", "pixel-256", "pixel-negative", "label-negative", "label-float",
-     "label-text", "rows-differ", "missing", "empty-file"],
+    [
+        "783-columns",
+        "text",
+        "empty",
+        "nan",
+        "pixel-256",
+        "pixel-negative",
+        "label-negative",
+        "label-float",
+        "label-text",
+        "rows-differ",
+        "missing",
+        "empty-file",
+    ],
 )
 def test_bad_twisted_csv(twisted_dir: Path, tmp_path: Path, kind: str) -> None:
     name, words = _csv_edit(twisted_dir, kind)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["preprocess", "--source", "twisted-csv", "--path", str(twisted_dir), "--out", str(out)])
+    result = runner.invoke(
+        app, ["preprocess", "--source", "twisted-csv", "--path", str(twisted_dir), "--out", str(out)]
+    )
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output

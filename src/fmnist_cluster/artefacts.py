@@ -263,7 +263,9 @@ def require_file(folder: Path | str, name: str, producer: str, stage: str | None
     return path, digest
 
 
-def load_npz(path: Path | str, required: tuple[str, ...] = (), producer: str = "the stage that makes it") -> dict[str, np.ndarray]:
+def load_npz(
+    path: Path | str, required: tuple[str, ...] = (), producer: str = "the stage that makes it"
+) -> dict[str, np.ndarray]:
     """Load every array of an ``.npz`` into memory, checking the required keys.
 
     Raises
@@ -276,7 +278,9 @@ def load_npz(path: Path | str, required: tuple[str, ...] = (), producer: str = "
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise FmnistError(f"{path} is not a readable .npz file ({exc.__class__.__name__}); run `{producer}` again") from None
+        raise FmnistError(
+            f"{path} is not a readable .npz file ({exc.__class__.__name__}); run `{producer}` again"
+        ) from None
     missing = [key for key in required if key not in arrays]
     if missing:
         raise FmnistError(f"{path} lacks array(s) {', '.join(missing)}; run `{producer}` again")
@@ -333,7 +337,9 @@ class StageRun:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise FmnistError(f"cannot create output folder {self.out_dir} ({exc.strerror}); pass a writable --out") from None
+            raise FmnistError(
+                f"cannot create output folder {self.out_dir} ({exc.strerror}); pass a writable --out"
+            ) from None
         for stale in self.out_dir.glob(".staging-*"):
             pid = stale.name.split("-")[1]
             if not (pid.isdigit() and _pid_alive(int(pid))):
@@ -413,7 +419,7 @@ class StageRun:
             "inputs": self.inputs,
             "outputs": outputs,
             "timings": {**self.timings, "wall_s": round(time.perf_counter() - self._start, 4)},
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
             **self.extra,
         }

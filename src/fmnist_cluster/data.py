@@ -138,8 +138,10 @@ def _find_idx(folder: Path, split: str, part: str) -> Path:
     for name in (stem + ".gz", stem, stem.replace("-idx", ".idx") + ".gz", stem.replace("-idx", ".idx")):
         if (folder / name).is_file():
             return folder / name
-    raise FmnistError(f"{folder / (stem + '.gz')} is missing; the idx source needs the four standard files "
-                      f"{', '.join(v + '.gz' for v in _IDX_FILES.values())}")
+    raise FmnistError(
+        f"{folder / (stem + '.gz')} is missing; the idx source needs the four standard files "
+        f"{', '.join(v + '.gz' for v in _IDX_FILES.values())}"
+    )
 
 
 def load_idx_folder(folder: Path | str) -> Dataset:
@@ -159,11 +161,15 @@ def load_idx_folder(folder: Path | str) -> Dataset:
         ipath, lpath = _find_idx(folder, split, "images"), _find_idx(folder, split, "labels")
         images, labels = read_idx(ipath), read_idx(lpath)
         if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE) or images.dtype != np.uint8:
-            raise FmnistError(f"{ipath} holds {images.dtype} images of shape {images.shape}; expected uint8 (N, 28, 28)")
+            raise FmnistError(
+                f"{ipath} holds {images.dtype} images of shape {images.shape}; expected uint8 (N, 28, 28)"
+            )
         if labels.ndim != 1:
             raise FmnistError(f"{lpath} holds an array of shape {labels.shape}; expected labels shaped (N,)")
         if len(images) != len(labels):
-            raise FmnistError(f"{ipath} has {len(images)} images but {lpath} has {len(labels)} labels; use matching files")
+            raise FmnistError(
+                f"{ipath} has {len(images)} images but {lpath} has {len(labels)} labels; use matching files"
+            )
         _check_labels(labels.astype(np.int64), lpath, max_label=len(FASHION_CLASSES) - 1)
         arrays[f"x_{split}"] = images
         arrays[f"y_{split}"] = labels.astype(np.int64)
@@ -247,7 +253,9 @@ def read_csv_matrix(path: Path | str, n_columns: int, what: str) -> tuple[np.nda
     except pd.errors.EmptyDataError:
         raise FmnistError(f"{path} is empty; it needs a header row and one row per image") from None
     except pd.errors.ParserError as exc:
-        raise FmnistError(f"{path} is not a well-formed CSV ({str(exc).strip().splitlines()[-1]}); every row needs {n_columns} cells") from None
+        raise FmnistError(
+            f"{path} is not a well-formed CSV ({str(exc).strip().splitlines()[-1]}); every row needs {n_columns} cells"
+        ) from None
     except (ValueError, TypeError):
         frame = pd.read_csv(path, header=0, dtype=object, engine="c", na_filter=True)
         if frame.shape[1] != n_columns:
@@ -264,7 +272,9 @@ def read_csv_matrix(path: Path | str, n_columns: int, what: str) -> tuple[np.nda
     nan = np.isnan(values)
     if nan.any():
         row, col = _first_true(nan)
-        raise FmnistError(f"{path}: line {row + 2}, column '{frame.columns[col]}' is empty or NaN; every cell needs a number")
+        raise FmnistError(
+            f"{path}: line {row + 2}, column '{frame.columns[col]}' is empty or NaN; every cell needs a number"
+        )
     return values, [str(c) for c in frame.columns]
 
 
@@ -313,7 +323,9 @@ def load_twisted_folder(folder: Path | str) -> Dataset:
         xpath, ypath = folder / f"x_{split}.csv", folder / f"y_{split}.csv"
         for p in (xpath, ypath):
             if not p.is_file():
-                raise FmnistError(f"{p} is missing; the twisted-csv source needs x_train.csv, y_train.csv, x_test.csv, y_test.csv")
+                raise FmnistError(
+                    f"{p} is missing; the twisted-csv source needs x_train.csv, y_train.csv, x_test.csv, y_test.csv"
+                )
         xv, xcols = read_csv_matrix(xpath, N_PIXELS, f"{N_PIXELS} pixel columns")
         yv, ycols = read_csv_matrix(ypath, 1, "1 label column")
         _check_integers(yv, ypath, ycols, 0, None, "labels")
@@ -342,7 +354,9 @@ def load_kaggle_folder(folder: Path | str) -> Dataset:
     column and ``pixel1..pixel784``)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FmnistError(f"data folder {folder} does not exist; pass the folder holding the Kaggle CSV files with --path")
+        raise FmnistError(
+            f"data folder {folder} does not exist; pass the folder holding the Kaggle CSV files with --path"
+        )
     out: dict[str, np.ndarray] = {}
     for split, name in _KAGGLE_FILES.items():
         path = folder / name
@@ -384,7 +398,10 @@ def load_torchvision(cache_dir: Path | str, download: bool = True) -> Dataset:
         images = np.asarray(ds.data, dtype=np.uint8)
         labels = np.asarray(ds.targets, dtype=np.int64)
         if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE) or len(images) != len(labels):
-            raise FmnistError(f"torchvision returned images of shape {images.shape} with {len(labels)} labels under {root}; delete that folder and retry")
+            raise FmnistError(
+                f"torchvision returned images of shape {images.shape} with {len(labels)} labels under {root}; "
+                "delete that folder and retry"
+            )
         splits[split] = (images, labels)
     return Dataset(
         x_train=_to_float_images(splits["train"][0]),
@@ -498,7 +515,9 @@ def _source_files(config: PreprocessConfig) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and (p.suffix in (".gz", ".csv") or "ubyte" in p.name))
 
 
-def transform(dataset: Dataset, config: PreprocessConfig, progress: Progress = NULL_PROGRESS) -> tuple[Dataset, dict[str, Any]]:
+def transform(
+    dataset: Dataset, config: PreprocessConfig, progress: Progress = NULL_PROGRESS
+) -> tuple[Dataset, dict[str, Any]]:
     """Apply the stratified limit, deskew/centre and standardisation of ``config``.
 
     Returns
@@ -515,7 +534,9 @@ def transform(dataset: Dataset, config: PreprocessConfig, progress: Progress = N
     if config.limit is not None:
         for offset, split in enumerate(("train", "test")):
             y = ys[split]
-            idx = stratified_indices(y if y is not None else np.zeros(len(xs[split]), int), config.limit, config.seed + offset)
+            idx = stratified_indices(
+                y if y is not None else np.zeros(len(xs[split]), int), config.limit, config.seed + offset
+            )
             xs[split] = xs[split][idx]
             ys[split] = y[idx] if y is not None else None
     for name, enabled, fn in (("deskew", config.deskew, deskew), ("center", config.center, center_by_mass)):
@@ -645,7 +666,9 @@ def load_dataset(folder: Path | str, producer: str = "fmnist-cluster preprocess"
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     for name, x in (("x_train", x_train), ("x_test", x_test)):
         if x.dtype != np.float32 or x.ndim not in (2, 4):
-            raise FmnistError(f"{path}: {name} is {x.dtype} shaped {x.shape}; expected float32 (N, D) or (N, 1, 28, 28)")
+            raise FmnistError(
+                f"{path}: {name} is {x.dtype} shaped {x.shape}; expected float32 (N, D) or (N, 1, 28, 28)"
+            )
         if not np.isfinite(x).all():
             raise FmnistError(f"{path}: {name} holds NaN or infinite values; run `{producer}` again")
     if x_train.shape[1:] != x_test.shape[1:]:
