@@ -36,12 +36,12 @@ M = TypeVar("M", bound=BaseModel)
 # -- shared option types ------------------------------------------------------------------
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML config of this stage. Default: the built-in defaults, "
+    typer.Option("--config", "-c", metavar="FILE", help="YAML config of this stage. Default: the built-in defaults, "
                  "which configs/<stage>.yaml also holds.", show_default=False),
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override one config key: dotted.key=value (value read as YAML). "
+    typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override one config key: dotted.key=value (value read as YAML). "
                  "Repeatable; applied after --config.", show_default=False),
 ]
 
@@ -143,9 +143,12 @@ def preprocess(
         typer.Option(help="Keep at most N images per split, stratified by label. Overrides 'limit'.", show_default=False),
     ] = None,
 ) -> None:
-    """Read images (IDX, Kaggle CSV, Twisted CSV, torchvision or the shipped sample), check them,
-    optionally deskew / centre / standardise, and write data.npz (float32 (N, 1, 28, 28) in
-    [0, 1], int64 labels, class names where known)."""
+    """Read, check and prepare images: writes data.npz for every later stage.
+
+    Sources: IDX files, Kaggle CSV, Twisted CSV (mystery labels), torchvision download, or the
+    real sample shipped in the package. Optionally deskew, centre and standardise. data.npz holds
+    float32 images (N, 1, 28, 28) in [0, 1], int64 labels and class names where known.
+    """
     from fmnist_cluster.data import run_preprocess
 
     cfg = _run(lambda: _load(PreprocessConfig, config, sets, {"source": source, "path": path, "limit": limit}))
@@ -154,6 +157,112 @@ def preprocess(
     console.print(
         f"[green]preprocess[/]: {metrics['n_train']} train + {metrics['n_test']} test images, "
         f"{metrics['n_classes']} classes -> {out}/data.npz"
+    )
+
+
+# -- cluster ------------------------------------------------------------------------------
+@app.command()
+def cluster(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    input_dir: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="Features to cluster: an encode, preprocess (pixels) or train-som output folder."),
+    ] = Path("outputs/encoding"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/cluster"),
+    images: Annotated[
+        Path | None,
+        typer.Option(help="preprocess output folder holding the images of the input rows (for montages and decoding). "
+                     "Default: the folder recorded in the input's manifest, if still there.", show_default=False),
+    ] = None,
+    originals: Annotated[
+        Path | None,
+        typer.Option(help="preprocess output folder of the original 10-class Fashion-MNIST: decode the mystery labels "
+                     "by matching image content (exact).", show_default=False),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="train-cnn output folder of a 10-class model trained on the original data: decode the "
+                     "mystery labels by its predictions.", show_default=False),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="Rows to cluster: test, train or all. Overrides 'split' (default: test).", show_default=False),
+    ] = None,
+) -> None:
+    """Cluster features with KMeans (k given or chosen by silhouette), DBSCAN (automatic eps from
+    the k-distance knee), HDBSCAN and agglomerative clustering; score them against the labels
+    (ARI, NMI, homogeneity, completeness, purity, contingency, silhouette); with --originals
+    and/or --reference, decode what each mystery label is made of (decoding.json)."""
+    from fmnist_cluster.cluster import run_cluster
+    from fmnist_cluster.config import ClusterConfig
+
+    cfg = _run(lambda: _load(ClusterConfig, config, sets, {"split": split}))
+    with _progress() as progress:
+        summary = _run(lambda: run_cluster(cfg, input_dir, out, images, originals, reference, progress))
+    parts = []
+    for name, s in summary["algorithms"].items():
+        ari = f" ARI {s['ari']:.3f}" if s.get("ari") is not None else ""
+        noise = f" noise {s['noise_share']:.1%}" if name in ("dbscan", "hdbscan") else ""
+        parts.append(f"{name} k={s['n_clusters']}{ari}{noise}")
+    console.print(f"[green]cluster[/]: {summary['n']} rows, {summary['dims']} dims: {'; '.join(parts)} -> {out}")
+    for line in summary["decoding"]:
+        console.print(f"  {line}", highlight=False)
+
+
+# -- embed --------------------------------------------------------------------------------
+@app.command()
+def embed(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    input_dir: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="Features to embed: an encode, preprocess (pixels) or train-som output folder."),
+    ] = Path("outputs/encoding"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/embed"),
+    split: Annotated[
+        str | None,
+        typer.Option(help="Rows to embed: test, train or all. Overrides 'split' (default: test).", show_default=False),
+    ] = None,
+) -> None:
+    """Embed features in 2-D with PCA (plus explained variance), t-SNE and, when umap-learn is
+    installed, UMAP; write embedding.npz (reused by report) and scatter plots by label."""
+    from fmnist_cluster.config import EmbedConfig
+    from fmnist_cluster.embed import run_embed
+
+    cfg = _run(lambda: _load(EmbedConfig, config, sets, {"split": split}))
+    with _progress() as progress:
+        summary = _run(lambda: run_embed(cfg, input_dir, out, progress))
+    console.print(
+        f"[green]embed[/]: {summary['n']} rows, methods {', '.join(summary['methods'])}; "
+        f"PC1+PC2 explain {summary['pca_2_variance']:.1%} -> {out}/embedding.npz"
+    )
+
+
+# -- report -------------------------------------------------------------------------------
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Option("--input", "-i", help="An artefact folder to include (repeatable; its stage is read from its "
+                     "manifest). Default: every finished folder among outputs/{data,som,tune,cnn,encoding,cluster,embed}.",
+                     show_default=False),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/report"),
+) -> None:
+    """Gather the figures and tables of the given artefact folders into one self-contained HTML
+    page (report.html, figures embedded) and a Markdown summary (report.md with figures/)."""
+    from fmnist_cluster.config import ReportConfig
+    from fmnist_cluster.report import DEFAULT_INPUTS, run_report
+
+    cfg = _run(lambda: _load(ReportConfig, config, sets, {}))
+    folders = list(inputs) if inputs else [p for p in DEFAULT_INPUTS if (p / "manifest.json").is_file()]
+    summary = _run(lambda: run_report(cfg, folders, out))
+    console.print(
+        f"[green]report[/]: {summary['n_inputs']} artefact(s), {summary['n_figures']} figures, "
+        f"{summary['n_tables']} tables -> {out}/report.html, {out}/report.md"
     )
 
 
