@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 OUT ?= outputs
 FMNIST ?= ../shared/data/fashion-mnist
 
-.PHONY: help install test lint format demo bench-data sample clean
+.PHONY: help install test lint format demo bench-data bench-cnn sample clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,12 @@ demo: $(STAMP) ## The main job: every stage, offline, on the shipped sample (out
 
 bench-data: $(STAMP) ## Time preprocess on the real IDX folder and a 60,000-row Twisted CSV
 	$(PY) benchmarks/preprocess.py --data $(FMNIST)
+
+bench-cnn: $(STAMP) ## Time and score train-cnn (reference, own, ours) and encode on the real data (~45 min)
+	flock /tmp/fmnist-heavy.lock $(PY) benchmarks/cnn.py --fmnist $(FMNIST) \
+		--run reference:idx --run cnn:idx --run own:idx \
+		--run cnn:tw:0,1,0,1,2,3,2,3,4,3 --run cnn:tw:0,0,1,1,2,2,3,3,4,4 --run reference:tw:0,1,0,1,2,3,2,3,4,3 \
+		--encode cnn:idx
 
 sample: $(STAMP) ## Rebuild the shipped sample from the real data in $(FMNIST)
 	$(PY) scripts/build_sample.py $(FMNIST)

@@ -167,7 +167,9 @@ def cluster(
     sets: SetOpt = None,
     input_dir: Annotated[
         Path,
-        typer.Option("--input", "-i", help="Features to cluster: an encode, preprocess (pixels) or train-som output folder."),
+        typer.Option(
+            "--input", "-i", help="Features to cluster: an encode, preprocess (pixels) or train-som output folder."
+        ),
     ] = Path("outputs/encoding"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/cluster"),
     images: Annotated[
@@ -187,7 +189,9 @@ def cluster(
     ] = None,
     split: Annotated[
         str | None,
-        typer.Option(help="Rows to cluster: test, train or all. Overrides 'split' (default: test).", show_default=False),
+        typer.Option(
+            help="Rows to cluster: test, train or all. Overrides 'split' (default: test).", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Cluster features with KMeans (k given or chosen by silhouette), DBSCAN (automatic eps from
@@ -207,7 +211,7 @@ def cluster(
         parts.append(f"{name} k={s['n_clusters']}{ari}{noise}")
     console.print(f"[green]cluster[/]: {summary['n']} rows, {summary['dims']} dims: {'; '.join(parts)} -> {out}")
     for line in summary["decoding"]:
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 # -- embed --------------------------------------------------------------------------------
@@ -217,7 +221,9 @@ def embed(
     sets: SetOpt = None,
     input_dir: Annotated[
         Path,
-        typer.Option("--input", "-i", help="Features to embed: an encode, preprocess (pixels) or train-som output folder."),
+        typer.Option(
+            "--input", "-i", help="Features to embed: an encode, preprocess (pixels) or train-som output folder."
+        ),
     ] = Path("outputs/encoding"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/embed"),
     split: Annotated[
@@ -237,6 +243,8 @@ def embed(
         f"[green]embed[/]: {summary['n']} rows, methods {', '.join(summary['methods'])}; "
         f"PC1+PC2 explain {summary['pca_2_variance']:.1%} -> {out}/embedding.npz"
     )
+    for method, why in summary["skipped"].items():
+        console.print(f"  {method} skipped: {why}", highlight=False, soft_wrap=True)
 
 
 # -- report -------------------------------------------------------------------------------
@@ -247,7 +255,8 @@ def report(
     inputs: Annotated[
         list[Path] | None,
         typer.Option("--input", "-i", help="An artefact folder to include (repeatable; its stage is read from its "
-                     "manifest). Default: every finished folder among outputs/{data,som,tune,cnn,encoding,cluster,embed}.",
+                     "manifest). Default: every finished folder among "
+                     "outputs/{data,som,tune,cnn,encoding,cluster,embed}.",
                      show_default=False),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/report"),
@@ -263,6 +272,188 @@ def report(
     console.print(
         f"[green]report[/]: {summary['n_inputs']} artefact(s), {summary['n_figures']} figures, "
         f"{summary['n_tables']} tables -> {out}/report.html, {out}/report.md"
+    )
+
+
+# -- train-som ----------------------------------------------------------------------------
+@app.command("train-som")
+def train_som(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    input_dir: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="Features to map: a preprocess (pixels) or encode output folder."),
+    ] = Path("outputs/data"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/som"),
+    engine: Annotated[
+        str | None,
+        typer.Option(help="batch (torch Kohonen batch map) or minisom. Overrides 'som.engine' (default: batch).",
+                     show_default=False),
+    ] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Epochs (batch) or passes (minisom). Overrides 'som.epochs' (default: 6).",
+                                   show_default=False)
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu or cuda. Overrides 'train.device' (default: auto).", show_default=False)
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted batch run from OUT/checkpoint.npz.")
+    ] = False,
+) -> None:
+    """Train a self-organising map (batch engine in torch, or MiniSom) on pixels or encodings,
+    with per-epoch QE/TE, checkpoints and resume; write som.npz, metrics.json (QE, TE, neuron
+    usage, purity, neuron-majority test accuracy) and figures: U-matrix with class markers, hit
+    map, IQR outlier neurons, labels map, prototypes, winner samples, largest-QE samples."""
+    from fmnist_cluster.config import SomConfig
+    from fmnist_cluster.som import run_train_som
+
+    cfg = _run(lambda: _load(SomConfig, config, sets, {"som.engine": engine, "som.epochs": epochs,
+                                                       "train.device": device}))
+    with _progress() as progress:
+        m = _run(lambda: run_train_som(cfg, input_dir, out, progress, resume=resume))
+    acc = f", test accuracy {m['test_accuracy']:.3f}" if "test_accuracy" in m else ""
+    console.print(
+        f"[green]train-som[/]: {m['engine']} {cfg.som.rows}x{cfg.som.cols} on {m['n_fit']} rows in "
+        f"{m['train_seconds']:.1f} s: QE {m['qe']:.3f}, TE {m['te']:.4f}{acc} -> {out}"
+    )
+
+
+# -- tune ---------------------------------------------------------------------------------
+@app.command()
+def tune(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    input_dir: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="Features to map: a preprocess (pixels) or encode output folder."),
+    ] = Path("outputs/data"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/tune"),
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL shared by many workers (sqlite:///x.db, postgresql://...). "
+                     "Overrides 'storage' (default: sqlite file OUT/study.db).", show_default=False),
+    ] = None,
+    n_trials: Annotated[
+        int | None,
+        typer.Option("--n-trials", help="Finished trials the study should reach. Overrides 'n_trials' (default: 30).",
+                     show_default=False),
+    ] = None,
+) -> None:
+    """Bayesian optimisation (Optuna TPE) of train-som settings: every trial trains a map and is
+    scored on held-out rows by QE and TE (Pareto front, or a scalar score with pruning). Start
+    several workers on one --storage to share a study; a restarted run keeps finished trials.
+    Writes best.yaml (a train-som --config), trials.csv and figures."""
+    from fmnist_cluster.config import TuneConfig
+    from fmnist_cluster.tune import run_tune
+
+    cfg = _run(lambda: _load(TuneConfig, config, sets, {"storage": storage, "n_trials": n_trials}))
+    with _progress() as progress:
+        s = _run(lambda: run_tune(cfg, input_dir, out, progress))
+    console.print(
+        f"[green]tune[/]: {s['n_complete']} finished trials ({s['n_pruned']} pruned); best #{s['best_trial']}: "
+        f"held-out QE {s['best_qe']:.3f}, TE {s['best_te']:.4f} -> {out}/best.yaml"
+    )
+
+
+# -- train-cnn ----------------------------------------------------------------------------
+@app.command("train-cnn")
+def train_cnn(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    input_dir: Annotated[
+        Path, typer.Option("--input", "-i", help="Labelled images: a preprocess output folder.")
+    ] = Path("outputs/data"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder (model.pt, metrics, figures).")] = Path(
+        "outputs/cnn"
+    ),
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs. Overrides 'train.epochs' (default: 15).", show_default=False)
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu or cuda. Overrides 'device' (default: auto).", show_default=False)
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch CPU threads. Overrides 'threads' (default: one per core).", show_default=False),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Overrides 'seed' (default: 0).", show_default=False)] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue an interrupted run from OUT/train-state.pt (same config and data)."),
+    ] = False,
+) -> None:
+    """Train a convolutional network defined in YAML (configs/cnn.yaml; the study's designs are
+    configs/cnn-reference.yaml and configs/cnn-seed-own.yaml) on labelled images; K comes from the
+    labels. Holds out a seeded validation split, shows per-epoch loss/accuracy, keeps the best
+    epoch, can stop early and resume. Writes model.pt (weights + architecture + K + class names),
+    metrics.json (test accuracy, loss, per-class accuracy, right/wrong counts, images/s),
+    predictions.npz, learning_curves.png, confusion_matrix.png and misclassified.png."""
+    from fmnist_cluster.cnn import run_train_cnn
+    from fmnist_cluster.config import CnnConfig
+
+    extra = {"train.epochs": epochs, "device": device, "threads": threads, "seed": seed}
+    cfg = _run(lambda: _load(CnnConfig, config, sets, extra))
+    with _progress() as progress:
+        m = _run(lambda: run_train_cnn(cfg, input_dir, out, progress, resume=resume))
+    console.print(
+        f"[green]train-cnn[/]: test accuracy {100 * m['test_accuracy']:.2f} % ({m['n_right']}/{m['n_test']} right), "
+        f"K={m['n_classes']}, {m['epochs_run']} epochs in {m['train_seconds']:.0f} s "
+        f"({m['train_images_per_s']:.0f} images/s), best epoch {m['best_epoch']} -> {out}/model.pt"
+    )
+
+
+# -- encode -------------------------------------------------------------------------------
+@app.command()
+def encode(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="The trained network: a train-cnn output folder.")
+    ] = Path("outputs/cnn"),
+    input_dir: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="Images to encode: a preprocess output folder (prepared like the "
+                     "training images)."),
+    ] = Path("outputs/data"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder (data.npz).")] = Path(
+        "outputs/encoding"
+    ),
+    layer: Annotated[
+        str | None,
+        typer.Option(help="Named layer to take the output of (see --list-layers). Overrides 'layer' "
+                     "(default: the last dense layer before the output layer).", show_default=False),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu or cuda. Overrides 'device' (default: auto).", show_default=False)
+    ] = None,
+    list_layers: Annotated[
+        bool, typer.Option("--list-layers", help="Print the model's named layers with their output shapes and exit.")
+    ] = False,
+) -> None:
+    """Encode images with a trained network: the output of one named layer (forward hook, in
+    batches) for the train and test images, written as data.npz (float32 (N, D) features, the
+    labels, class names and layer name) that cluster, embed and train-som read like pixels.
+    Example: encode --model outputs/cnn --input outputs/data --layer dense64."""
+    from fmnist_cluster.config import EncodeConfig
+    from fmnist_cluster.encode import list_layers as layers_of
+    from fmnist_cluster.encode import run_encode
+
+    if list_layers:
+        rows, default = _run(lambda: layers_of(model))
+        width = max(len(r["name"]) for r in rows)
+        typer.echo(f"layers of {model}/model.pt (output shape per image):")
+        for r in rows:
+            mark = "  <- default" if r["name"] == default else ""
+            shape = "x".join(str(s) for s in r["shape"])
+            typer.echo(f"  {r['name']:<{width}}  {r['type']:<11} {shape:>10}  ({r['size']} values){mark}")
+        return
+    cfg = _run(lambda: _load(EncodeConfig, config, sets, {"layer": layer, "device": device}))
+    with _progress() as progress:
+        m = _run(lambda: run_encode(cfg, model, input_dir, out, progress))
+    console.print(
+        f"[green]encode[/]: layer '{m['layer']}', {m['n_train']} train + {m['n_test']} test images -> "
+        f"{m['dim']} features each in {m['seconds']:.1f} s ({m['images_per_s']:.0f} images/s) -> {out}/data.npz"
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from fmnist_cluster.errors import FmnistError
 
@@ -99,13 +99,16 @@ class ReduceConfig(StrictModel):
 
     Attributes
     ----------
+    normalize : bool
+        Scale every row to unit length first (compare directions: cosine geometry).
     standardize : bool
-        Scale every feature to zero mean and unit variance first.
+        Scale every feature to zero mean and unit variance (after ``normalize``).
     pca_components : int or None
-        Project onto this many principal components first (None keeps every feature; a value
+        Project onto this many principal components last (None keeps every feature; a value
         at least the feature count is ignored).
     """
 
+    normalize: bool = False
     standardize: bool = False
     pca_components: int | None = Field(default=None, gt=0)
 
@@ -123,7 +126,7 @@ class KMeansConfig(StrictModel):
     k_range : list of 2 ints
         Smallest and largest k tried by ``auto`` (inclusive).
     n_init : int
-        KMeans restarts; the best is kept.
+        KMeans restarts of the final fit; the best is kept (the search over k uses at most 2).
     """
 
     enabled: bool = True
@@ -320,7 +323,7 @@ class UMAPConfig(StrictModel):
     Attributes
     ----------
     enabled : bool
-        Compute a 2-D UMAP when the package is available (a warning says when it is not).
+        Compute a 2-D UMAP when the package is available (recorded as skipped when it is not).
     n_neighbors : int
         Local neighbourhood size.
     min_dist : float
@@ -346,6 +349,8 @@ class EmbedConfig(StrictModel):
         Components kept for the explained-variance curve.
     tsne : TSNEConfig
     umap : UMAPConfig
+    threads : int or None
+        CPU threads of t-SNE; None uses one per core.
     seed : int
         Seed of t-SNE, UMAP and sampling.
     """
@@ -355,6 +360,7 @@ class EmbedConfig(StrictModel):
     pca_components: int = Field(default=50, gt=1)
     tsne: TSNEConfig = Field(default_factory=TSNEConfig)
     umap: UMAPConfig = Field(default_factory=UMAPConfig)
+    threads: int | None = Field(default=None, gt=0)
     seed: int = 0
 
 
@@ -376,6 +382,453 @@ class ReportConfig(StrictModel):
     title: str = "fmnist-cluster report"
     max_points: int = Field(default=10000, gt=10)
     include_json: bool = False
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------------------
+# train-cnn, encode
+# --------------------------------------------------------------------------------------
+
+LAYER_TYPES = ("conv", "pool", "global_pool", "dense", "dropout", "batchnorm", "activation", "flatten")
+ACTIVATIONS = ("none", "relu", "leaky_relu", "elu", "gelu", "silu", "tanh")
+_LAYER_KEYS: dict[str, tuple[str, ...]] = {
+    "conv": ("filters", "kernel", "stride", "padding", "bias", "batchnorm", "activation", "negative_slope"),
+    "dense": ("units", "bias", "batchnorm", "activation", "negative_slope"),
+    "pool": ("mode", "size"),
+    "global_pool": ("mode",),
+    "dropout": ("rate",),
+    "batchnorm": (),
+    "activation": ("activation", "negative_slope"),
+    "flatten": (),
+}
+
+
+class LayerSpec(StrictModel):
+    """One named layer of a network built by ``train-cnn``.
+
+    Every layer has a ``name`` (letters, digits, ``_``; unique) that ``encode`` uses to take
+    its output, and a ``type``. A ``conv`` or ``dense`` layer is one block: the weights, then
+    optional batch norm, then the optional activation, so its output is the activated value.
+
+    Attributes
+    ----------
+    name : str
+        Stable layer name, e.g. ``conv1`` or ``dense64``.
+    type : {'conv', 'pool', 'global_pool', 'dense', 'dropout', 'batchnorm', 'activation', 'flatten'}
+        ``conv``: 2-D convolution; ``pool``: ``mode`` pooling over ``size`` x ``size``;
+        ``global_pool``: pools each channel to one value and flattens; ``dense``: fully
+        connected (needs a flat input: put ``flatten`` first); ``dropout``: drops a ``rate``
+        share in training; ``batchnorm``: batch normalisation; ``activation``: a non-linearity.
+    filters : int
+        conv: output channels (required).
+    kernel, stride, padding : int
+        conv: square kernel side (3), stride (1) and zero padding (1).
+    units : int or 'classes'
+        dense: output size (required); ``classes`` means K, the number of labels in the data.
+    bias : bool
+        conv, dense: learn an additive bias (True).
+    batchnorm : bool
+        conv, dense: batch norm between weights and activation (False).
+    activation : {'none', 'relu', 'leaky_relu', 'elu', 'gelu', 'silu', 'tanh'}
+        conv, dense, activation: the non-linearity (``none`` for conv/dense).
+    negative_slope : float
+        Slope of ``leaky_relu`` for negative inputs (0.01).
+    mode : {'max', 'avg'}
+        pool, global_pool: maximum or average ('max').
+    size : int
+        pool: window side and stride (2).
+    rate : float
+        dropout: share of values zeroed in training, 0 <= rate < 1 (0.5).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
+    type: Literal["conv", "pool", "global_pool", "dense", "dropout", "batchnorm", "activation", "flatten"]
+    filters: int | None = Field(default=None, gt=0)
+    kernel: int = Field(default=3, gt=0)
+    stride: int = Field(default=1, gt=0)
+    padding: int = Field(default=1, ge=0)
+    units: int | Literal["classes"] | None = None
+    bias: bool = True
+    batchnorm: bool = False
+    activation: Literal["none", "relu", "leaky_relu", "elu", "gelu", "silu", "tanh"] = "none"
+    negative_slope: float = Field(default=0.01, ge=0)
+    mode: Literal["max", "avg"] = "max"
+    size: int = Field(default=2, gt=0)
+    rate: float = Field(default=0.5, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> LayerSpec:
+        allowed = set(_LAYER_KEYS[self.type]) | {"name", "type"}
+        stray = sorted(set(self.model_fields_set) - allowed)
+        if stray:
+            raise ValueError(
+                f"layer '{self.name}' ({self.type}) does not take {', '.join(stray)}; "
+                f"valid: {', '.join(['name', 'type', *_LAYER_KEYS[self.type]])}"
+            )
+        if self.type == "conv" and self.filters is None:
+            raise ValueError(f"conv layer '{self.name}' needs filters (output channels)")
+        if self.type == "dense" and self.units is None:
+            raise ValueError(f"dense layer '{self.name}' needs units (an int, or 'classes' for K)")
+        if self.type == "activation" and self.activation == "none":
+            raise ValueError(f"activation layer '{self.name}' needs activation; valid: {', '.join(ACTIVATIONS[1:])}")
+        if isinstance(self.units, int) and self.units <= 0:
+            raise ValueError(f"dense layer '{self.name}' needs units > 0")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_used(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        keep = {"name", "type", *_LAYER_KEYS[data["type"]]}
+        return {key: value for key, value in data.items() if key in keep}
+
+
+class CnnTrainConfig(StrictModel):
+    """Training settings of ``train-cnn``.
+
+    Attributes
+    ----------
+    optimizer : {'sgd', 'adam', 'adamw'}
+        SGD (with ``momentum``), Adam or AdamW.
+    lr : float
+        Learning rate (the peak rate of a ``onecycle`` schedule), > 0.
+    momentum : float
+        SGD momentum, 0 <= momentum < 1.
+    nesterov : bool
+        Nesterov momentum for SGD.
+    weight_decay : float
+        L2 penalty (decoupled for AdamW), >= 0.
+    batch_size : int
+        Images per step, > 0.
+    epochs : int
+        Passes over the training part, > 0.
+    schedule : {'constant', 'onecycle', 'cosine', 'step'}
+        Learning-rate schedule: constant; one-cycle (warm up over ``warmup`` of the steps,
+        then cosine down); cosine decay to 0 over all steps; or x0.1 at 50 % and 75 % of epochs.
+    warmup : float
+        Share of the steps spent warming up in ``onecycle``, 0 < warmup < 1.
+    label_smoothing : float
+        Cross-entropy label smoothing, 0 <= value < 1.
+    val_fraction : float
+        Share of the training images held out (seeded, stratified) for validation,
+        0 <= value <= 0.5. With 0 no validation is done and the last epoch is kept.
+    early_stopping : int or None
+        Stop after this many epochs without a better validation accuracy; None trains every epoch.
+    restore_best : bool
+        Keep the weights of the epoch with the best validation accuracy (else the last epoch's).
+    eval_batch_size : int
+        Images per forward pass when evaluating, > 0.
+    """
+
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float = Field(default=0.003, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(default=0.02, ge=0)
+    batch_size: int = Field(default=128, gt=0)
+    epochs: int = Field(default=15, gt=0)
+    schedule: Literal["constant", "onecycle", "cosine", "step"] = "onecycle"
+    warmup: float = Field(default=0.2, gt=0, lt=1)
+    label_smoothing: float = Field(default=0.05, ge=0, lt=1)
+    val_fraction: float = Field(default=0.1, ge=0, le=0.5)
+    early_stopping: int | None = Field(default=None, gt=0)
+    restore_best: bool = True
+    eval_batch_size: int = Field(default=1000, gt=0)
+
+
+class AugmentConfig(StrictModel):
+    """On-the-fly training augmentation of ``train-cnn`` (label preserving, seeded).
+
+    Attributes
+    ----------
+    flip : bool
+        Mirror each image left-right with probability 0.5.
+    shift : int
+        Translate each image by up to this many pixels in x and y (zero fill), 0..8.
+    erase : float
+        Probability of blanking one random rectangle (random erasing), 0..1.
+    """
+
+    flip: bool = True
+    shift: int = Field(default=2, ge=0, le=8)
+    erase: float = Field(default=0.0, ge=0, le=1)
+
+
+def _default_architecture() -> list[LayerSpec]:
+    return [
+        LayerSpec(name="conv1", type="conv", filters=32, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="pool1", type="pool"),
+        LayerSpec(name="conv2", type="conv", filters=64, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="pool2", type="pool"),
+        LayerSpec(name="conv3", type="conv", filters=256, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="pool3", type="pool"),
+        LayerSpec(name="flatten", type="flatten"),
+        LayerSpec(name="drop1", type="dropout", rate=0.3),
+        LayerSpec(name="dense64", type="dense", units=64, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="drop2", type="dropout", rate=0.2),
+        LayerSpec(name="output", type="dense", units="classes"),
+    ]
+
+
+class CnnConfig(StrictModel):
+    """Configuration of ``train-cnn``: the network, its training and augmentation.
+
+    The network ends in a dense layer with ``units: classes``; its K outputs are the logits
+    of a softmax (the softmax is part of the loss and of :func:`predict_proba`).
+
+    Attributes
+    ----------
+    architecture : list of LayerSpec
+        The layers in order (see :class:`LayerSpec`).
+    train : CnnTrainConfig
+        Optimiser, schedule, batch size, epochs, validation split, early stopping.
+    augment : AugmentConfig
+        Training-time augmentation.
+    device : {'auto', 'cpu', 'cuda'}
+        Where to train; ``auto`` takes CUDA when present.
+    threads : int or None
+        CPU threads for torch; None keeps torch's default (one per core).
+    seed : int
+        Seeds weights, validation split, shuffling, augmentation and dropout.
+    """
+
+    architecture: list[LayerSpec] = Field(default_factory=_default_architecture, min_length=1)
+    train: CnnTrainConfig = Field(default_factory=CnnTrainConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, gt=0)
+    seed: int = 0
+
+    @field_validator("architecture")
+    @classmethod
+    def _check_names(cls, layers: list[LayerSpec]) -> list[LayerSpec]:
+        seen: set[str] = set()
+        for layer in layers:
+            if layer.name in seen:
+                raise ValueError(f"layer name '{layer.name}' is used twice; names must be unique")
+            seen.add(layer.name)
+        return layers
+
+
+class EncodeConfig(StrictModel):
+    """Configuration of ``encode``.
+
+    Attributes
+    ----------
+    layer : str or None
+        Named layer whose output becomes the features (``encode --list-layers`` shows them);
+        None takes the last dense layer before the output layer (else the layer before it).
+    batch_size : int
+        Images per forward pass, > 0.
+    device : {'auto', 'cpu', 'cuda'}
+        Where to run; ``auto`` takes CUDA when present.
+    threads : int or None
+        CPU threads for torch; None keeps torch's default.
+    """
+
+    layer: str | None = None
+    batch_size: int = Field(default=1000, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, gt=0)
+
+
+# --------------------------------------------------------------------------------------
+# train-som and tune
+# --------------------------------------------------------------------------------------
+
+
+class SomMapConfig(StrictModel):
+    """The map and its training schedule (section ``som``).
+
+    Attributes
+    ----------
+    engine : {'batch', 'minisom'}
+        ``batch``: the toolkit's Kohonen batch map in torch (fast, CPU or CUDA);
+        ``minisom``: MiniSom's online updates, one sample at a time.
+    rows, cols : int
+        Map size (>= 1).
+    topology : {'rectangular', 'hexagonal'}
+    neighbourhood : {'gaussian', 'bubble', 'triangle', 'mexican_hat'}
+        ``mexican_hat`` only with ``engine: minisom``.
+    init : {'pca', 'random'}
+        Plane of the first two principal components, or random samples of the data.
+    sigma : float or None
+        Initial neighbourhood width (> 0); None means max(rows, cols) / 2.
+    sigma_end : float
+        Batch engine: width in the last epoch (> 0, <= sigma).
+    epochs : float
+        Batch engine: number of epochs (a whole number >= 1). MiniSom: passes over the
+        data when ``steps`` is None.
+    schedule : {'exponential', 'linear'}
+        Batch engine: how sigma shrinks from ``sigma`` to ``sigma_end``.
+    learning_rate : float
+        MiniSom: initial learning rate (> 0).
+    decay_function : {'asymptotic_decay', 'inverse_decay_to_zero', 'linear_decay_to_zero'}
+        MiniSom: learning-rate decay.
+    sigma_decay_function : {'asymptotic_decay', 'inverse_decay_to_one', 'linear_decay_to_one'}
+        MiniSom: sigma decay.
+    order : {'random', 'sequential'}
+        MiniSom: ``train_random`` (shuffled) or ``train_batch`` (in order) sample order.
+    steps : int or None
+        MiniSom: number of single-sample updates; None means ``epochs`` passes.
+    """
+
+    engine: Literal["batch", "minisom"] = "batch"
+    rows: int = Field(default=50, ge=1)
+    cols: int = Field(default=50, ge=1)
+    topology: Literal["rectangular", "hexagonal"] = "rectangular"
+    neighbourhood: Literal["gaussian", "bubble", "triangle", "mexican_hat"] = "gaussian"
+    init: Literal["pca", "random"] = "pca"
+    sigma: float | None = Field(default=6.0, gt=0)
+    sigma_end: float = Field(default=0.6, gt=0)
+    epochs: float = Field(default=6, gt=0)
+    schedule: Literal["exponential", "linear"] = "exponential"
+    learning_rate: float = Field(default=0.5, gt=0)
+    decay_function: Literal["asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero"] = "asymptotic_decay"
+    sigma_decay_function: Literal["asymptotic_decay", "inverse_decay_to_one", "linear_decay_to_one"] = "asymptotic_decay"
+    order: Literal["random", "sequential"] = "random"
+    steps: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_engine_options(self) -> SomMapConfig:
+        if self.engine == "batch":
+            if self.neighbourhood == "mexican_hat":
+                raise ValueError("neighbourhood 'mexican_hat' needs engine 'minisom'; batch valid: gaussian, bubble, triangle")
+            if self.epochs != int(self.epochs):
+                raise ValueError(f"epochs must be a whole number for the batch engine, got {self.epochs}")
+            if self.sigma is not None and self.sigma < self.sigma_end:
+                raise ValueError(f"sigma ({self.sigma}) must be >= sigma_end ({self.sigma_end})")
+        return self
+
+
+class SomTrainConfig(StrictModel):
+    """How ``train-som`` feeds and runs the map (section ``train``).
+
+    Attributes
+    ----------
+    pool : bool
+        Train on train + test together (as the original tutorial did); the test accuracy
+        is then not held out (metrics.json says so). Default False: train on the training
+        split, score on the test split.
+    limit : int or None
+        Train on at most this many (seeded random) rows.
+    chunk_size : int
+        Rows per chunk of the winner search (memory ~ chunk_size x neurons x 4 bytes).
+    device : {'auto', 'cpu', 'cuda'}
+    early_stop_tol : float or None
+        Batch engine: stop when the quantisation error improved by less than this
+        fraction for ``patience`` epochs in a row; None trains every epoch.
+    patience : int
+    """
+
+    pool: bool = False
+    limit: int | None = Field(default=None, gt=0)
+    chunk_size: int = Field(default=4096, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    early_stop_tol: float | None = Field(default=None, ge=0)
+    patience: int = Field(default=2, ge=1)
+
+
+class SomAnalysisConfig(StrictModel):
+    """Figures of ``train-som`` (section ``analysis``).
+
+    Attributes
+    ----------
+    winner_neurons : list of int or None
+        Neurons (index row * cols + col) whose samples are shown; None: the 4 most hit.
+    n_winner_samples : int
+        Samples shown per chosen neuron.
+    n_largest_qe : int
+        Samples in the largest-quantisation-error montage.
+    """
+
+    winner_neurons: list[int] | None = None
+    n_winner_samples: int = Field(default=10, ge=1)
+    n_largest_qe: int = Field(default=30, ge=1)
+
+
+class SomConfig(StrictModel):
+    """Configuration of ``train-som``: sections ``som``, ``train``, ``analysis`` and a ``seed``."""
+
+    som: SomMapConfig = SomMapConfig()
+    train: SomTrainConfig = SomTrainConfig()
+    analysis: SomAnalysisConfig = SomAnalysisConfig()
+    seed: int = 0
+
+
+class SearchParam(StrictModel):
+    """One dimension of the search space: a range (``low``/``high``, optional ``log`` and
+    ``integer``) or a list of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> SearchParam:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either a non-empty 'choices' list or 'low' and 'high', not both")
+        elif self.low is None or self.high is None:
+            raise ValueError("a range needs both 'low' and 'high' (or give 'choices')")
+        elif self.low > self.high:
+            raise ValueError(f"low ({self.low}) > high ({self.high}); swap them")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        return self
+
+
+def _default_space() -> dict[str, SearchParam]:
+    return {
+        "som.sigma": SearchParam(low=1.0, high=10.0, log=True),
+        "som.sigma_end": SearchParam(low=0.3, high=3.0, log=True),
+        "som.epochs": SearchParam(low=2, high=8, integer=True),
+        "som.neighbourhood": SearchParam(choices=["gaussian", "bubble", "triangle"]),
+    }
+
+
+class TuneConfig(StrictModel):
+    """Configuration of ``tune``: Optuna TPE over ``train-som`` settings.
+
+    Attributes
+    ----------
+    base : SomConfig
+        The map settings every trial starts from; ``space`` keys replace parts of it.
+    space : dict of dotted key -> SearchParam
+        Keys are dotted ``train-som`` config keys (``som.sigma``, ``som.rows``, ...).
+    n_trials : int
+        Finished trials the study should hold (shared by every worker on one storage).
+    timeout : float or None
+        Stop this worker after that many seconds.
+    objective : {'pareto', 'scalar'}
+        ``pareto``: minimise held-out QE and TE together (multi-objective TPE, Pareto
+        front); ``scalar``: minimise ``qe + te_weight * te`` with median pruning on the
+        per-epoch QE.
+    te_weight : float
+        Weight of TE in the scalar score, also used to pick the best trial of a Pareto front.
+    holdout : float
+        Share of the (possibly limited) training rows kept out of training for scoring (0..0.9).
+    limit : int or None
+        Use at most this many training rows (seeded) per trial, before the holdout split.
+    storage : str or None
+        Optuna storage URL (``sqlite:///path.db``, ``postgresql://...``); None: a SQLite
+        file ``study.db`` in the output folder.
+    study_name : str
+    seed : int
+        Seed of the TPE sampler and the holdout split.
+    """
+
+    base: SomConfig = SomConfig(som=SomMapConfig(rows=10, cols=10), train=SomTrainConfig(device="auto"))
+    space: dict[str, SearchParam] = Field(default_factory=_default_space)
+    n_trials: int = Field(default=30, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
+    objective: Literal["pareto", "scalar"] = "pareto"
+    te_weight: float = Field(default=5.0, ge=0)
+    holdout: float = Field(default=0.2, gt=0, lt=0.9)
+    limit: int | None = Field(default=5000, gt=0)
+    storage: str | None = None
+    study_name: str = "som"
     seed: int = 0
 
 

@@ -1,0 +1,189 @@
+"""The ``embed`` stage: 2-D maps of features for looking at them.
+
+* PCA, with the explained variance of the first ``pca_components`` components;
+* t-SNE (scikit-learn, Barnes-Hut) on the first 50 principal components;
+* UMAP when the optional ``umap-learn`` package is installed (recorded as skipped otherwise).
+
+``embedding.npz`` holds ``index`` (rows of the chosen split), ``y`` when labelled, and one
+(N, 2) array per method (``pca``, ``tsne``, ``umap``); rows a method did not embed (t-SNE on a
+sample) are NaN. ``report`` reuses these coordinates and never recomputes them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
+from fmnist_cluster.cluster import FeatureSet, figure_name, load_features
+from fmnist_cluster.config import EmbedConfig, ReduceConfig
+from fmnist_cluster.errors import FmnistError
+
+EMBEDDING_FILE = "embedding.npz"
+METHOD_TITLES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+def umap_available() -> bool:
+    """True when the optional ``umap-learn`` package can be imported."""
+    return importlib.util.find_spec("umap") is not None
+
+
+def pca_embedding(x: np.ndarray, n_components: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The first two principal-component scores and the explained-variance ratios of the
+    first ``n_components`` components."""
+    from sklearn.decomposition import PCA
+
+    n_components = max(2, min(n_components, x.shape[0], x.shape[1]))
+    pca = PCA(n_components=n_components, random_state=seed)
+    scores = pca.fit_transform(np.asarray(x, dtype=np.float64))
+    return scores[:, :2].astype(np.float32), pca.explained_variance_ratio_.astype(np.float64)
+
+
+def tsne_embedding(
+    x: np.ndarray,
+    perplexity: float = 30.0,
+    max_iter: int = 1000,
+    pca_components: int = 50,
+    seed: int = 0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """2-D t-SNE (Barnes-Hut, PCA initialisation, automatic learning rate) of ``x`` after a
+    projection on its first ``pca_components`` principal components."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) < 5:
+        raise FmnistError(f"t-SNE needs at least 5 rows, got {len(x)}; disable it with --set tsne.enabled=false")
+    if x.shape[1] > pca_components and len(x) > pca_components:
+        x = PCA(n_components=pca_components, random_state=seed).fit_transform(x).astype(np.float32)
+    perplexity = min(perplexity, (len(x) - 1) / 3.0)
+    model = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        max_iter=max_iter,
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+        n_jobs=threads or -1,
+    )
+    return model.fit_transform(x).astype(np.float32)
+
+
+def umap_embedding(x: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> np.ndarray:
+    """2-D UMAP of ``x`` (needs ``umap-learn``)."""
+    import umap
+
+    model = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, random_state=seed)
+    return np.asarray(model.fit_transform(np.asarray(x, dtype=np.float32)), dtype=np.float32)
+
+
+def _label_names(features: FeatureSet) -> list[str] | None:
+    return list(features.class_names) if features.class_names is not None else None
+
+
+def run_embed(
+    config: EmbedConfig, input_dir: Path | str, out_dir: Path | str, progress: Progress = NULL_PROGRESS
+) -> dict[str, Any]:
+    """The ``embed`` stage.
+
+    Parameters
+    ----------
+    config : EmbedConfig
+    input_dir : path
+        A ``preprocess``, ``encode`` or ``train-som`` artefact.
+    out_dir : path
+        Output folder: ``embedding.npz``, ``metrics.json`` and ``figures/*.png``.
+
+    Returns
+    -------
+    dict
+        Rows, methods computed, variance of the first two components, seconds per method.
+    """
+    from fmnist_cluster import plots
+    from fmnist_cluster.cluster import reduce_features
+
+    features = load_features(input_dir, config.split, images=None, find_images=False)
+    methods = ["pca"] + (["tsne"] if config.tsne.enabled else [])
+    skipped: dict[str, str] = {}
+    if config.umap.enabled:
+        if umap_available():
+            methods.append("umap")
+        else:
+            skipped["umap"] = "the optional package umap-learn is not installed (pip install umap-learn)"
+    n = len(features.x)
+    with StageRun("embed", Path(out_dir), config.model_dump(mode="json"), seed=config.seed) as run:
+        run.add_input(features.path, features.digest)
+        x, _ = reduce_features(features.x, ReduceConfig(standardize=config.standardize), config.seed)
+        task = progress.task("embedding", total=len(methods))
+        coords: dict[str, np.ndarray] = {}
+        seconds: dict[str, float] = {}
+        with run.timer("pca"):
+            coords["pca"], ratios = pca_embedding(x, config.pca_components, config.seed)
+        task.advance(1)
+        if "tsne" in methods:
+            rows = np.arange(n)
+            if config.tsne.max_points is not None and n > config.tsne.max_points:
+                rows = np.sort(np.random.default_rng(config.seed).choice(n, config.tsne.max_points, replace=False))
+            full = np.full((n, 2), np.nan, dtype=np.float32)
+            with run.timer("tsne"):
+                full[rows] = tsne_embedding(
+                    x[rows],
+                    config.tsne.perplexity,
+                    config.tsne.max_iter,
+                    config.tsne.pca_components,
+                    config.seed,
+                    config.threads,
+                )
+            coords["tsne"] = full
+            task.advance(1)
+        if "umap" in methods:
+            with run.timer("umap"):
+                coords["umap"] = umap_embedding(x, config.umap.n_neighbors, config.umap.min_dist, config.seed)
+            task.advance(1)
+        task.close()
+        seconds = {m: run.timings.get(m, 0.0) for m in methods}
+        arrays: dict[str, np.ndarray] = {
+            "index": np.arange(n, dtype=np.int64),
+            **coords,
+            "explained_variance_ratio": ratios,
+        }
+        if features.y is not None:
+            arrays["y"] = features.y
+        run.save_npz(EMBEDDING_FILE, **arrays)
+        names = _label_names(features)
+        with run.timer("figures"):
+            run.save_bytes(figure_name("pca-variance"), plots.figure_png(plots.explained_variance(ratios)))
+            for method, pts in coords.items():
+                ok = ~np.isnan(pts[:, 0])
+                axis = (
+                    ("PC1", "PC2") if method == "pca" else (f"{METHOD_TITLES[method]} 1", f"{METHOD_TITLES[method]} 2")
+                )
+                title = f"{METHOD_TITLES[method]} of {features.kind} ({int(ok.sum())} {config.split} rows), by label"
+                fig = plots.scatter_2d(pts[ok], None if features.y is None else features.y[ok], title, names, axis)
+                run.save_bytes(figure_name(f"{method}-by-label"), plots.figure_png(fig))
+        metrics = {
+            "split": config.split,
+            "n": n,
+            "kind": features.kind,
+            "input": str(features.path),
+            "input_sha256": features.digest,
+            "dims": int(x.shape[1]),
+            "methods": methods,
+            "skipped": skipped,
+            "seconds": seconds,
+            "explained_variance_ratio": [round(float(r), 6) for r in ratios],
+            "pca_2_variance": float(ratios[:2].sum()),
+        }
+        run.save_json("metrics.json", metrics)
+        run.commit()
+    return {
+        "n": n,
+        "methods": methods,
+        "skipped": skipped,
+        "pca_2_variance": metrics["pca_2_variance"],
+        "seconds": seconds,
+    }

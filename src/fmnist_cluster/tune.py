@@ -1,0 +1,318 @@
+"""The ``tune`` stage: Bayesian optimisation of ``train-som`` settings with Optuna's TPE sampler.
+
+Every trial builds the ``train-som`` config of its sampled parameters, trains that map for
+real on the training rows and scores it on held-out rows (a seeded share of the training
+split; the test split is never used for tuning). Two objectives matter:
+
+* ``pareto`` (default): minimise held-out quantisation error (QE) and topographic error
+  (TE) together with multi-objective TPE; the result is the Pareto front. The trial written
+  to ``best.yaml`` is the front's trial with the smallest ``qe + te_weight * te``.
+* ``scalar``: minimise ``qe + te_weight * te`` directly; the per-epoch training QE is
+  reported to Optuna so a median pruner stops hopeless trials early.
+
+When a trial samples ``som.sigma`` below ``som.sigma_end``, ``sigma_end`` is lowered to
+``sigma`` (a batch map's width must shrink or stay). The study lives in an Optuna storage: by
+default the SQLite file ``study.db`` in the output folder, or any database URL, so several
+worker processes (each with its own ``seed``) can share one study, and a run that was killed
+and started again keeps every finished trial and only runs the missing ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
+from fmnist_cluster.config import SearchParam, SomConfig, TuneConfig, _set_dotted, config_to_yaml
+from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.som import _epoch_metrics, best_units, flatten, make_engine
+
+OBJECTIVES = ("qe", "te")
+
+
+def _check_space(config: TuneConfig) -> None:
+    """Every search-space key must be a ``train-som`` key that accepts its range."""
+    if not config.space:
+        raise FmnistError("the search space is empty; add keys such as som.sigma: {low: 1, high: 10} under 'space'")
+    for key, param in config.space.items():
+        probes = param.choices if param.choices is not None else [param.low, param.high]
+        for value in probes:
+            if param.integer and param.choices is None:
+                value = int(value)
+            try:
+                apply_params(config.base, {key: value}, clamp=False)
+            except FmnistError as exc:
+                raise FmnistError(f"search space key '{key}' with value {value!r}: {exc}") from None
+
+
+def apply_params(base: SomConfig, params: dict[str, Any], clamp: bool = True) -> SomConfig:
+    """``base`` with dotted ``params`` replaced (and ``sigma_end`` lowered to ``sigma`` if needed)."""
+    tree = base.model_dump(mode="json")
+    for key, value in params.items():
+        node: Any = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise FmnistError(f"'{key}' is not a train-som config key")
+            node = node[part]
+        if not isinstance(node, dict) or parts[-1] not in node:
+            raise FmnistError(f"'{key}' is not a train-som config key")
+        _set_dotted(tree, key, value)
+    som = tree["som"]
+    if clamp and som.get("sigma") is not None and som["sigma"] < som["sigma_end"]:
+        som["sigma_end"] = som["sigma"]
+    try:
+        return SomConfig.model_validate(tree)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise FmnistError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+def _suggest(trial: Any, key: str, param: SearchParam) -> Any:
+    if param.choices is not None:
+        return trial.suggest_categorical(key, param.choices)
+    if param.integer:
+        return trial.suggest_int(key, int(param.low), int(param.high), log=param.log)
+    return trial.suggest_float(key, float(param.low), float(param.high), log=param.log)
+
+
+def pareto_mask(values: np.ndarray) -> np.ndarray:
+    """Rows of ``values`` (N, M; minimised) that no other row dominates."""
+    values = np.asarray(values, dtype=float)
+    keep = np.ones(len(values), bool)
+    for i, v in enumerate(values):
+        dominated = np.all(values <= v, axis=1) & np.any(values < v, axis=1)
+        keep[i] = not dominated.any()
+    return keep
+
+
+def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(holdout * n)))
+    if n - n_val < 2:
+        raise FmnistError(f"only {n} training rows: too few to hold out {holdout:.0%} for scoring; use more data")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _storage_url(config: TuneConfig, out_dir: Path) -> str:
+    if config.storage:
+        return config.storage
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+
+
+def _create_with_retry(optuna: Any, kwargs: dict[str, Any]) -> Any:
+    for attempt in range(6):
+        try:
+            study = optuna.create_study(**kwargs)
+            break
+        except ValueError:
+            raise
+        except Exception:  # workers creating one new storage at once can race; try again
+            if attempt == 5 or not str(kwargs["storage"]).startswith("sqlite"):
+                raise
+            time.sleep(0.5 + 0.5 * attempt)
+    return study
+
+
+def _open_study(config: TuneConfig, url: str) -> Any:
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(seed=config.seed, multivariate=True, n_startup_trials=min(10, config.n_trials))
+    kwargs: dict[str, Any] = {"study_name": config.study_name, "storage": url, "load_if_exists": True, "sampler": sampler}
+    if config.objective == "pareto":
+        kwargs["directions"] = ["minimize", "minimize"]
+    else:
+        kwargs["direction"] = "minimize"
+        kwargs["pruner"] = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    try:
+        study = _create_with_retry(optuna, kwargs)
+    except ValueError as exc:
+        raise FmnistError(
+            f"study '{config.study_name}' in {url} was made with other objectives ({exc}); "
+            f"use another --set study_name or storage"
+        ) from None
+    except Exception as exc:  # storage URLs fail with many driver-specific types
+        raise FmnistError(f"cannot open Optuna storage {url} ({type(exc).__name__}: {exc}); check --storage") from None
+    want = 2 if config.objective == "pareto" else 1
+    if len(study.directions) != want:
+        raise FmnistError(
+            f"study '{config.study_name}' in {url} has {len(study.directions)} objective(s) but objective "
+            f"'{config.objective}' needs {want}; use another --set study_name or storage"
+        )
+    return study
+
+
+def _finished(study: Any) -> list[Any]:
+    import optuna
+
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+
+
+def run_tune(config: TuneConfig, input_dir: Path | str, out_dir: Path | str, progress: Progress = NULL_PROGRESS) -> dict[str, Any]:
+    """The ``tune`` stage.
+
+    Parameters
+    ----------
+    config : TuneConfig
+    input_dir : path
+        A ``preprocess`` or ``encode`` output folder.
+    out_dir : path
+        Gets ``best.yaml`` (a ``train-som`` config), ``trials.csv``, ``metrics.json``,
+        figures and ``manifest.json``; by default also the study file ``study.db``.
+    progress : Progress
+
+    Returns
+    -------
+    dict
+        The summary written to ``metrics.json``.
+    """
+    import optuna
+
+    from fmnist_cluster import plots
+    from fmnist_cluster.data import load_dataset
+
+    _check_space(config)
+    out_dir = Path(out_dir)
+    dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")
+    x = flatten(dataset.x_train)
+    if len(x) == 0:
+        raise FmnistError(f"{Path(input_dir) / 'data.npz'} has no training samples; run preprocess on a non-empty source")
+    rng = np.random.default_rng(config.seed)
+    if config.limit is not None and config.limit < len(x):
+        x = x[np.sort(rng.choice(len(x), config.limit, replace=False))]
+    fit_idx, val_idx = _split(len(x), config.holdout, config.seed)
+    x_fit, x_val = x[fit_idx], x[val_idx]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FmnistError(f"cannot create output folder {out_dir} ({exc.strerror}); pass a writable --out") from None
+    url = _storage_url(config, out_dir)
+    optuna.logging.set_verbosity(logging.WARNING)
+    study = _open_study(config, url)
+
+    def objective(trial: Any) -> Any:
+        params = {key: _suggest(trial, key, param) for key, param in config.space.items()}
+        som_cfg = apply_params(config.base, params)
+        trial.set_user_attr("config", som_cfg.model_dump(mode="json"))
+        engine = make_engine(som_cfg)
+
+        def report(entry: dict[str, float]) -> None:
+            if config.objective == "scalar":
+                trial.report(entry["qe"], int(entry["epoch"]))
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        start = time.perf_counter()
+        engine.fit(x_fit, callback=report)
+        bmu, bmu2, dist = best_units(engine.weights_, x_val, som_cfg.train.chunk_size)
+        m = _epoch_metrics(engine.grid_, bmu, bmu2, dist)
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+        trial.set_user_attr("train_qe", engine.history_[-1]["qe"])
+        if config.objective == "pareto":
+            return m["qe"], m["te"]
+        trial.set_user_attr("qe", m["qe"])
+        trial.set_user_attr("te", m["te"])
+        return m["qe"] + config.te_weight * m["te"]
+
+    remaining = config.n_trials - len(_finished(study))
+    task = progress.task("tune (TPE trials)", total=max(remaining, 0))
+
+    def on_done(study: Any, trial: Any) -> None:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            qe, te = _qe_te(trial, config)
+            task.advance(1, trial=trial.number, qe=qe, te=te)
+        else:
+            task.advance(1, trial=trial.number, state=trial.state.name.lower())
+
+    start = time.perf_counter()
+    if remaining > 0:
+        stop = optuna.study.MaxTrialsCallback(
+            config.n_trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        )
+        study.optimize(
+            objective, n_trials=remaining, timeout=config.timeout, callbacks=[stop, on_done], catch=(FmnistError,)
+        )
+    task.close()
+    return _write_results(config, study, url, input_dir, digest, out_dir, plots, time.perf_counter() - start)
+
+
+def _qe_te(trial: Any, config: TuneConfig) -> tuple[float, float]:
+    if config.objective == "pareto":
+        return float(trial.values[0]), float(trial.values[1])
+    return float(trial.user_attrs["qe"]), float(trial.user_attrs["te"])
+
+
+def _write_results(
+    config: TuneConfig, study: Any, url: str, input_dir: Path | str, digest: str, out_dir: Path, plots: Any, seconds: float
+) -> dict[str, Any]:
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    if not complete:
+        raise FmnistError(f"study '{config.study_name}' in {url} has no finished trial; raise n_trials or timeout")
+    qe_te = np.array([_qe_te(t, config) for t in complete])
+    score = qe_te[:, 0] + config.te_weight * qe_te[:, 1]
+    front = pareto_mask(qe_te)
+    candidates = np.nonzero(front)[0] if config.objective == "pareto" else np.arange(len(complete))
+    best = int(candidates[np.argmin(score[candidates])])
+    best_trial = complete[best]
+    best_cfg = SomConfig.model_validate(best_trial.user_attrs["config"])
+    keys = list(config.space)
+    lines = ["trial,state,qe,te,score,seconds," + ",".join(keys)]
+    for t in trials:
+        if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            continue
+        qe, te = _qe_te(t, config) if t.state == optuna.trial.TrialState.COMPLETE else (float("nan"), float("nan"))
+        vals = ",".join(str(t.params.get(k, "")) for k in keys)
+        lines.append(
+            f"{t.number},{t.state.name.lower()},{qe:.6g},{te:.6g},{qe + config.te_weight * te:.6g},"
+            f"{t.user_attrs.get('seconds', '')},{vals}"
+        )
+    summary = {
+        "objective": config.objective,
+        "storage": url,
+        "study_name": config.study_name,
+        "n_complete": len(complete),
+        "n_pruned": len(pruned),
+        "n_trials_total": len(trials),
+        "best_trial": best_trial.number,
+        "best_qe": float(qe_te[best, 0]),
+        "best_te": float(qe_te[best, 1]),
+        "best_score": float(score[best]),
+        "best_params": best_trial.params,
+        "pareto_trials": [complete[i].number for i in np.nonzero(front)[0]],
+        "seconds_this_run": round(seconds, 3),
+    }
+    importances: dict[str, dict[str, float]] = {}
+    if len(complete) >= 3:
+        for j, name in enumerate(OBJECTIVES):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    importances[name] = optuna.importance.get_param_importances(
+                        study, target=lambda t, j=j: _qe_te(t, config)[j]
+                    )
+            except (RuntimeError, ValueError, ZeroDivisionError):
+                continue
+    summary["importances"] = importances
+    with StageRun("tune", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
+        run.add_input(Path(input_dir) / "data.npz", digest)
+        run.save_text("best.yaml", config_to_yaml(best_cfg))
+        run.save_text("trials.csv", "\n".join(lines) + "\n")
+        run.save_json("metrics.json", summary)
+        run.save_bytes("history.png", plots.figure_png(plots.tune_history(qe_te, ["held-out QE", "held-out TE"])))
+        run.save_bytes("pareto.png", plots.figure_png(plots.tune_pareto(qe_te[:, 0], qe_te[:, 1], front, best)))
+        if importances:
+            run.save_bytes("importances.png", plots.figure_png(plots.tune_importances(importances)))
+        run.commit()
+    return summary
+
+

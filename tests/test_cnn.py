@@ -1,0 +1,412 @@
+"""train-cnn: network building, training on tiny data, determinism, resume, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fmnist_cluster.artefacts import StageRun, sha256_file
+from fmnist_cluster.cli import app
+from fmnist_cluster.cnn import (
+    MODEL_FILE,
+    STATE_FILE,
+    CNNClassifier,
+    Network,
+    augment_batch,
+    checkpoint_bytes,
+    load_checkpoint,
+    lr_factor,
+    n_parameters,
+    predict_proba,
+)
+from fmnist_cluster.config import AugmentConfig, CnnConfig, CnnTrainConfig, EncodeConfig, load_config
+from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset, write_idx
+from fmnist_cluster.errors import FmnistError
+from tests.conftest import make_images, write_twisted
+
+runner = CliRunner()
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+# A small network that trains in well under a second on a few hundred images.
+TINY = [
+    {"name": "conv1", "type": "conv", "filters": 4, "activation": "relu"},
+    {"name": "pool1", "type": "pool", "size": 4},
+    {"name": "flatten", "type": "flatten"},
+    {"name": "dense16", "type": "dense", "units": 16, "activation": "relu"},
+    {"name": "output", "type": "dense", "units": "classes"},
+]
+TINY_TRAIN = {
+    "optimizer": "adam",
+    "lr": 0.01,
+    "batch_size": 32,
+    "epochs": 3,
+    "val_fraction": 0.2,
+    "schedule": "constant",
+    "label_smoothing": 0.0,
+    "weight_decay": 0.0,
+}
+# The label is the row of a bright bar, so shifting would change it: no augmentation here.
+NO_AUGMENT = {"flip": False, "shift": 0, "erase": 0.0}
+
+
+def tiny_config(tmp_path: Path, **train: Any) -> Path:
+    """A YAML config for the tiny network, written next to the test's data."""
+    import yaml
+
+    path = tmp_path / "tiny.yaml"
+    cfg = {"architecture": TINY, "train": {**TINY_TRAIN, **train}, "augment": NO_AUGMENT, "threads": 1, "device": "cpu"}
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def tiny_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = make_images(n, seed)
+    return (images.astype(np.float32) / 255).reshape(n, 1, 28, 28), labels.astype(np.int64)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """preprocess output of 300 train and 100 test images whose label is a bright bar."""
+    folder = tmp_path / "idx"
+    for prefix, n, seed in (("train", 300, 0), ("t10k", 100, 1)):
+        images, labels = make_images(n, seed)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    out = tmp_path / "data"
+    result = runner.invoke(app, ["preprocess", "--source", "idx", "--path", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def train(tmp_path: Path, data: Path, out_name: str = "cnn", *extra: str, **train_settings: Any) -> Any:
+    cfg = tiny_config(tmp_path, **train_settings)
+    out = tmp_path / out_name
+    return runner.invoke(app, ["train-cnn", "-c", str(cfg), "-i", str(data), "-o", str(out), *extra]), out
+
+
+# -- configs ------------------------------------------------------------------------------
+def test_shipped_configs_load_and_cnn_yaml_holds_the_defaults() -> None:
+    for name in ("cnn.yaml", "cnn-reference.yaml", "cnn-seed-own.yaml", "cnn-demo.yaml"):
+        load_config(CnnConfig, CONFIGS / name)
+    assert load_config(CnnConfig, CONFIGS / "cnn.yaml") == CnnConfig()
+    assert load_config(EncodeConfig, CONFIGS / "encode.yaml") == EncodeConfig()
+
+
+def test_reference_config_is_the_published_design() -> None:
+    cfg = load_config(CnnConfig, CONFIGS / "cnn-reference.yaml")
+    assert [
+        (s.type, s.filters, s.kernel, s.stride, s.padding, s.activation) for s in cfg.architecture if s.type == "conv"
+    ] == [("conv", 32, 3, 1, 1, "relu")] * 2
+    assert [s.type for s in cfg.architecture] == ["conv", "pool", "conv", "flatten", "dense"]
+    assert cfg.architecture[-1].units == "classes"
+    t = cfg.train
+    assert (t.optimizer, t.lr, t.momentum, t.batch_size, t.epochs, t.schedule) == ("sgd", 0.01, 0.9, 15, 10, "constant")
+    assert not (cfg.augment.flip or cfg.augment.shift or cfg.augment.erase)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("architecture=[{name: a, type: conv, units: 3}]", "does not take units"),
+        ("architecture=[{name: a, type: conv}]", "needs filters"),
+        ("architecture=[{name: a, type: dense}]", "needs units"),
+        ("architecture=[{name: a, type: pool}, {name: a, type: flatten}]", "used twice"),
+        ("architecture=[{name: a.b, type: flatten}]", "architecture.0.name"),
+        ("train.optimiser=sgd", "unknown config key 'train.optimiser'"),
+        ("train.schedule=linear", "train.schedule"),
+        ("augment.shift=20", "augment.shift"),
+    ],
+)
+def test_bad_config_names_the_key(override: str, fragment: str) -> None:
+    with pytest.raises(FmnistError, match=None) as info:
+        load_config(CnnConfig, None, [override])
+    assert fragment in str(info.value)
+
+
+def test_dump_keeps_only_the_keys_of_each_layer_type() -> None:
+    dumped = CnnConfig().model_dump(mode="json")["architecture"]
+    pool = next(layer for layer in dumped if layer["type"] == "pool")
+    assert set(pool) == {"name", "type", "mode", "size"}
+    assert CnnConfig.model_validate(CnnConfig().model_dump(mode="json")) == CnnConfig()
+
+
+# -- the network --------------------------------------------------------------------------
+def test_reference_network_shapes_and_parameter_count() -> None:
+    cfg = load_config(CnnConfig, CONFIGS / "cnn-reference.yaml")
+    net = Network(cfg.architecture, n_classes=5)
+    assert net.shapes == {
+        "conv1": (32, 28, 28),
+        "pool1": (32, 14, 14),
+        "conv2": (32, 14, 14),
+        "flatten": (6272,),
+        "output": (5,),
+    }
+    assert n_parameters(net) == (9 * 32 + 32) + (9 * 32 * 32 + 32) + (6272 * 5 + 5)
+    assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 5)
+    assert net.default_layer() == "flatten"
+
+
+def test_own_network_default_layer_is_dense64() -> None:
+    cfg = load_config(CnnConfig, CONFIGS / "cnn-seed-own.yaml")
+    net = Network(cfg.architecture, n_classes=5)
+    assert net.shapes["conv3"] == (256, 7, 7) and net.shapes["pool3"] == (256, 3, 3)
+    assert net.default_layer() == "dense64" and net.shapes["dense64"] == (64,)
+
+
+@pytest.mark.parametrize(
+    ("layers", "fragment"),
+    [
+        ([{"name": "d", "type": "dense", "units": "classes"}], "add a flatten layer"),
+        (
+            [
+                {"name": "f", "type": "flatten"},
+                {"name": "c", "type": "conv", "filters": 2},
+                {"name": "d", "type": "dense", "units": "classes"},
+            ],
+            "move it before 'flatten'",
+        ),
+        ([{"name": "f", "type": "flatten"}, {"name": "d", "type": "dense", "units": 7}], "units: classes"),
+        ([{"name": "p", "type": "pool", "size": 40}], "remove a pool layer"),
+    ],
+)
+def test_architecture_that_does_not_fit_its_input(layers: list[dict], fragment: str) -> None:
+    with pytest.raises(FmnistError) as info:
+        Network(layers, n_classes=3)
+    assert fragment in str(info.value)
+
+
+# -- augmentation and schedules -----------------------------------------------------------
+def test_augment_flip_shift_erase_known_answers() -> None:
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, 0, 10, 3] = 1.0  # one bright pixel left of centre
+    g = torch.Generator().manual_seed(0)
+    flipped = augment_batch(x, AugmentConfig(flip=True, shift=0), g)
+    on_left = flipped[:, 0, 10, 3] == 1
+    on_right = flipped[:, 0, 10, 24] == 1
+    assert bool((on_left ^ on_right).all()) and 10 < int(on_left.sum()) < 54
+    shifted = augment_batch(x, AugmentConfig(flip=False, shift=2), torch.Generator().manual_seed(0))
+    rows, cols = np.nonzero(shifted[:, 0].sum(0).numpy())
+    assert shifted.sum() == 64 and set(rows) <= set(range(8, 13)) and set(cols) <= set(range(1, 6))
+    ones = torch.ones(64, 1, 28, 28)
+    erased = augment_batch(ones, AugmentConfig(flip=False, shift=0, erase=1.0), torch.Generator().manual_seed(0))
+    assert bool(((erased == 0).flatten(1).any(1)).all()) and bool((erased <= 1).all())
+    again = augment_batch(ones, AugmentConfig(flip=False, shift=0, erase=1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(erased, again)
+    assert torch.equal(augment_batch(x, AugmentConfig(flip=False, shift=0), g), x)
+
+
+def test_onecycle_warms_up_peaks_and_anneals() -> None:
+    f = lr_factor(CnnTrainConfig(schedule="onecycle", epochs=10, warmup=0.2), steps_per_epoch=10)
+    values = [f(i) for i in range(101)]
+    assert values[0] < 0.1 and max(values) == pytest.approx(1.0) and int(np.argmax(values)) == 20
+    assert values[100] < 0.01
+    assert lr_factor(CnnTrainConfig(schedule="step", epochs=4), 10)(35) == pytest.approx(0.01)
+
+
+# -- training -----------------------------------------------------------------------------
+def fit_tiny(seed: int = 0, **train: Any) -> CNNClassifier:
+    x, y = tiny_images(300, 0)
+    model = CNNClassifier(TINY, {**TINY_TRAIN, **train}, NO_AUGMENT, threads=1, device="cpu", random_state=seed)
+    return model.fit(x, y)
+
+
+def test_learns_a_trivially_learnable_label() -> None:
+    model = fit_tiny()
+    x_test, y_test = tiny_images(100, 1)
+    assert model.score(x_test, y_test) >= 0.9
+    assert model.n_classes_ == 10 and len(model.history_) == 3
+    assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
+    proba = model.predict_proba(x_test)
+    assert proba.shape == (100, 10) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+
+
+def test_same_seed_same_weights_other_seed_other_weights() -> None:
+    a, b, c = fit_tiny(0, epochs=1), fit_tiny(0, epochs=1), fit_tiny(1, epochs=1)
+    sa, sb, sc = a.network_.state_dict(), b.network_.state_dict(), c.network_.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["conv1.0.weight"], sc["conv1.0.weight"])
+
+
+def test_early_stopping_ends_training_and_keeps_the_best_epoch() -> None:
+    model = fit_tiny(epochs=6, lr=1e-9, early_stopping=2)
+    assert model.n_epochs_ == 3 and model.best_epoch_ == 1
+
+
+class _KillAfterEpoch:
+    """A progress reporter that raises once the given epoch has been saved (a simulated kill)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def task(self, description: str, total: float | None = None) -> Any:
+        outer = self
+
+        class Task:
+            def advance(self, amount: float = 1, **fields: Any) -> None:
+                if amount == 0 and fields.get("epoch") == outer.epoch:
+                    raise KeyboardInterrupt
+
+            def close(self) -> None:
+                pass
+
+        return Task()
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
+    x, y = tiny_images(300, 0)
+    kw = {"architecture": TINY, "train": TINY_TRAIN, "augment": NO_AUGMENT, "threads": 1, "device": "cpu"}
+    straight = CNNClassifier(**kw).fit(x, y)
+    state = tmp_path / STATE_FILE
+    with pytest.raises(KeyboardInterrupt):
+        CNNClassifier(**kw).fit(x, y, state_path=state, progress=_KillAfterEpoch(2))
+    assert state.is_file()
+    resumed = CNNClassifier(**kw).fit(x, y, state_path=state, resume=True)
+    assert resumed.resumed_from_ == 2 and len(resumed.history_) == 3
+    sa, sb = straight.network_.state_dict(), resumed.network_.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [h["train_loss"] for h in straight.history_] == [h["train_loss"] for h in resumed.history_]
+    other = CNNClassifier(**{**kw, "train": {**TINY_TRAIN, "lr": 0.02}})
+    with pytest.raises(FmnistError, match="different 'train'"):
+        other.fit(x, y, state_path=state, resume=True)
+    with pytest.raises(FmnistError, match="no interrupted run"):
+        CNNClassifier(**kw).fit(x, y, state_path=tmp_path / "none.pt", resume=True)
+
+
+# -- the stage ----------------------------------------------------------------------------
+def test_train_cnn_cli_writes_a_loadable_checkpoint_and_metrics(tmp_path: Path, data_dir: Path) -> None:
+    result, out = train(tmp_path, data_dir)
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output
+    for name in (
+        MODEL_FILE,
+        "metrics.json",
+        "predictions.npz",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "manifest.json",
+    ):
+        assert (out / name).is_file(), name
+    assert not (out / STATE_FILE).exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_test"] == 100 and metrics["n_right"] + metrics["n_wrong"] == 100
+    assert metrics["test_accuracy"] == metrics["n_right"] / 100 >= 0.9
+    assert metrics["n_train"] == 240 and metrics["n_val"] == 60
+    assert metrics["per_class"]["3"]["name"] == "Dress" and metrics["per_class"]["3"]["n"] == 10
+    assert metrics["train_images_per_s"] > 0 and metrics["inference_images_per_s"] > 0
+    assert len(metrics["history"]) == 3 and {"val_loss", "val_acc"} <= set(metrics["history"][0])
+
+    model, info = load_checkpoint(out)
+    assert info["n_classes"] == 10 and info["class_names"][0] == "T-shirt/top"
+    assert [layer["name"] for layer in info["architecture"]] == [layer["name"] for layer in TINY]
+    data, _ = load_dataset(data_dir)
+    proba = predict_proba(model, data.x_test, batch_size=7)
+    saved = np.load(out / "predictions.npz")
+    np.testing.assert_allclose(proba, saved["proba"], atol=1e-6)
+    assert (proba.argmax(1) == saved["y_pred"]).all() and (saved["y_true"] == data.y_test).all()
+
+
+def test_same_config_and_seed_give_identical_model_files(tmp_path: Path, data_dir: Path) -> None:
+    first, out1 = train(tmp_path, data_dir, "a", "--epochs", "1")
+    second, out2 = train(tmp_path, data_dir, "b", "--epochs", "1")
+    assert first.exit_code == 0 and second.exit_code == 0
+    a, _ = load_checkpoint(out1)
+    b, _ = load_checkpoint(out2)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert sha256_file(out1 / "predictions.npz") == sha256_file(out2 / "predictions.npz")
+
+
+def test_mystery_labels_take_k_from_the_data(tmp_path: Path) -> None:
+    folder = write_twisted(tmp_path / "tw", n_train=200, n_test=50)
+    data = tmp_path / "data"
+    assert (
+        runner.invoke(app, ["preprocess", "--source", "twisted-csv", "--path", str(folder), "-o", str(data)]).exit_code
+        == 0
+    )
+    result, out = train(tmp_path, data, "cnn", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_classes"] == 3 and metrics["class_names"] is None
+    assert metrics["per_class"]["2"]["name"] == "label 2"
+    _, info = load_checkpoint(out)
+    assert info["n_classes"] == 3 and info["class_names"] is None
+
+
+# -- bad input ----------------------------------------------------------------------------
+def test_data_without_labels_is_refused(tmp_path: Path) -> None:
+    x, _ = tiny_images(20, 0)
+    folder = tmp_path / "nolabels"
+    with StageRun("preprocess", folder, {}) as run:
+        run.save_npz(DATA_FILE, **Dataset(x, None, x, None).to_arrays())
+        run.commit()
+    result, out = train(tmp_path, folder)
+    assert result.exit_code == 2
+    assert "has no train labels" in result.output
+    assert not (out / MODEL_FILE).exists()
+
+
+def test_missing_input_folder_is_refused(tmp_path: Path) -> None:
+    result, _ = train(tmp_path, tmp_path / "nowhere")
+    assert result.exit_code == 2 and "preprocess" in result.output
+
+
+def _rewrite_model(out: Path, payload: bytes) -> None:
+    """Replace model.pt and record its new hash, as if the file had been written that way."""
+    (out / MODEL_FILE).write_bytes(payload)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["outputs"][MODEL_FILE] = sha256_file(out / MODEL_FILE)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_corrupt_or_foreign_checkpoints_give_one_clear_error(tmp_path: Path, data_dir: Path) -> None:
+    result, out = train(tmp_path, data_dir, "cnn", "--epochs", "1")
+    assert result.exit_code == 0
+    good = (out / MODEL_FILE).read_bytes()
+
+    (out / MODEL_FILE).write_bytes(good[: len(good) // 2])  # damaged after the fact
+    with pytest.raises(FmnistError, match="does not match the sha256"):
+        load_checkpoint(out)
+
+    _rewrite_model(out, good[: len(good) // 2])  # truncated when written
+    with pytest.raises(FmnistError, match="not a readable checkpoint"):
+        load_checkpoint(out)
+
+    other = Network([{**TINY[0], "filters": 6}, *TINY[1:]], n_classes=10)  # another architecture's weights
+    blob = torch.load(_bytes_io(checkpoint_bytes(other, None)), weights_only=True)
+    blob["architecture"] = TINY
+    _rewrite_model(out, _torch_bytes(blob))
+    with pytest.raises(FmnistError, match="do not fit the architecture"):
+        load_checkpoint(out)
+
+    _rewrite_model(out, _torch_bytes({"something": "else"}))
+    with pytest.raises(FmnistError, match="not an fmnist-cluster CNN checkpoint"):
+        load_checkpoint(out)
+
+    encoded = runner.invoke(app, ["encode", "-m", str(out), "-i", str(data_dir), "-o", str(tmp_path / "enc")])
+    assert encoded.exit_code == 2 and "model.pt" in encoded.output
+
+
+def test_resume_without_state_and_unknown_device(tmp_path: Path, data_dir: Path) -> None:
+    result, _ = train(tmp_path, data_dir, "cnn", "--resume")
+    assert result.exit_code == 2 and "no interrupted run" in result.output
+    result, _ = train(tmp_path, data_dir, "cnn", "--device", "tpu")
+    assert result.exit_code == 2 and "device" in result.output
+
+
+def _bytes_io(data: bytes) -> Any:
+    import io
+
+    return io.BytesIO(data)
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buf = _bytes_io(b"")
+    torch.save(obj, buf)
+    return buf.getvalue()

@@ -1,0 +1,269 @@
+"""Self-organising maps: hand-made maps with known errors, engines, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from fmnist_cluster.artefacts import StageRun, sha256_file
+from fmnist_cluster.cli import app
+from fmnist_cluster.config import SomConfig, load_config
+from fmnist_cluster.data import Dataset
+from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.som import (
+    BatchSOM,
+    MiniSomEngine,
+    SomGrid,
+    best_units,
+    majority_accuracy,
+    neuron_classes,
+    neuron_labels,
+    outlier_neurons,
+    quantization_error,
+    topographic_error,
+    u_matrix,
+)
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _blobs(n: int = 120, d: int = 5, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, d)) * 3
+    return (centres[np.arange(n) % 4] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+# -- metrics on hand-made maps -----------------------------------------------------------
+def test_quantization_and_topographic_error_rectangular_known_values() -> None:
+    grid = SomGrid(1, 3)  # neurons 0 - 1 - 2 in a row: 0 and 2 are not neighbours
+    w = np.array([[0, 0], [1, 0], [0, 1]], np.float32)
+    x = np.array([[0.9, 0], [0, 0.8], [0.1, 0]], np.float32)
+    # winners 1 (d 0.1, runner-up 0: adjacent), 2 (d 0.2, runner-up 0: not adjacent), 0 (d 0.1)
+    assert quantization_error(w, x) == pytest.approx(0.4 / 3, abs=1e-6)
+    assert topographic_error(w, x, grid) == pytest.approx(1 / 3)
+
+
+def test_topographic_error_hexagonal_uses_six_neighbours() -> None:
+    w = np.array([[0, 0], [5, 5], [5, -5], [1, 0]], np.float32)
+    x = np.array([[0.4, 0]], np.float32)  # best neuron 0, runner-up neuron 3
+    # on a 2x2 rectangular grid 0 and 3 are diagonal neighbours; on a hexagonal grid they are not
+    assert topographic_error(w, x, SomGrid(2, 2, "rectangular")) == 0.0
+    assert topographic_error(w, x, SomGrid(2, 2, "hexagonal")) == 1.0
+
+
+@pytest.mark.parametrize(("topology", "interior"), [("rectangular", 8), ("hexagonal", 6)])
+def test_neighbour_counts(topology: str, interior: int) -> None:
+    grid = SomGrid(5, 5, topology)
+    pairs = grid.neighbour_pairs()
+    degree = np.bincount(pairs.ravel(), minlength=25)
+    assert degree[2 * 5 + 2] == interior
+    assert degree.max() == interior
+
+
+def test_u_matrix_known_values() -> None:
+    assert u_matrix(np.array([[0.0], [1.0], [3.0]]), SomGrid(1, 3)) == pytest.approx([1.0, 1.5, 2.0])
+    # hexagonal 2x2: 0-1, 0-2, 1-2, 1-3, 2-3 are neighbours, 0-3 is not
+    hexu = u_matrix(np.array([[0.0], [1.0], [3.0], [6.0]]), SomGrid(2, 2, "hexagonal"))
+    assert hexu == pytest.approx([2.0, 8 / 3, 8 / 3, 4.0])
+
+
+def test_best_units_in_chunks_match_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(53, 6)).astype(np.float32)
+    w = rng.normal(size=(9, 6)).astype(np.float32)
+    bmu, bmu2, dist = best_units(w, x, chunk_size=7)
+    full = np.linalg.norm(x[:, None] - w[None], axis=2)
+    order = np.argsort(full, axis=1)
+    assert np.array_equal(bmu, order[:, 0]) and np.array_equal(bmu2, order[:, 1])
+    assert dist == pytest.approx(full.min(1), abs=1e-5)
+
+
+def test_outliers_classes_and_majority_classifier() -> None:
+    idx, low, high = outlier_neurons(np.array([1, 2, 3, 4, 100]))
+    assert list(idx) == [4] and (low, high) == (-1.0, 7.0)
+    counts, dominant, purity = neuron_classes(np.array([0, 0, 0, 2]), np.array([1, 1, 0, 2]), 3, 3)
+    assert counts.tolist() == [[1, 2, 0], [0, 0, 0], [0, 0, 1]]
+    assert dominant.tolist() == [1, -1, 2]
+    assert purity[0] == pytest.approx(2 / 3) and np.isnan(purity[1])
+    labels = neuron_labels(np.array([[0.0], [0.9], [5.0]]), dominant)  # neuron 1 is nearest to neuron 0
+    assert labels.tolist() == [1, 1, 2]
+    assert majority_accuracy(labels, np.array([0, 1, 2, 2]), np.array([1, 0, 2, 2])) == 0.75
+
+
+def test_minisom_engine_metrics_agree_with_minisom() -> None:
+    x = _blobs(80, 4)
+    for topology in ("rectangular", "hexagonal"):
+        eng = MiniSomEngine(5, 6, topology=topology, sigma=2.0, steps=300, random_state=1).fit(x)
+        ms = eng.minisom_
+        assert eng.quantization_error(x) == pytest.approx(ms.quantization_error(x.astype(np.float64)), rel=1e-4)
+        assert eng.topographic_error(x) == pytest.approx(ms.topographic_error(x.astype(np.float64)), abs=1e-9)
+        degree = np.bincount(eng.grid_.neighbour_pairs().ravel(), minlength=30)
+        assert degree.max() == (6 if topology == "hexagonal" else 8)
+
+
+# -- engines -----------------------------------------------------------------------------
+def test_batch_som_learns_and_is_deterministic() -> None:
+    x = _blobs()
+    a = BatchSOM(4, 4, sigma=2.0, sigma_end=0.5, epochs=5, init="random", device="cpu", random_state=7).fit(x)
+    b = BatchSOM(4, 4, sigma=2.0, sigma_end=0.5, epochs=5, init="random", device="cpu", random_state=7).fit(x)
+    c = BatchSOM(4, 4, sigma=2.0, sigma_end=0.5, epochs=5, init="random", device="cpu", random_state=8).fit(x)
+    assert np.array_equal(a.weights_, b.weights_)
+    assert not np.array_equal(a.weights_, c.weights_)
+    assert a.history_[-1]["qe"] < a.history_[0]["qe"]
+    assert a.quantization_error(x) == pytest.approx(a.history_[-1]["qe"], rel=1e-5)
+    assert len(a.history_) == 6 and a.history_[0]["sigma"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("neighbourhood", ["gaussian", "bubble", "triangle"])
+def test_batch_neighbourhoods_and_hexagonal(neighbourhood: str) -> None:
+    x = _blobs()
+    som = BatchSOM(5, 5, topology="hexagonal", neighbourhood=neighbourhood, sigma=2.5, sigma_end=1.0, epochs=4, device="cpu")
+    som.fit(x)
+    assert np.isfinite(som.weights_).all() and som.weights_.shape == (25, 5)
+    assert som.quantization_error(x) < np.linalg.norm(x - x.mean(0), axis=1).mean()
+
+
+def test_sigma_schedule_and_early_stop() -> None:
+    som = BatchSOM(sigma=8.0, sigma_end=0.5, epochs=5)
+    assert som.sigmas()[[0, -1]] == pytest.approx([8.0, 0.5])
+    assert np.all(np.diff(som.sigmas()) < 0)
+    stopped = BatchSOM(3, 3, sigma=1.0, sigma_end=1.0, epochs=20, early_stop_tol=0.5, patience=2, device="cpu")
+    stopped.fit(_blobs())
+    assert stopped.n_epochs_ == 3
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    x = _blobs()
+    kw = {"rows": 4, "cols": 5, "sigma": 3.0, "sigma_end": 0.5, "epochs": 6, "device": "cpu"}
+    full = BatchSOM(**kw).fit(x)
+
+    class Stop(Exception):
+        pass
+
+    def kill_after_3(entry: dict) -> None:
+        if entry["epoch"] == 2:
+            raise Stop
+
+    ckpt = tmp_path / "checkpoint.npz"
+    with pytest.raises(Stop):
+        BatchSOM(**kw).fit(x, checkpoint=ckpt, callback=kill_after_3)
+    assert ckpt.is_file()
+    resumed = BatchSOM(**kw).fit(x, checkpoint=ckpt, resume=True)
+    assert np.array_equal(resumed.weights_, full.weights_)
+    assert resumed.history_ == full.history_
+    with pytest.raises(FmnistError, match="5-wide features but the input has 3 columns"):
+        BatchSOM(**kw).fit(x[:, :3], checkpoint=ckpt, resume=True)
+
+
+def test_bad_engine_options() -> None:
+    with pytest.raises(FmnistError, match="unknown neighbourhood 'mexican_hat'; valid: gaussian, bubble, triangle"):
+        BatchSOM(neighbourhood="mexican_hat").fit(_blobs())
+    with pytest.raises(FmnistError, match="non-empty"):
+        BatchSOM().fit(np.zeros((0, 5), np.float32))
+
+
+# -- configs -----------------------------------------------------------------------------
+def test_shipped_som_configs_load() -> None:
+    assert yaml.safe_load((ROOT / "configs" / "som.yaml").read_text()) == SomConfig().model_dump(mode="json")
+    for path in sorted((ROOT / "configs").glob("som*.yaml")):
+        load_config(SomConfig, path)
+    seed = load_config(SomConfig, ROOT / "configs" / "som-seed.yaml")
+    assert (seed.som.engine, seed.som.sigma, seed.som.learning_rate, seed.som.steps) == ("minisom", 0.5, 0.4, 1000)
+    assert seed.train.pool
+
+
+def test_config_rejects_mexican_hat_for_batch() -> None:
+    with pytest.raises(FmnistError, match="mexican_hat"):
+        load_config(SomConfig, None, ["som.neighbourhood=mexican_hat"])
+
+
+# -- CLI ---------------------------------------------------------------------------------
+@pytest.fixture
+def data_dir(idx_dir: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "data"
+    result = runner.invoke(app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _features_artefact(folder: Path, n_train: int, n_test: int, width: int) -> Path:
+    rng = np.random.default_rng(0)
+    ds = Dataset(
+        x_train=rng.random((n_train, width), dtype=np.float32),
+        y_train=np.arange(n_train) % 3,
+        x_test=rng.random((n_test, width), dtype=np.float32),
+        y_test=np.arange(n_test) % 3,
+        layer="fc1",
+    )
+    with StageRun("encode", folder, {}) as run:
+        run.save_npz("data.npz", **ds.to_arrays())
+        run.commit()
+    return folder
+
+
+SMALL = ["--set", "som.rows=4", "--set", "som.cols=5", "--set", "som.sigma=2", "--epochs", "3", "--device", "cpu"]
+
+
+def test_cli_train_som_batch_writes_artefact(data_dir: Path, tmp_path: Path) -> None:
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = runner.invoke(app, ["train-som", "--input", str(data_dir), "--out", str(out), *SMALL])
+        assert result.exit_code == 0, result.output
+        outs.append(out)
+    metrics = json.loads((outs[0] / "metrics.json").read_text())
+    assert {"qe", "te", "test_qe", "test_accuracy", "neuron_usage", "mean_purity", "history"} <= set(metrics)
+    assert len(metrics["history"]) == 4 and metrics["test_is_held_out"]
+    for fig in ("u_matrix", "hit_map", "outliers", "labels_map", "prototypes", "winners", "largest_qe", "history"):
+        assert (outs[0] / f"{fig}.png").is_file(), fig
+    assert not (outs[0] / "checkpoint.npz").exists()
+    assert sha256_file(outs[0] / "som.npz") == sha256_file(outs[1] / "som.npz")
+
+
+def test_cli_train_som_minisom_hexagonal_on_features(tmp_path: Path) -> None:
+    feats = _features_artefact(tmp_path / "enc", 40, 12, 16)
+    out = tmp_path / "som"
+    args = ["train-som", "--input", str(feats), "--out", str(out), "--engine", "minisom", "--set", "som.rows=4",
+            "--set", "som.cols=4", "--set", "som.topology=hexagonal", "--set", "som.steps=120",
+            "--set", "som.neighbourhood=mexican_hat", "--set", "som.sigma=1.5"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "u_matrix.png").is_file() and not (out / "prototypes.png").exists()  # 16-wide: no 28x28 tiles
+
+
+def test_cli_resume_with_wrong_width_is_one_line(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "som"
+    x = np.zeros((4, 784), np.float32)
+    BatchSOM(4, 5, sigma=2, epochs=3).fit(np.random.default_rng(0).random((30, 784), dtype=np.float32) + x[:1],
+                                          checkpoint=out / "checkpoint.npz")
+    feats = _features_artefact(tmp_path / "enc", 30, 10, 16)
+    result = runner.invoke(app, ["train-som", "--input", str(feats), "--out", str(out), "--resume", *SMALL])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "checkpoint" in lines[0] and "784-wide" in lines[0] and "16 columns" in lines[0]
+    assert not (out / "manifest.json").exists()
+
+
+def test_cli_empty_input_is_one_line(tmp_path: Path) -> None:
+    feats = _features_artefact(tmp_path / "enc", 0, 0, 8)
+    result = runner.invoke(app, ["train-som", "--input", str(feats), "--out", str(tmp_path / "som"), *SMALL])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "no training samples" in lines[0]
+
+
+def test_cli_missing_input(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train-som", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "preprocess" in result.output
