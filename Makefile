@@ -40,11 +40,21 @@ demo: $(STAMP) ## The main job: every stage, offline, on the shipped sample (out
 bench-data: $(STAMP) ## Time preprocess on the real IDX folder and a 60,000-row Twisted CSV
 	$(PY) benchmarks/preprocess.py --data $(FMNIST)
 
-bench-cnn: $(STAMP) ## Time and score train-cnn (reference, own, ours) and encode on the real data (~45 min)
+bench-cnn: $(STAMP) ## Time and score train-cnn (reference, own, ours) and encode on the real data (about 75 min)
 	flock /tmp/fmnist-heavy.lock $(PY) benchmarks/cnn.py --fmnist $(FMNIST) \
 		--run reference:idx --run cnn:idx --run own:idx \
 		--run cnn:tw:0,1,0,1,2,3,2,3,4,3 --run cnn:tw:0,0,1,1,2,2,3,3,4,4 --run reference:tw:0,1,0,1,2,3,2,3,4,3 \
 		--encode cnn:idx
+
+.PHONY: som-study bench-som
+som-study: $(STAMP) ## SOM study on all 70,000 images: 50x50 map on the 60,000 train, scored on the 10,000 test
+	$(CLI) preprocess --source idx --path $(FMNIST) --out $(OUT)/som-study/data
+	$(CLI) train-som --config configs/som.yaml --input $(OUT)/som-study/data --out $(OUT)/som-study/som
+	$(CLI) train-som --config configs/som-seed.yaml --input $(OUT)/som-study/data --out $(OUT)/som-study/som-seed
+	$(CLI) tune --config configs/tune.yaml --input $(OUT)/som-study/data --out $(OUT)/som-study/tune
+
+bench-som: $(STAMP) ## Benchmark the SOM engines (MiniSom, XPySom if installed, ours) on 60,000 x 784, 50x50
+	flock /tmp/fmnist-heavy.lock $(PY) benchmarks/som.py --data $(FMNIST) --out $(OUT)/bench-som/som.json
 
 sample: $(STAMP) ## Rebuild the shipped sample from the real data in $(FMNIST)
 	$(PY) scripts/build_sample.py $(FMNIST)

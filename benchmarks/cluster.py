@@ -58,6 +58,10 @@ def main() -> None:
         "default (k auto)": ClusterConfig(),
         "k = labels": ClusterConfig.model_validate({"kmeans": {"k": "labels"}}),
         "standardize + PCA 10": ClusterConfig.model_validate({"reduce": {"standardize": True, "pca_components": 10}}),
+        "normalize + PCA 10": ClusterConfig.model_validate({"reduce": {"normalize": True, "pca_components": 10}}),
+        "normalize + PCA 10, min_samples 300": ClusterConfig.model_validate(
+            {"reduce": {"normalize": True, "pca_components": 10}, "dbscan": {"min_samples": 300}}
+        ),
     }
     for name, cfg in variants.items():
         decode = name.startswith("default")

@@ -23,6 +23,15 @@ def test_npz_bytes_depend_only_on_arrays() -> None:
     assert npz_bytes(a) != npz_bytes({**a, "x": a["x"] + 1})
 
 
+def test_npz_keeps_shapes_of_scalars_and_strings(tmp_path: Path) -> None:
+    arrays = {"layer": np.array("dense64"), "names": np.array(["a", "bb"]), "x": np.zeros((2, 0, 3))}
+    (tmp_path / "a.npz").write_bytes(npz_bytes(arrays))
+    with np.load(tmp_path / "a.npz") as loaded:
+        for key, value in arrays.items():
+            assert loaded[key].shape == value.shape
+            np.testing.assert_array_equal(loaded[key], value)
+
+
 def test_stage_run_publishes_everything_with_manifest_last(tmp_path: Path) -> None:
     out = tmp_path / "o"
     with StageRun("demo", out, {"k": 1}, seed=3) as run:

@@ -109,10 +109,39 @@ def test_auto_dbscan_recovers_blobs_with_outliers() -> None:
 
 def test_auto_dbscan_noise_guard_raises_eps() -> None:
     x, _ = blobs(n=300, k=3, dims=2, seed=2)
-    loose = AutoDBSCAN(max_noise=0.5).fit(x)
-    strict = AutoDBSCAN(max_noise=0.01).fit(x)
-    assert strict.eps_ >= loose.eps_
-    assert np.mean(strict.k_distances_ > strict.eps_) <= 0.01 + 1e-9
+    background = np.random.default_rng(1).uniform(-25, 25, size=(75, 2)).astype(np.float32)  # 20 % scattered points
+    data = np.vstack([x, background])
+    loose = AutoDBSCAN(max_noise=0.5, eps_rule="knee").fit(data)
+    strict = AutoDBSCAN(max_noise=0.05, eps_rule="knee").fit(data)
+    assert loose.eps_ == loose.knee_eps_ and loose.noise_share_ > 0.05
+    assert strict.eps_ > strict.knee_eps_ and strict.noise_share_ <= 0.05
+    assert strict.knee_eps_ == loose.knee_eps_
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_most_clusters_rule_keeps_the_widest_clean_split(seed: int) -> None:
+    from sklearn.cluster import DBSCAN
+
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0], [5, 0], [2.5, 5]])
+    groups = [rng.normal(0, 0.6, (400, 2)) + c for c in centres]
+    t = rng.uniform(0, 1, 80)
+    bridge = np.c_[t * 5, rng.normal(0, 0.15, 80)]  # a thin chain joining two groups
+    x = np.vstack([*groups, bridge]).astype(np.float32)
+
+    def significant(labels: np.ndarray) -> int:
+        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
+        return int(np.sum(sizes >= 0.01 * len(x)))
+
+    model = AutoDBSCAN(min_samples=16, max_noise=0.10).fit(x)
+    assert model.noise_share_ <= 0.10
+    np.testing.assert_array_equal(model.labels_, DBSCAN(eps=model.eps_, min_samples=16).fit(x).labels_)
+    for q in np.linspace(0.5, 0.995, 34):  # no candidate eps with noise <= 10 % splits wider
+        labels = DBSCAN(eps=float(model.k_distances_[int(q * (len(x) - 1))]), min_samples=16).fit(x).labels_
+        if np.mean(labels < 0) <= 0.10:
+            assert significant(labels) <= significant(model.labels_)
+    assert significant(model.labels_) >= significant(AutoDBSCAN(min_samples=16, eps_rule="knee").fit(x).labels_)
+    assert significant(model.labels_) >= 3
 
 
 def test_dbscan_warns_when_all_noise_or_one_cluster() -> None:

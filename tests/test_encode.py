@@ -151,3 +151,23 @@ def test_features_or_missing_folders_are_refused(trained: tuple[Path, Path], tmp
     assert missing.exit_code == 2 and "train-cnn" in missing.output
     not_a_model = encode(data, data, tmp_path / "enc4")
     assert not_a_model.exit_code == 2 and "train-cnn" in not_a_model.output
+
+
+def test_folding_batch_norm_keeps_every_layer_output() -> None:
+    from fmnist_cluster.cnn import Network, fold_batchnorm
+    from fmnist_cluster.config import CnnConfig
+
+    torch.manual_seed(0)
+    net = Network(CnnConfig().architecture, n_classes=5).eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+    x = np.random.default_rng(0).random((9, 1, 28, 28), dtype=np.float32)
+    for layer in ("conv1", "conv3", "dense64", "output"):
+        np.testing.assert_allclose(encode_images(folded, x, layer), encode_images(net, x, layer), rtol=1e-4, atol=1e-4)

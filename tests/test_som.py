@@ -126,10 +126,20 @@ def test_batch_som_learns_and_is_deterministic() -> None:
     assert len(a.history_) == 6 and a.history_[0]["sigma"] == pytest.approx(2.0)
 
 
+def test_minisom_engine_same_seed_same_weights() -> None:
+    x = _blobs(60, 4)
+    a = MiniSomEngine(4, 4, sigma=1.5, steps=200, random_state=3).fit(x)
+    b = MiniSomEngine(4, 4, sigma=1.5, steps=200, random_state=3).fit(x)
+    c = MiniSomEngine(4, 4, sigma=1.5, steps=200, random_state=4).fit(x)
+    assert np.array_equal(a.weights_, b.weights_) and not np.array_equal(a.weights_, c.weights_)
+
+
 @pytest.mark.parametrize("neighbourhood", ["gaussian", "bubble", "triangle"])
 def test_batch_neighbourhoods_and_hexagonal(neighbourhood: str) -> None:
     x = _blobs()
-    som = BatchSOM(5, 5, topology="hexagonal", neighbourhood=neighbourhood, sigma=2.5, sigma_end=1.0, epochs=4, device="cpu")
+    som = BatchSOM(
+        5, 5, topology="hexagonal", neighbourhood=neighbourhood, sigma=2.5, sigma_end=1.0, epochs=4, device="cpu"
+    )
     som.fit(x)
     assert np.isfinite(som.weights_).all() and som.weights_.shape == (25, 5)
     assert som.quantization_error(x) < np.linalg.norm(x - x.mean(0), axis=1).mean()
@@ -144,9 +154,18 @@ def test_sigma_schedule_and_early_stop() -> None:
     assert stopped.n_epochs_ == 3
 
 
-def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("search_dims", [0, 3])
+def test_resume_equals_uninterrupted(tmp_path: Path, search_dims: int) -> None:
     x = _blobs()
-    kw = {"rows": 4, "cols": 5, "sigma": 3.0, "sigma_end": 0.5, "epochs": 6, "device": "cpu"}
+    kw = {
+        "rows": 4,
+        "cols": 5,
+        "sigma": 3.0,
+        "sigma_end": 0.5,
+        "epochs": 6,
+        "device": "cpu",
+        "search_dims": search_dims,
+    }
     full = BatchSOM(**kw).fit(x)
 
     class Stop(Exception):
@@ -165,6 +184,15 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert resumed.history_ == full.history_
     with pytest.raises(FmnistError, match="5-wide features but the input has 3 columns"):
         BatchSOM(**kw).fit(x[:, :3], checkpoint=ckpt, resume=True)
+
+
+def test_subspace_search_trains_as_well_as_exact() -> None:
+    x = _blobs(200, 8)
+    kw = {"rows": 5, "cols": 5, "sigma": 2.5, "sigma_end": 0.5, "epochs": 6, "device": "cpu"}
+    exact = BatchSOM(**kw).fit(x)
+    fast = BatchSOM(search_dims=4, exact_epochs=2, **kw).fit(x)
+    assert [h.get("search") for h in fast.history_[:-1]] == ["pca4"] * 4 + ["exact"] * 2
+    assert fast.quantization_error(x) <= 1.05 * exact.quantization_error(x)
 
 
 def test_bad_engine_options() -> None:
@@ -235,9 +263,27 @@ def test_cli_train_som_batch_writes_artefact(data_dir: Path, tmp_path: Path) -> 
 def test_cli_train_som_minisom_hexagonal_on_features(tmp_path: Path) -> None:
     feats = _features_artefact(tmp_path / "enc", 40, 12, 16)
     out = tmp_path / "som"
-    args = ["train-som", "--input", str(feats), "--out", str(out), "--engine", "minisom", "--set", "som.rows=4",
-            "--set", "som.cols=4", "--set", "som.topology=hexagonal", "--set", "som.steps=120",
-            "--set", "som.neighbourhood=mexican_hat", "--set", "som.sigma=1.5"]
+    args = [
+        "train-som",
+        "--input",
+        str(feats),
+        "--out",
+        str(out),
+        "--engine",
+        "minisom",
+        "--set",
+        "som.rows=4",
+        "--set",
+        "som.cols=4",
+        "--set",
+        "som.topology=hexagonal",
+        "--set",
+        "som.steps=120",
+        "--set",
+        "som.neighbourhood=mexican_hat",
+        "--set",
+        "som.sigma=1.5",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "u_matrix.png").is_file() and not (out / "prototypes.png").exists()  # 16-wide: no 28x28 tiles
@@ -246,8 +292,9 @@ def test_cli_train_som_minisom_hexagonal_on_features(tmp_path: Path) -> None:
 def test_cli_resume_with_wrong_width_is_one_line(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "som"
     x = np.zeros((4, 784), np.float32)
-    BatchSOM(4, 5, sigma=2, epochs=3).fit(np.random.default_rng(0).random((30, 784), dtype=np.float32) + x[:1],
-                                          checkpoint=out / "checkpoint.npz")
+    BatchSOM(4, 5, sigma=2, epochs=3).fit(
+        np.random.default_rng(0).random((30, 784), dtype=np.float32) + x[:1], checkpoint=out / "checkpoint.npz"
+    )
     feats = _features_artefact(tmp_path / "enc", 30, 10, 16)
     result = runner.invoke(app, ["train-som", "--input", str(feats), "--out", str(out), "--resume", *SMALL])
     assert result.exit_code == 2

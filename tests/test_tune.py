@@ -57,6 +57,8 @@ def _config(tmp_path: Path, **changes: object) -> Path:
 
 def test_shipped_tune_config_is_the_default() -> None:
     assert yaml.safe_load((ROOT / "configs" / "tune.yaml").read_text()) == TuneConfig().model_dump(mode="json")
+    for path in sorted((ROOT / "configs").glob("tune*.yaml")):
+        load_config(TuneConfig, path)
 
 
 def test_low_above_high_is_one_line_naming_the_key(tmp_path: Path, data_dir: Path) -> None:
@@ -71,7 +73,7 @@ def test_unknown_space_key_is_an_error(tmp_path: Path) -> None:
     cfg = load_config(TuneConfig, _config(tmp_path, space={"som.sigmaa": {"low": 1, "high": 2}}))
     from fmnist_cluster.tune import _check_space
 
-    with pytest.raises(FmnistError, match="search space key 'som.sigmaa'.*not a train-som config key"):
+    with pytest.raises(FmnistError, match=r"search space key 'som\.sigmaa'.*not a train-som config key"):
         _check_space(cfg)
 
 
@@ -85,7 +87,8 @@ def test_apply_params_lowers_sigma_end_and_pareto_mask() -> None:
 def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "tune"
     result = runner.invoke(
-        app, ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "4"]
+        app,
+        ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "4"],
     )
     assert result.exit_code == 0, result.output
     for name in ("best.yaml", "trials.csv", "metrics.json", "history.png", "pareto.png", "study.db", "manifest.json"):
@@ -97,23 +100,42 @@ def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_di
     best = load_config(SomConfig, out / "best.yaml")
     chosen = next(t for t in complete if SomConfig.model_validate(t.user_attrs["config"]) == best)
     assert best.som.sigma == pytest.approx(chosen.params["som.sigma"])
-    train = runner.invoke(app, ["train-som", "--config", str(out / "best.yaml"), "--input", str(data_dir),
-                                "--out", str(tmp_path / "som")])
+    train = runner.invoke(
+        app, ["train-som", "--config", str(out / "best.yaml"), "--input", str(data_dir), "--out", str(tmp_path / "som")]
+    )
     assert train.exit_code == 0, train.output
 
 
 def test_scalar_objective_with_pruning(tmp_path: Path, data_dir: Path) -> None:
     cfg = _config(tmp_path, objective="scalar")
     out = tmp_path / "tune"
-    result = runner.invoke(app, ["tune", "--config", str(cfg), "--input", str(data_dir), "--out", str(out), "--n-trials", "4"])
+    result = runner.invoke(
+        app, ["tune", "--config", str(cfg), "--input", str(data_dir), "--out", str(out), "--n-trials", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert "tune" in result.output and (out / "best.yaml").is_file()
 
 
 def _worker(cfg: Path, data: Path, out: Path, storage: str, n: int, seed: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "fmnist_cluster", "tune", "--config", str(cfg), "--input", str(data), "--out", str(out),
-            "--storage", storage, "--n-trials", str(n), "--set", f"seed={seed}"]
+    args = [
+        sys.executable,
+        "-m",
+        "fmnist_cluster",
+        "tune",
+        "--config",
+        str(cfg),
+        "--input",
+        str(data),
+        "--out",
+        str(out),
+        "--storage",
+        storage,
+        "--n-trials",
+        str(n),
+        "--set",
+        f"seed={seed}",
+    ]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -147,13 +169,33 @@ def test_killed_run_keeps_finished_trials(tmp_path: Path, data_dir: Path) -> Non
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(done) >= 2
-    before = {t.number: t.values for t in optuna.load_study(study_name="som", storage=storage).trials
-              if t.state == optuna.trial.TrialState.COMPLETE}
+    before = {
+        t.number: t.values
+        for t in optuna.load_study(study_name="som", storage=storage).trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
     target = len(before) + 2
-    result = runner.invoke(app, ["tune", "--config", str(cfg), "--input", str(data_dir), "--out", str(tmp_path / "k"),
-                                 "--storage", storage, "--n-trials", str(target)])
+    result = runner.invoke(
+        app,
+        [
+            "tune",
+            "--config",
+            str(cfg),
+            "--input",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "k"),
+            "--storage",
+            storage,
+            "--n-trials",
+            str(target),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    after = {t.number: t.values for t in optuna.load_study(study_name="som", storage=storage).trials
-             if t.state == optuna.trial.TrialState.COMPLETE}
+    after = {
+        t.number: t.values
+        for t in optuna.load_study(study_name="som", storage=storage).trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
     assert all(after[k] == v for k, v in before.items())
     assert len(after) == target

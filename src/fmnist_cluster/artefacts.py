@@ -154,7 +154,7 @@ def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
             with zf.open(info, "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+                np.lib.format.write_array(fh, np.require(arr, requirements="C"), allow_pickle=False)
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:

@@ -291,11 +291,12 @@ def train_som(
                      show_default=False),
     ] = None,
     epochs: Annotated[
-        float | None, typer.Option(help="Epochs (batch) or passes (minisom). Overrides 'som.epochs' (default: 6).",
+        float | None, typer.Option(help="Epochs (batch) or passes (minisom). Overrides 'som.epochs' (default: 10).",
                                    show_default=False)
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="auto, cpu or cuda. Overrides 'train.device' (default: auto).", show_default=False)
+        str | None,
+        typer.Option(help="auto, cpu or cuda. Overrides 'train.device' (default: auto).", show_default=False),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted batch run from OUT/checkpoint.npz.")

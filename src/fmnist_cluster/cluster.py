@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def _check_split(split: str) -> None:
 
 def _som_features(
     folder: Path, split: str, manifest: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray | None, Path, str]:
+) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None, Path, str]:
     """Per-image SOM outputs of a ``train-som`` artefact: every test image is represented by
     the weight vector (prototype) of its best-matching unit, so clustering these rows clusters
     the map's prototypes weighted by their hits (the classic two-level SOM clustering).
@@ -127,13 +128,13 @@ def _som_features(
     bmu = np.asarray(arrays["bmu_test"], dtype=np.int64)
     if bmu.size and (bmu.min() < 0 or bmu.max() >= len(prototypes)):
         raise FmnistError(f"{path}: bmu_test points outside the map; run `fmnist-cluster train-som` again")
-    y = None
+    y, names = None, None
     data_folder = _recorded_images(manifest)
     if data_folder is not None:
         dataset, _ = load_dataset(data_folder)
         if dataset.y_test is not None and len(dataset.y_test) == len(bmu):
-            y = dataset.y_test
-    return prototypes[bmu], y, path, digest
+            y, names = dataset.y_test, dataset.class_names
+    return prototypes[bmu], y, names, path, digest
 
 
 def load_features(
@@ -170,7 +171,7 @@ def load_features(
     class_names: tuple[str, ...] | None = None
     pictures: np.ndarray | None = None
     if stage == "train-som":
-        x, y, path, digest = _som_features(folder, split, manifest)
+        x, y, class_names, path, digest = _som_features(folder, split, manifest)
         kind = "som"
     else:
         dataset, digest = load_dataset(folder, _PRODUCER)
@@ -331,6 +332,9 @@ class SilhouetteKMeans:
         return self
 
 
+EPS_RULES = ("most-clusters", "knee")
+
+
 def knee_index(curve: np.ndarray) -> int:
     """Index of the knee of an increasing curve (Kneedle: the point farthest below the chord
     from the first to the last point, after scaling both axes to [0, 1]).
@@ -353,9 +357,17 @@ class AutoDBSCAN:
 
     ``min_samples`` defaults to ``2 * dimensions``, clipped to [4, max(4, N / 100)]. The
     sorted distance of every point to its ``min_samples``-th neighbour (the k-distance curve)
-    rises slowly through the clusters and steeply among outliers; ``eps`` is its knee, raised
-    to the ``1 - max_noise`` quantile when the knee would leave more than ``max_noise`` of the
-    points outside every core neighbourhood.
+    rises slowly through the clusters and steeply among outliers. Two rules pick ``eps`` on it:
+
+    * ``most-clusters`` (default): try ``eps`` at 34 evenly spaced quantiles of the curve from
+      the median to the 99.5th percentile; among the runs that leave at most ``max_noise`` of
+      the points as noise, keep the one with the most clusters holding at least 1 % of the
+      points (ties: the least noise). A small eps splits dense groups into crumbs, a large one
+      lets the thin bridges between groups merge them; this keeps the widest clean split.
+      Falls back to ``knee`` when no run qualifies.
+    * ``knee``: the knee of the curve; when DBSCAN there marks more than ``max_noise`` of the
+      points as noise, ``eps`` is raised along the curve (in steps of 2 % of the points) until
+      the noise share is at most ``max_noise``.
 
     Parameters
     ----------
@@ -363,6 +375,8 @@ class AutoDBSCAN:
     min_samples : int or 'auto'
     max_noise : float
         In (0, 1).
+    eps_rule : {'most-clusters', 'knee'}
+        How an automatic ``eps`` is chosen.
 
     Attributes
     ----------
@@ -378,16 +392,25 @@ class AutoDBSCAN:
     n_clusters_ : int
     """
 
-    def __init__(self, eps: float | str = "auto", min_samples: int | str = "auto", max_noise: float = 0.10) -> None:
+    def __init__(
+        self,
+        eps: float | str = "auto",
+        min_samples: int | str = "auto",
+        max_noise: float = 0.10,
+        eps_rule: str = "most-clusters",
+    ) -> None:
         self.eps = eps
         self.min_samples = min_samples
         self.max_noise = max_noise
+        self.eps_rule = eps_rule
 
     def _check_params(self, n: int) -> None:
         if self.eps != "auto" and not (isinstance(self.eps, (int, float)) and self.eps > 0):
             raise FmnistError(f"unknown dbscan eps '{self.eps}'; valid: a number > 0, auto")
         if self.min_samples != "auto" and not (isinstance(self.min_samples, int) and self.min_samples >= 1):
             raise FmnistError(f"unknown dbscan min_samples '{self.min_samples}'; valid: an integer >= 1, auto")
+        if self.eps_rule not in EPS_RULES:
+            raise FmnistError(f"unknown dbscan eps_rule '{self.eps_rule}'; valid: {', '.join(EPS_RULES)}")
         if not 0 < self.max_noise < 1:
             raise FmnistError(f"dbscan max_noise {self.max_noise} must be in (0, 1)")
         if n < 5:
@@ -408,17 +431,49 @@ class AutoDBSCAN:
         # the point itself counts as a neighbour in DBSCAN, as in kneighbors on the fitted data
         dist, _ = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
         self.k_distances_ = np.sort(dist[:, -1])
-        self.knee_eps_ = float(self.k_distances_[knee_index(self.k_distances_)])
-        if self.eps == "auto":
-            guard = float(np.quantile(self.k_distances_, 1.0 - self.max_noise))
-            self.eps_ = max(self.knee_eps_, guard)
+        knee = knee_index(self.k_distances_)
+        self.knee_eps_ = float(self.k_distances_[knee])
+
+        def run(eps: float) -> np.ndarray:
+            return DBSCAN(eps=max(eps, 1e-12), min_samples=self.min_samples_).fit(x).labels_.astype(np.int64)
+
+        chosen = self._most_clusters(run, n) if self.eps == "auto" and self.eps_rule == "most-clusters" else None
+        if chosen is not None:
+            self.eps_, self.labels_ = chosen
+        elif self.eps == "auto":
+            self.eps_ = self.knee_eps_
+            self.labels_ = run(self.eps_)
+            step = max(1, n // 50)
+            position = knee
+            while np.mean(self.labels_ < 0) > self.max_noise and position < n - 1:
+                position = min(position + step, n - 1)
+                self.eps_ = float(self.k_distances_[position])
+                self.labels_ = run(self.eps_)
         else:
             self.eps_ = float(self.eps)
-        self.eps_ = max(self.eps_, 1e-12)
-        self.labels_ = DBSCAN(eps=self.eps_, min_samples=self.min_samples_).fit(x).labels_.astype(np.int64)
+            self.labels_ = run(self.eps_)
         self.noise_share_ = float(np.mean(self.labels_ < 0))
         self.n_clusters_ = len(np.unique(self.labels_[self.labels_ >= 0]))
         return self
+
+    def _most_clusters(self, run: Callable[[float], np.ndarray], n: int) -> tuple[float, np.ndarray] | None:
+        """The ``most-clusters`` rule: (eps, labels) of the widest clean split, or None."""
+        best: tuple[tuple[int, float], float, np.ndarray] | None = None
+        tried: set[float] = set()
+        for q in np.linspace(0.5, 0.995, 34):
+            eps = float(self.k_distances_[int(q * (n - 1))])
+            if eps in tried:
+                continue
+            tried.add(eps)
+            labels = run(eps)
+            noise = float(np.mean(labels < 0))
+            if noise > self.max_noise:
+                continue
+            sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
+            key = (int(np.sum(sizes >= 0.01 * n)), -noise)
+            if best is None or key > best[0]:
+                best = (key, eps, labels)
+        return None if best is None else (best[1], best[2])
 
 
 class SampledAgglomerative:
@@ -614,13 +669,13 @@ def cluster_all(
         task.advance(1, k=km.n_clusters_)
     if "dbscan" in names:
         cfg = config.dbscan
-        db = AutoDBSCAN(cfg.eps, cfg.min_samples, cfg.max_noise).fit(x)
+        db = AutoDBSCAN(cfg.eps, cfg.min_samples, cfg.max_noise, cfg.eps_rule).fit(x)
         labels["dbscan"] = db.labels_
         params["dbscan"] = {
             "eps": db.eps_,
             "knee_eps": db.knee_eps_,
             "min_samples": db.min_samples_,
-            "eps_mode": "auto" if cfg.eps == "auto" else "given",
+            "eps_mode": f"auto ({cfg.eps_rule})" if cfg.eps == "auto" else "given",
         }
         curves["k_distances"] = db.k_distances_
         curves["eps"], curves["knee_eps"], curves["min_samples"] = db.eps_, db.knee_eps_, db.min_samples_

@@ -19,6 +19,7 @@ public entry points for other stages.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import math
 import os
@@ -985,6 +986,27 @@ def _test_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, nam
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
     }
+
+
+def fold_batchnorm(network: nn.Module) -> nn.Module:
+    """A copy of a network in eval mode with each batch norm folded into the conv or dense
+    weights before it (same outputs up to rounding, fewer operations); the named layers stay,
+    so hooks on them see the same values."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    folded = copy.deepcopy(network).eval()
+    for block in folded.children():
+        if not isinstance(block, nn.Sequential) or len(block) < 2:
+            continue
+        first, second = block[0], block[1]
+        if isinstance(first, nn.Conv2d) and isinstance(second, nn.BatchNorm2d):
+            block[0] = fuse_conv_bn_eval(first, second)
+        elif isinstance(first, nn.Linear) and isinstance(second, nn.BatchNorm1d):
+            block[0] = fuse_linear_bn_eval(first, second)
+        else:
+            continue
+        block[1] = nn.Identity()
+    return folded
 
 
 def describe_layers(network: Network) -> list[dict[str, Any]]:

@@ -157,9 +157,12 @@ class DBSCANConfig(StrictModel):
     enabled : bool
         Run DBSCAN.
     eps : float or 'auto'
-        Neighbourhood radius; ``auto`` takes the knee of the sorted k-distance curve (the
-        distance of every point to its ``min_samples``-th neighbour), raised if needed so that
-        at most ``max_noise`` of the points lie beyond it.
+        Neighbourhood radius; ``auto`` chooses it on the sorted k-distance curve (the distance
+        of every point to its ``min_samples``-th neighbour) by ``eps_rule``.
+    eps_rule : {'most-clusters', 'knee'}
+        ``most-clusters``: of the eps values at quantiles 0.5..0.995 of the curve that leave at
+        most ``max_noise`` noise, the one giving the most clusters of at least 1 % of the points.
+        ``knee``: the knee of the curve, raised until at most ``max_noise`` is noise.
     min_samples : int or 'auto'
         Core-point neighbour count; ``auto`` is ``2 * dimensions`` clipped to [4, ``N / 100``]
         (and at least 4).
@@ -169,6 +172,7 @@ class DBSCANConfig(StrictModel):
 
     enabled: bool = True
     eps: float | Literal["auto"] = "auto"
+    eps_rule: Literal["most-clusters", "knee"] = "most-clusters"
     min_samples: int | Literal["auto"] = "auto"
     max_noise: float = Field(default=0.10, gt=0, lt=1)
 
@@ -532,7 +536,7 @@ class CnnTrainConfig(StrictModel):
     val_fraction: float = Field(default=0.1, ge=0, le=0.5)
     early_stopping: int | None = Field(default=None, gt=0)
     restore_best: bool = True
-    eval_batch_size: int = Field(default=1000, gt=0)
+    eval_batch_size: int = Field(default=256, gt=0)
 
 
 class AugmentConfig(StrictModel):
@@ -626,7 +630,7 @@ class EncodeConfig(StrictModel):
     """
 
     layer: str | None = None
-    batch_size: int = Field(default=1000, gt=0)
+    batch_size: int = Field(default=256, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, gt=0)
 
@@ -678,13 +682,15 @@ class SomMapConfig(StrictModel):
     topology: Literal["rectangular", "hexagonal"] = "rectangular"
     neighbourhood: Literal["gaussian", "bubble", "triangle", "mexican_hat"] = "gaussian"
     init: Literal["pca", "random"] = "pca"
-    sigma: float | None = Field(default=6.0, gt=0)
-    sigma_end: float = Field(default=0.6, gt=0)
-    epochs: float = Field(default=6, gt=0)
+    sigma: float | None = Field(default=5.0, gt=0)
+    sigma_end: float = Field(default=0.7, gt=0)
+    epochs: float = Field(default=10, gt=0)
     schedule: Literal["exponential", "linear"] = "exponential"
     learning_rate: float = Field(default=0.5, gt=0)
     decay_function: Literal["asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero"] = "asymptotic_decay"
-    sigma_decay_function: Literal["asymptotic_decay", "inverse_decay_to_one", "linear_decay_to_one"] = "asymptotic_decay"
+    sigma_decay_function: Literal["asymptotic_decay", "inverse_decay_to_one", "linear_decay_to_one"] = (
+        "asymptotic_decay"
+    )
     order: Literal["random", "sequential"] = "random"
     steps: int | None = Field(default=None, ge=1)
 
@@ -692,7 +698,9 @@ class SomMapConfig(StrictModel):
     def _check_engine_options(self) -> SomMapConfig:
         if self.engine == "batch":
             if self.neighbourhood == "mexican_hat":
-                raise ValueError("neighbourhood 'mexican_hat' needs engine 'minisom'; batch valid: gaussian, bubble, triangle")
+                raise ValueError(
+                    "neighbourhood 'mexican_hat' needs engine 'minisom'; batch valid: gaussian, bubble, triangle"
+                )
             if self.epochs != int(self.epochs):
                 raise ValueError(f"epochs must be a whole number for the batch engine, got {self.epochs}")
             if self.sigma is not None and self.sigma < self.sigma_end:
@@ -713,6 +721,12 @@ class SomTrainConfig(StrictModel):
         Train on at most this many (seeded random) rows.
     chunk_size : int
         Rows per chunk of the winner search (memory ~ chunk_size x neurons x 4 bytes).
+    search_dims : int
+        Batch engine: 0 searches winners exactly in every epoch; p > 0 searches them among
+        the first p principal components in all but the last ``exact_epochs`` epochs (much
+        faster on 784 pixels; final metrics are always exact).
+    exact_epochs : int
+        Batch engine: epochs at the end with the exact search when ``search_dims > 0``.
     device : {'auto', 'cpu', 'cuda'}
     early_stop_tol : float or None
         Batch engine: stop when the quantisation error improved by less than this
@@ -723,6 +737,8 @@ class SomTrainConfig(StrictModel):
     pool: bool = False
     limit: int | None = Field(default=None, gt=0)
     chunk_size: int = Field(default=4096, ge=1)
+    search_dims: int = Field(default=64, ge=0)
+    exact_epochs: int = Field(default=2, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     early_stop_tol: float | None = Field(default=None, ge=0)
     patience: int = Field(default=2, ge=1)

@@ -691,6 +691,6 @@ def load_dataset(folder: Path | str, producer: str = "fmnist-cluster preprocess"
         x_test=x_test,
         y_test=ys["test"],
         class_names=tuple(str(n) for n in names) if names is not None else None,
-        layer=str(layer.reshape(-1)[0]) if layer is not None and layer.size == 1 else None,  # saved 0-d, read back 1-d
+        layer=str(layer.reshape(-1)[0]) if layer is not None and layer.size == 1 else None,
     )
     return dataset, digest

@@ -51,7 +51,8 @@ def tsne_embedding(
     threads: int | None = None,
 ) -> np.ndarray:
     """2-D t-SNE (Barnes-Hut, PCA initialisation, automatic learning rate) of ``x`` after a
-    projection on its first ``pca_components`` principal components."""
+    projection on its first ``pca_components`` principal components, on ``threads`` CPU
+    threads (None: one per core)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -70,7 +71,13 @@ def tsne_embedding(
         random_state=seed,
         n_jobs=threads or -1,
     )
-    return model.fit_transform(x).astype(np.float32)
+    if threads is None:
+        return model.fit_transform(x).astype(np.float32)
+    from threadpoolctl import threadpool_limits
+
+    # an OpenMP runtime left at its default spins on idle cores; pin every pool to ``threads``
+    with threadpool_limits(limits=threads):
+        return model.fit_transform(x).astype(np.float32)
 
 
 def umap_embedding(x: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,14 @@ import torch
 from torch import nn
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
-from fmnist_cluster.cnn import MODEL_FILE, describe_layers, load_checkpoint, resolve_device, torch_threads
+from fmnist_cluster.cnn import (
+    MODEL_FILE,
+    describe_layers,
+    fold_batchnorm,
+    load_checkpoint,
+    resolve_device,
+    torch_threads,
+)
 from fmnist_cluster.config import EncodeConfig
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
 from fmnist_cluster.errors import FmnistError
@@ -179,6 +186,7 @@ def run_encode(
         run.add_input(data_path, digest)
         with torch_threads(config.threads):
             tick = time.perf_counter()
+            model = fold_batchnorm(model)
             with run.timer("encode"):
                 x_train = encode_images(
                     model, dataset.x_train, layer, config.batch_size, config.device, progress, "encode train"

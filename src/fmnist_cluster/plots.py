@@ -431,7 +431,9 @@ def misclassified_montage(
 SOM_MARKERS = ("o", "s", "p", "*", "^", "1", "h", "x", "+", "d")
 
 
-def _som_cells(ax, coords: np.ndarray, topology: str, values: np.ndarray, cmap: str, **kw):  # noqa: ANN001, ANN202
+def _som_cells(
+    ax: plt.Axes, coords: np.ndarray, topology: str, values: np.ndarray, cmap: object, **kw: object
+) -> object:
     """Draw one square or hexagon per neuron, coloured by ``values``; row 0 at the top."""
     from matplotlib.collections import PolyCollection
 
@@ -498,16 +500,8 @@ def som_u_matrix(
                 continue
             marker = SOM_MARKERS[c % len(SOM_MARKERS)]
             filled = marker not in ("1", "x", "+")
-            ax.scatter(
-                coords[sel, 0],
-                coords[sel, 1],
-                s=msize,
-                marker=marker,
-                facecolors="none" if filled else colours[c],
-                edgecolors=colours[c],
-                linewidths=1.1,
-                label=name,
-            )
+            style = {"facecolors": "none", "edgecolors": colours[c]} if filled else {"color": colours[c]}
+            ax.scatter(coords[sel, 0], coords[sel, 1], s=msize, marker=marker, linewidths=1.1, label=name, **style)
         ax.legend(title="dominant class of the neuron", fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.01),
                   ncol=5, frameon=False, markerscale=float(np.sqrt(70 / msize)))
     ax.set_title(f"U-matrix, {title}", fontsize=11)
@@ -520,7 +514,7 @@ def som_hit_map(hits: np.ndarray, coords: np.ndarray, topology: str, title: str)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
     coll = _som_cells(ax, coords, topology, hits, "viridis")
     fig.colorbar(coll, ax=ax, fraction=0.04, pad=0.01, label="samples won")
-    ax.set_title(f"Hit map, {title} ({int((np.asarray(hits) == 0).sum())} neurons never win)", fontsize=11)
+    ax.set_title(f"Hit map, {title} (neurons never winning: {int((np.asarray(hits) == 0).sum())})", fontsize=11)
     return fig
 
 
@@ -657,7 +651,7 @@ def tune_pareto(qe: np.ndarray, te: np.ndarray, front: np.ndarray, best: int | N
     order = np.argsort(qe[front])
     ax.plot(qe[front][order], te[front][order], "o-", color="tab:red", label="Pareto front")
     if best is not None:
-        ax.scatter([qe[best]], [te[best]], s=180, marker="*", color="gold", edgecolors="black", zorder=5, label="chosen")
+        ax.scatter([qe[best]], [te[best]], s=180, marker="*", color="gold", edgecolors="k", zorder=5, label="chosen")
     ax.set_xlabel("held-out quantisation error")
     ax.set_ylabel("held-out topographic error")
     ax.legend(fontsize=8)

@@ -246,7 +246,9 @@ def outlier_neurons(hits: np.ndarray, whisker: float = 1.5) -> tuple[np.ndarray,
     return idx[np.argsort(-hits[idx], kind="stable")], float(low), float(high)
 
 
-def neuron_classes(bmu: np.ndarray, y: np.ndarray, n_neurons: int, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def neuron_classes(
+    bmu: np.ndarray, y: np.ndarray, n_neurons: int, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-neuron class counts, dominant class (-1 if never hit) and purity.
 
     Returns
@@ -354,6 +356,26 @@ def _pca_weights(x: torch.Tensor, grid: SomGrid) -> torch.Tensor:
     return w.float()
 
 
+class _Subspace:
+    """The data's first ``dims`` principal components, for the approximate winner search."""
+
+    def __init__(self, x: torch.Tensor, dims: int, dev: torch.device) -> None:
+        mean = x.sum(0, dtype=torch.float64) / len(x)
+        cov = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+        for s in range(0, len(x), 8192):
+            c = x[s : s + 8192].double() - mean
+            cov += c.T @ c
+        d = cov.shape[0]
+        dims = min(dims, d)
+        _, vecs = eigh(cov.numpy(), subset_by_index=[d - dims, d - 1])
+        self.mean = mean.float().to(dev)
+        self.basis = torch.from_numpy(vecs[:, ::-1].copy()).float().to(dev)
+        self.rows = torch.cat([self.project(x[s : s + 8192].to(dev)) for s in range(0, len(x), 8192)])
+
+    def project(self, v: torch.Tensor) -> torch.Tensor:
+        return (v.float() - self.mean) @ self.basis
+
+
 class BatchSOM(_SomBase):
     """Kohonen's batch self-organising map, vectorised in torch.
 
@@ -389,6 +411,14 @@ class BatchSOM(_SomBase):
         See ``early_stop_tol``.
     chunk_size : int
         Rows per chunk of the winner search.
+    search_dims : int
+        0: every epoch searches winners exactly. ``p > 0``: all but the last ``exact_epochs``
+        epochs search winners among the data's first ``p`` principal components (about 12x
+        less work for 784 pixels and p = 64; on Fashion-MNIST about 9 in 10 winners are the
+        exact ones). Updates always use the full rows; the last epochs and every reported
+        final metric use the exact search.
+    exact_epochs : int
+        Epochs at the end that search exactly when ``search_dims > 0``.
     device : {'auto', 'cpu', 'cuda'}
     random_state : int
         Seed of the random initialisation.
@@ -420,6 +450,8 @@ class BatchSOM(_SomBase):
         early_stop_tol: float | None = None,
         patience: int = 2,
         chunk_size: int = 4096,
+        search_dims: int = 0,
+        exact_epochs: int = 2,
         device: str = "auto",
         random_state: int = 0,
     ) -> None:
@@ -430,6 +462,8 @@ class BatchSOM(_SomBase):
         self.sigma = sigma
         self.sigma_end = sigma_end
         self.epochs = epochs
+        self.search_dims = search_dims
+        self.exact_epochs = exact_epochs
         self.schedule = schedule
         self.init = init
         self.early_stop_tol = early_stop_tol
@@ -449,6 +483,8 @@ class BatchSOM(_SomBase):
             raise FmnistError(f"sigma ({self.sigma}) must be >= sigma_end ({self.sigma_end}) > 0")
         if self.chunk_size < 1:
             raise FmnistError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.search_dims < 0 or self.exact_epochs < 0:
+            raise FmnistError(f"search_dims and exact_epochs must be >= 0, got {self.search_dims}, {self.exact_epochs}")
 
     def sigmas(self) -> np.ndarray:
         """Neighbourhood width of each epoch."""
@@ -462,6 +498,7 @@ class BatchSOM(_SomBase):
 
     def _signature(self, n_features: int) -> str:
         keys = ("rows", "cols", "topology", "neighbourhood", "sigma", "sigma_end", "epochs", "schedule", "init")
+        keys += ("search_dims", "exact_epochs")
         return json.dumps({k: getattr(self, k) for k in keys} | {"n_features": n_features}, sort_keys=True)
 
     def _neighbourhood(self, dist: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -528,9 +565,15 @@ class BatchSOM(_SomBase):
         if start_epoch:
             task.advance(start_epoch)
         stalled = 0
+        sub = None
+        if 0 < self.search_dims < x.shape[1] and self.epochs - start_epoch > self.exact_epochs:
+            sub = _Subspace(_as_tensor(x), self.search_dims, dev)
         for epoch in range(start_epoch, self.epochs):
-            sums, counts, bmu, bmu2, dist = self._accumulate(xt, w, dev)
+            approx = sub if (sub is not None and epoch < self.epochs - self.exact_epochs) else None
+            sums, counts, bmu, bmu2, dist = self._accumulate(xt, w, dev, approx)
             entry = {"epoch": epoch, "sigma": float(sigmas[epoch]), **_epoch_metrics(grid, bmu, bmu2, dist)}
+            if sub is not None:
+                entry["search"] = "exact" if approx is None else f"pca{self.search_dims}"
             history.append(entry)
             h = self._neighbourhood(gd, float(sigmas[epoch]))
             num = h @ sums
@@ -565,7 +608,7 @@ class BatchSOM(_SomBase):
         return self
 
     def _accumulate(
-        self, xt: torch.Tensor, w: torch.Tensor, dev: torch.device
+        self, xt: torch.Tensor, w: torch.Tensor, dev: torch.device, sub: _Subspace | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
         k = w.shape[0]
         sums = torch.zeros_like(w)
@@ -574,10 +617,12 @@ class BatchSOM(_SomBase):
         bmu = np.empty(n, np.int64)
         bmu2 = np.full(n, -1, np.int64)
         dist = np.empty(n, np.float64)
-        wn = (w * w).sum(1)
+        ws = sub.project(w) if sub is not None else w
+        wn = (ws * ws).sum(1)
         for s in range(0, n, self.chunk_size):
             xc = xt[s : s + self.chunk_size].to(dev, torch.float32)
-            d = torch.addmm(wn, xc, w.T, alpha=-2.0)
+            xs = sub.rows[s : s + self.chunk_size] if sub is not None else xc
+            d = torch.addmm(wn, xs, ws.T, alpha=-2.0)
             if k > 1:
                 _, idx = torch.topk(d, 2, dim=1, largest=False)
                 b1, b2 = idx[:, 0], idx[:, 1]
@@ -734,9 +779,10 @@ class MiniSomEngine(_SomBase):
             som.pca_weights_init(x)
         else:
             som.random_weights_init(x)
+        self.init_seconds_ = time.perf_counter() - t0
         grid = self._grid(som)
         n = len(x)
-        total = int(self.steps) if self.steps is not None else max(1, int(round(self.epochs * n)))
+        total = int(self.steps) if self.steps is not None else max(1, round(self.epochs * n))
         order = np.arange(total) % n
         if self.order == "random":
             som._random_generator.shuffle(order)
@@ -794,6 +840,8 @@ def make_engine(config: Any) -> BatchSOM | MiniSomEngine:
             early_stop_tol=t.early_stop_tol,
             patience=t.patience,
             chunk_size=t.chunk_size,
+            search_dims=t.search_dims,
+            exact_epochs=t.exact_epochs,
             device=t.device,
             random_state=config.seed,
         )
@@ -937,7 +985,9 @@ def run_train_som(
     engine._check_params()
     dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")
     if len(dataset.x_train) == 0:
-        raise FmnistError(f"{Path(input_dir) / 'data.npz'} has no training samples; run preprocess on a non-empty source")
+        raise FmnistError(
+            f"{Path(input_dir) / 'data.npz'} has no training samples; run preprocess on a non-empty source"
+        )
     x_fit, y_fit = _fit_data(dataset, config.train.pool)
     x_test = flatten(dataset.x_test)
     y_test = dataset.y_test
@@ -1032,5 +1082,9 @@ def _save_figures(
             titles = [f"qe {arrays['dist_fit'][i]:.2f}" for i in worst]
             run.save_bytes(
                 "largest_qe.png",
-                png(plots.montage(x_fit[worst], titles, ncols=10, suptitle=f"{n} samples with the largest quantisation error")),
+                png(
+                    plots.montage(
+                        x_fit[worst], titles, ncols=10, suptitle=f"{n} samples with the largest quantisation error"
+                    )
+                ),
             )

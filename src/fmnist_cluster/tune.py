@@ -94,7 +94,7 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
 
 def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(holdout * n)))
+    n_val = max(1, round(holdout * n))
     if n - n_val < 2:
         raise FmnistError(f"only {n} training rows: too few to hold out {holdout:.0%} for scoring; use more data")
     return np.sort(order[n_val:]), np.sort(order[:n_val])
@@ -124,7 +124,12 @@ def _open_study(config: TuneConfig, url: str) -> Any:
     import optuna
 
     sampler = optuna.samplers.TPESampler(seed=config.seed, multivariate=True, n_startup_trials=min(10, config.n_trials))
-    kwargs: dict[str, Any] = {"study_name": config.study_name, "storage": url, "load_if_exists": True, "sampler": sampler}
+    kwargs: dict[str, Any] = {
+        "study_name": config.study_name,
+        "storage": url,
+        "load_if_exists": True,
+        "sampler": sampler,
+    }
     if config.objective == "pareto":
         kwargs["directions"] = ["minimize", "minimize"]
     else:
@@ -154,7 +159,9 @@ def _finished(study: Any) -> list[Any]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
 
 
-def run_tune(config: TuneConfig, input_dir: Path | str, out_dir: Path | str, progress: Progress = NULL_PROGRESS) -> dict[str, Any]:
+def run_tune(
+    config: TuneConfig, input_dir: Path | str, out_dir: Path | str, progress: Progress = NULL_PROGRESS
+) -> dict[str, Any]:
     """The ``tune`` stage.
 
     Parameters
@@ -182,7 +189,9 @@ def run_tune(config: TuneConfig, input_dir: Path | str, out_dir: Path | str, pro
     dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")
     x = flatten(dataset.x_train)
     if len(x) == 0:
-        raise FmnistError(f"{Path(input_dir) / 'data.npz'} has no training samples; run preprocess on a non-empty source")
+        raise FmnistError(
+            f"{Path(input_dir) / 'data.npz'} has no training samples; run preprocess on a non-empty source"
+        )
     rng = np.random.default_rng(config.seed)
     if config.limit is not None and config.limit < len(x):
         x = x[np.sort(rng.choice(len(x), config.limit, replace=False))]
@@ -249,7 +258,14 @@ def _qe_te(trial: Any, config: TuneConfig) -> tuple[float, float]:
 
 
 def _write_results(
-    config: TuneConfig, study: Any, url: str, input_dir: Path | str, digest: str, out_dir: Path, plots: Any, seconds: float
+    config: TuneConfig,
+    study: Any,
+    url: str,
+    input_dir: Path | str,
+    digest: str,
+    out_dir: Path,
+    plots: Any,
+    seconds: float,
 ) -> dict[str, Any]:
     import optuna
 
@@ -298,7 +314,9 @@ def _write_results(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     importances[name] = optuna.importance.get_param_importances(
-                        study, target=lambda t, j=j: _qe_te(t, config)[j]
+                        study,
+                        evaluator=optuna.importance.FanovaImportanceEvaluator(seed=config.seed),
+                        target=lambda t, j=j: _qe_te(t, config)[j],
                     )
             except (RuntimeError, ValueError, ZeroDivisionError):
                 continue
@@ -314,5 +332,3 @@ def _write_results(
             run.save_bytes("importances.png", plots.figure_png(plots.tune_importances(importances)))
         run.commit()
     return summary
-
-
