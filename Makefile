@@ -34,14 +34,46 @@ format: $(STAMP) ## Reformat the code with ruff
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
 	$(VENV)/bin/ruff format src tests benchmarks scripts
 
-demo: $(STAMP) ## The main job: every stage, offline, on the shipped sample (outputs/demo)
-	$(CLI) preprocess --source sample --out $(OUT)/demo/data
+DEMO := $(OUT)/demo
+demo: $(STAMP) ## The main job: every stage, offline, on the shipped sample (outputs/demo, report in outputs/demo/report)
+	$(CLI) preprocess --source sample --out $(DEMO)/data
+	$(CLI) train-som --config configs/som-demo.yaml --input $(DEMO)/data --out $(DEMO)/som
+	$(CLI) tune --config configs/tune-demo.yaml --input $(DEMO)/data --out $(DEMO)/tune
+	$(CLI) preprocess --source sample --set relabel=random --out $(DEMO)/mystery
+	$(CLI) train-cnn --config configs/cnn-demo.yaml --input $(DEMO)/mystery --out $(DEMO)/cnn
+	$(CLI) encode --model $(DEMO)/cnn --input $(DEMO)/mystery --out $(DEMO)/encoding
+	$(CLI) train-cnn --config configs/cnn-demo.yaml --input $(DEMO)/data --out $(DEMO)/cnn-reference
+	$(CLI) cluster --input $(DEMO)/encoding --originals $(DEMO)/data --reference $(DEMO)/cnn-reference --out $(DEMO)/cluster
+	$(CLI) embed --input $(DEMO)/encoding --out $(DEMO)/embed
+	$(CLI) report $(foreach s,data som tune mystery cnn encoding cluster embed,--input $(DEMO)/$(s)) --out $(DEMO)/report
+
+DATA ?=
+MYSTERY := $(OUT)/mystery
+.PHONY: mystery-study study
+mystery-study: $(STAMP) ## Mystery-label study on a Twisted CSV folder: make mystery-study DATA=dir (needs $(FMNIST) for decoding)
+	@test -n "$(DATA)" || { echo "error: DATA is not set; run make mystery-study DATA=folder-with-x_train.csv"; exit 2; }
+	$(CLI) preprocess --source twisted-csv --path $(DATA) --out $(MYSTERY)/data
+	$(CLI) preprocess --source idx --path $(FMNIST) --out $(MYSTERY)/originals
+	$(CLI) train-cnn --config configs/cnn-reference.yaml --input $(MYSTERY)/data --out $(MYSTERY)/cnn-reference
+	$(CLI) train-cnn --config configs/cnn.yaml --input $(MYSTERY)/data --out $(MYSTERY)/cnn
+	$(CLI) encode --model $(MYSTERY)/cnn --input $(MYSTERY)/data --out $(MYSTERY)/encoding
+	$(CLI) cluster --input $(MYSTERY)/encoding --originals $(MYSTERY)/originals --out $(MYSTERY)/cluster
+	$(CLI) cluster --input $(MYSTERY)/encoding --out $(MYSTERY)/cluster-published --set kmeans.k=5 \
+		--set dbscan.eps=500 --set dbscan.min_samples=8000 --set hdbscan.enabled=false --set agglomerative.enabled=false
+	$(CLI) embed --input $(MYSTERY)/encoding --out $(MYSTERY)/embed
+	$(CLI) report $(foreach s,data cnn-reference cnn encoding cluster cluster-published embed,--input $(MYSTERY)/$(s)) \
+		--out $(MYSTERY)/report
+
+study: som-study mystery-study ## Both studies, then one report over everything: make study DATA=dir
+	$(CLI) report $(foreach s,data som som-seed tune,--input $(OUT)/som-study/$(s)) \
+		$(foreach s,data cnn-reference cnn encoding cluster cluster-published embed,--input $(MYSTERY)/$(s)) \
+		--out $(OUT)/study/report
 
 bench-data: $(STAMP) ## Time preprocess on the real IDX folder and a 60,000-row Twisted CSV
 	$(PY) benchmarks/preprocess.py --data $(FMNIST)
 
 bench-cnn: $(STAMP) ## Time and score train-cnn (reference, own, ours) and encode on the real data (about 75 min)
-	flock /tmp/fmnist-heavy.lock $(PY) benchmarks/cnn.py --fmnist $(FMNIST) \
+	$(PY) benchmarks/cnn.py --fmnist $(FMNIST) \
 		--run reference:idx --run cnn:idx --run own:idx \
 		--run cnn:tw:0,1,0,1,2,3,2,3,4,3 --run cnn:tw:0,0,1,1,2,2,3,3,4,4 --run reference:tw:0,1,0,1,2,3,2,3,4,3 \
 		--encode cnn:idx
@@ -54,7 +86,7 @@ som-study: $(STAMP) ## SOM study on all 70,000 images: 50x50 map on the 60,000 t
 	$(CLI) tune --config configs/tune.yaml --input $(OUT)/som-study/data --out $(OUT)/som-study/tune
 
 bench-som: $(STAMP) ## Benchmark the SOM engines (MiniSom, XPySom if installed, ours) on 60,000 x 784, 50x50
-	flock /tmp/fmnist-heavy.lock $(PY) benchmarks/som.py --data $(FMNIST) --out $(OUT)/bench-som/som.json
+	$(PY) benchmarks/som.py --data $(FMNIST) --out $(OUT)/bench-som/som.json
 
 sample: $(STAMP) ## Rebuild the shipped sample from the real data in $(FMNIST)
 	$(PY) scripts/build_sample.py $(FMNIST)

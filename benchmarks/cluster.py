@@ -1,10 +1,10 @@
 """Benchmark of the mystery-label path after encoding: cluster (KMeans, DBSCAN with automatic
 eps, HDBSCAN, agglomerative), decoding, embed (t-SNE time) and report, on a Twisted test set.
 
-Run it under the shared lock, on an encoding made by ``encode`` from a network trained on the
+Run it on a quiet machine, on an encoding made by ``encode`` from a network trained on the
 mystery labels, e.g.::
 
-    flock /tmp/fmnist-heavy.lock .venv/bin/python benchmarks/cluster.py \\
+    .venv/bin/python benchmarks/cluster.py \\
         --encoding outputs/encoding --images outputs/data --originals outputs/originals \\
         --reference outputs/cnn-reference --mapping 0,1,0,1,2,3,2,3,4,3 --out /tmp/bench-cluster
 

@@ -1,5 +1,5 @@
-"""Benchmark train-cnn and encode on the real data (run under the shared lock:
-``flock /tmp/fmnist-heavy.lock .venv/bin/python benchmarks/cnn.py ...``; ``make bench-cnn`` does).
+"""Benchmark train-cnn and encode on the real data (on a quiet machine:
+``.venv/bin/python benchmarks/cnn.py ...``; ``make bench-cnn`` does).
 
 Tasks: ``idx`` is the plain 10-class Fashion-MNIST task; ``tw:<mapping>`` is a Twisted set made
 with make_twisted.py from that mapping (10 group ids) and read with ``--source twisted-csv``.
@@ -8,7 +8,7 @@ run is appended to ``--results``, and a Markdown row is printed.
 
 Example::
 
-    flock /tmp/fmnist-heavy.lock .venv/bin/python benchmarks/cnn.py \\
+    .venv/bin/python benchmarks/cnn.py \\
         --run reference:idx --run cnn:idx --run cnn:tw:0,0,1,1,2,2,3,3,4,4 --encode cnn:idx
 """
 

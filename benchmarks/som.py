@@ -7,7 +7,7 @@ Every row is scored the same way: QE and TE on the 60,000 training images, and t
 accuracy of the neuron-majority classifier (each neuron votes the majority training label of
 the samples it wins) on the 10,000 test images. Run it alone on the machine:
 
-    flock /tmp/fmnist-heavy.lock .venv/bin/python benchmarks/som.py --data ../shared/data/fashion-mnist
+    .venv/bin/python benchmarks/som.py --data ../shared/data/fashion-mnist
 """
 
 from __future__ import annotations

@@ -29,20 +29,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err_console = Console(stderr=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 M = TypeVar("M", bound=BaseModel)
 
 # -- shared option types ------------------------------------------------------------------
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", metavar="FILE", help="YAML config of this stage. Default: the built-in defaults, "
-                 "which configs/<stage>.yaml also holds.", show_default=False),
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="YAML config of this stage. Default: the built-in defaults, which configs/<stage>.yaml also holds.",
+        show_default=False,
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override one config key: dotted.key=value (value read as YAML). "
-                 "Repeatable; applied after --config.", show_default=False),
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override one config key: dotted.key=value (value read as YAML). Repeatable; applied after --config.",
+        show_default=False,
+    ),
 ]
 
 
@@ -118,7 +128,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """Clustering and analysis experiments on Fashion-MNIST."""
 
@@ -131,8 +143,11 @@ def preprocess(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/data"),
     source: Annotated[
         str | None,
-        typer.Option(help="Image source: sample (shipped, offline), idx, kaggle-csv, twisted-csv, torchvision. "
-                     "Overrides the config's 'source' (default: sample).", show_default=False),
+        typer.Option(
+            help="Image source: sample (shipped, offline), idx, kaggle-csv, twisted-csv, torchvision. "
+            "Overrides the config's 'source' (default: sample).",
+            show_default=False,
+        ),
     ] = None,
     path: Annotated[
         Path | None,
@@ -140,7 +155,9 @@ def preprocess(
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option(help="Keep at most N images per split, stratified by label. Overrides 'limit'.", show_default=False),
+        typer.Option(
+            help="Keep at most N images per split, stratified by label. Overrides 'limit'.", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Read, check and prepare images: writes data.npz for every later stage.
@@ -161,7 +178,9 @@ def preprocess(
 
 
 # -- cluster ------------------------------------------------------------------------------
-@app.command()
+@app.command(
+    short_help="KMeans, DBSCAN (auto eps), HDBSCAN, agglomerative on features; metrics; mystery-label decoding."
+)
 def cluster(
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -174,18 +193,27 @@ def cluster(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/cluster"),
     images: Annotated[
         Path | None,
-        typer.Option(help="preprocess output folder holding the images of the input rows (for montages and decoding). "
-                     "Default: the folder recorded in the input's manifest, if still there.", show_default=False),
+        typer.Option(
+            help="preprocess output folder holding the images of the input rows (for montages and decoding). "
+            "Default: the folder recorded in the input's manifest, if still there.",
+            show_default=False,
+        ),
     ] = None,
     originals: Annotated[
         Path | None,
-        typer.Option(help="preprocess output folder of the original 10-class Fashion-MNIST: decode the mystery labels "
-                     "by matching image content (exact).", show_default=False),
+        typer.Option(
+            help="preprocess output folder of the original 10-class Fashion-MNIST: decode the mystery labels "
+            "by matching image content (exact).",
+            show_default=False,
+        ),
     ] = None,
     reference: Annotated[
         Path | None,
-        typer.Option(help="train-cnn output folder of a 10-class model trained on the original data: decode the "
-                     "mystery labels by its predictions.", show_default=False),
+        typer.Option(
+            help="train-cnn output folder of a 10-class model trained on the original data: decode the "
+            "mystery labels by its predictions.",
+            show_default=False,
+        ),
     ] = None,
     split: Annotated[
         str | None,
@@ -194,8 +222,8 @@ def cluster(
         ),
     ] = None,
 ) -> None:
-    """Cluster features with KMeans (k given or chosen by silhouette), DBSCAN (automatic eps from
-    the k-distance knee), HDBSCAN and agglomerative clustering; score them against the labels
+    """Cluster features with KMeans (k given or chosen by silhouette), DBSCAN (automatic eps on
+    the k-distance curve), HDBSCAN and agglomerative clustering; score them against the labels
     (ARI, NMI, homogeneity, completeness, purity, contingency, silhouette); with --originals
     and/or --reference, decode what each mystery label is made of (decoding.json)."""
     from fmnist_cluster.cluster import run_cluster
@@ -215,7 +243,7 @@ def cluster(
 
 
 # -- embed --------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="PCA, t-SNE (and UMAP if installed) of features, saved for report.")
 def embed(
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -248,16 +276,20 @@ def embed(
 
 
 # -- report -------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="One self-contained HTML page and a Markdown summary of any artefact folders.")
 def report(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     inputs: Annotated[
         list[Path] | None,
-        typer.Option("--input", "-i", help="An artefact folder to include (repeatable; its stage is read from its "
-                     "manifest). Default: every finished folder among "
-                     "outputs/{data,som,tune,cnn,encoding,cluster,embed}.",
-                     show_default=False),
+        typer.Option(
+            "--input",
+            "-i",
+            help="An artefact folder to include (repeatable; its stage is read from its "
+            "manifest). Default: every finished folder among "
+            "outputs/{data,som,tune,cnn,encoding,cluster,embed}.",
+            show_default=False,
+        ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/report"),
 ) -> None:
@@ -276,7 +308,7 @@ def report(
 
 
 # -- train-som ----------------------------------------------------------------------------
-@app.command("train-som")
+@app.command("train-som", short_help="Train a self-organising map (batch torch engine or MiniSom) and analyse it.")
 def train_som(
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -287,12 +319,16 @@ def train_som(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/som"),
     engine: Annotated[
         str | None,
-        typer.Option(help="batch (torch Kohonen batch map) or minisom. Overrides 'som.engine' (default: batch).",
-                     show_default=False),
+        typer.Option(
+            help="batch (torch Kohonen batch map) or minisom. Overrides 'som.engine' (default: batch).",
+            show_default=False,
+        ),
     ] = None,
     epochs: Annotated[
-        float | None, typer.Option(help="Epochs (batch) or passes (minisom). Overrides 'som.epochs' (default: 10).",
-                                   show_default=False)
+        float | None,
+        typer.Option(
+            help="Epochs (batch) or passes (minisom). Overrides 'som.epochs' (default: 10).", show_default=False
+        ),
     ] = None,
     device: Annotated[
         str | None,
@@ -309,8 +345,9 @@ def train_som(
     from fmnist_cluster.config import SomConfig
     from fmnist_cluster.som import run_train_som
 
-    cfg = _run(lambda: _load(SomConfig, config, sets, {"som.engine": engine, "som.epochs": epochs,
-                                                       "train.device": device}))
+    cfg = _run(
+        lambda: _load(SomConfig, config, sets, {"som.engine": engine, "som.epochs": epochs, "train.device": device})
+    )
     with _progress() as progress:
         m = _run(lambda: run_train_som(cfg, input_dir, out, progress, resume=resume))
     acc = f", test accuracy {m['test_accuracy']:.3f}" if "test_accuracy" in m else ""
@@ -321,7 +358,7 @@ def train_som(
 
 
 # -- tune ---------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="Bayesian optimisation (Optuna TPE) of train-som settings on trained maps.")
 def tune(
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -332,13 +369,19 @@ def tune(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/tune"),
     storage: Annotated[
         str | None,
-        typer.Option(help="Optuna storage URL shared by many workers (sqlite:///x.db, postgresql://...). "
-                     "Overrides 'storage' (default: sqlite file OUT/study.db).", show_default=False),
+        typer.Option(
+            help="Optuna storage URL shared by many workers (sqlite:///x.db, postgresql://...). "
+            "Overrides 'storage' (default: sqlite file OUT/study.db).",
+            show_default=False,
+        ),
     ] = None,
     n_trials: Annotated[
         int | None,
-        typer.Option("--n-trials", help="Finished trials the study should reach. Overrides 'n_trials' (default: 30).",
-                     show_default=False),
+        typer.Option(
+            "--n-trials",
+            help="Finished trials the study should reach. Overrides 'n_trials' (default: 30).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Bayesian optimisation (Optuna TPE) of train-som settings: every trial trains a map and is
@@ -358,16 +401,16 @@ def tune(
 
 
 # -- train-cnn ----------------------------------------------------------------------------
-@app.command("train-cnn")
+@app.command("train-cnn", short_help="Train a CNN defined in YAML on labelled images (K from the labels).")
 def train_cnn(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     input_dir: Annotated[
         Path, typer.Option("--input", "-i", help="Labelled images: a preprocess output folder.")
     ] = Path("outputs/data"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder (model.pt, metrics, figures).")] = Path(
-        "outputs/cnn"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output artefact folder (model.pt, metrics, figures).")
+    ] = Path("outputs/cnn"),
     epochs: Annotated[
         int | None, typer.Option(help="Training epochs. Overrides 'train.epochs' (default: 15).", show_default=False)
     ] = None,
@@ -405,7 +448,7 @@ def train_cnn(
 
 
 # -- encode -------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="Take one named layer of a trained CNN as features (data.npz) for later stages.")
 def encode(
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -414,16 +457,20 @@ def encode(
     ] = Path("outputs/cnn"),
     input_dir: Annotated[
         Path,
-        typer.Option("--input", "-i", help="Images to encode: a preprocess output folder (prepared like the "
-                     "training images)."),
+        typer.Option(
+            "--input", "-i", help="Images to encode: a preprocess output folder (prepared like the training images)."
+        ),
     ] = Path("outputs/data"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder (data.npz).")] = Path(
         "outputs/encoding"
     ),
     layer: Annotated[
         str | None,
-        typer.Option(help="Named layer to take the output of (see --list-layers). Overrides 'layer' "
-                     "(default: the last dense layer before the output layer).", show_default=False),
+        typer.Option(
+            help="Named layer to take the output of (see --list-layers). Overrides 'layer' "
+            "(default: the last dense layer before the output layer).",
+            show_default=False,
+        ),
     ] = None,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu or cuda. Overrides 'device' (default: auto).", show_default=False)

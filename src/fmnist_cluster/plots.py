@@ -14,9 +14,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 DPI = 110
 
@@ -36,7 +36,7 @@ def as_images(x: np.ndarray) -> np.ndarray:
     if x.ndim == 4:
         return x[:, 0]
     if x.ndim == 2:
-        side = int(round(np.sqrt(x.shape[1])))
+        side = round(float(np.sqrt(x.shape[1])))
         if side * side != x.shape[1]:
             raise ValueError(f"rows of width {x.shape[1]} are not square images")
         return x.reshape(len(x), side, side)
@@ -72,7 +72,9 @@ def montage(
     for i, ax in enumerate(axes.ravel()):
         ax.set_axis_off()
         if i < len(tiles):
-            ax.imshow(tiles[i], cmap=cmap, vmin=float(np.min(tiles)), vmax=float(np.max(tiles)), interpolation="nearest")
+            ax.imshow(
+                tiles[i], cmap=cmap, vmin=float(np.min(tiles)), vmax=float(np.max(tiles)), interpolation="nearest"
+            )
             if titles is not None and i < len(titles):
                 ax.set_title(titles[i], fontsize=7)
     if suptitle:
@@ -132,8 +134,15 @@ def scatter_2d(
                 points[m, 0], points[m, 1], s=size, color=colour, alpha=0.7, linewidths=0, label=f"{name} ({m.sum()})"
             )
         ncol = 1 if len(values) <= 12 else 2
-        ax.legend(title=legend_title, fontsize=7, markerscale=3 if size < 10 else 1.5, loc="center left",
-                  bbox_to_anchor=(1.01, 0.5), ncol=ncol, frameon=False)
+        ax.legend(
+            title=legend_title,
+            fontsize=7,
+            markerscale=3 if size < 10 else 1.5,
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            ncol=ncol,
+            frameon=False,
+        )
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title)
@@ -208,8 +217,15 @@ def contingency_heatmap(
     for i in range(nr):
         for j in range(nc):
             if table[i, j]:
-                ax.text(j, i, str(int(table[i, j])), ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(int(table[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.6 else "black",
+                )
     named = col_names is not None
     ticks = list(col_names) if named else ["noise" if c == -1 else str(c) for c in col_ids]
     ax.set_xticks(range(nc), labels=ticks, rotation=45 if named else 0, ha="right" if named else "center", fontsize=8)
@@ -387,8 +403,15 @@ def confusion_matrix(counts: np.ndarray, names: Sequence[str], title: str = "Con
     if k <= 20:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if shares[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shares[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), names, fontsize=8)
     ax.set_xlabel("predicted")
@@ -420,8 +443,9 @@ def misclassified_montage(
         ax.text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
         return fig
     titles = [f"true: {names[t]}\npred: {names[p]}" for t, p in zip(y_true, y_pred, strict=True)]
-    return montage(images, titles, ncols=ncols, suptitle=f"Misclassified test images (first {len(images)})",
-                   tile_inches=1.35)
+    return montage(
+        images, titles, ncols=ncols, suptitle=f"Misclassified test images (first {len(images)})", tile_inches=1.35
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -502,8 +526,15 @@ def som_u_matrix(
             filled = marker not in ("1", "x", "+")
             style = {"facecolors": "none", "edgecolors": colours[c]} if filled else {"color": colours[c]}
             ax.scatter(coords[sel, 0], coords[sel, 1], s=msize, marker=marker, linewidths=1.1, label=name, **style)
-        ax.legend(title="dominant class of the neuron", fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.01),
-                  ncol=5, frameon=False, markerscale=float(np.sqrt(70 / msize)))
+        ax.legend(
+            title="dominant class of the neuron",
+            fontsize=9,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.01),
+            ncol=5,
+            frameon=False,
+            markerscale=float(np.sqrt(70 / msize)),
+        )
     ax.set_title(f"U-matrix, {title}", fontsize=11)
     return fig
 
@@ -602,8 +633,13 @@ def som_winner_samples(groups: Sequence[tuple[int, np.ndarray, int]], cols: int,
                 spine.set_visible(False)
             if j < len(tiles):
                 ax.imshow(tiles[j], cmap="gray_r", interpolation="nearest")
-        axes[r, 0].set_ylabel(f"neuron {k}\n(row {k // cols}, col {k % cols})\nwins {won}", rotation=0, ha="right",
-                              va="center", fontsize=8)
+        axes[r, 0].set_ylabel(
+            f"neuron {k}\n(row {k // cols}, col {k % cols})\nwins {won}",
+            rotation=0,
+            ha="right",
+            va="center",
+            fontsize=8,
+        )
     fig.suptitle("Samples won by chosen neurons (closest first)", fontsize=10)
     fig.tight_layout()
     return fig
