@@ -682,9 +682,9 @@ class SomMapConfig(StrictModel):
     topology: Literal["rectangular", "hexagonal"] = "rectangular"
     neighbourhood: Literal["gaussian", "bubble", "triangle", "mexican_hat"] = "gaussian"
     init: Literal["pca", "random"] = "pca"
-    sigma: float | None = Field(default=5.0, gt=0)
-    sigma_end: float = Field(default=0.7, gt=0)
-    epochs: float = Field(default=10, gt=0)
+    sigma: float | None = Field(default=4.5, gt=0)
+    sigma_end: float = Field(default=0.665, gt=0)
+    epochs: float = Field(default=13, gt=0)
     schedule: Literal["exponential", "linear"] = "exponential"
     learning_rate: float = Field(default=0.5, gt=0)
     decay_function: Literal["asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero"] = "asymptotic_decay"
