@@ -55,6 +55,8 @@ SetOpt = Annotated[
     ),
 ]
 
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")]
+
 
 # -- progress and errors ------------------------------------------------------------------
 class _RichTask:
@@ -140,7 +142,7 @@ def _main(
 def preprocess(
     config: ConfigOpt = None,
     sets: SetOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/data"),
+    out: OutOpt = Path("outputs/data"),
     source: Annotated[
         str | None,
         typer.Option(
@@ -190,7 +192,7 @@ def cluster(
             "--input", "-i", help="Features to cluster: an encode, preprocess (pixels) or train-som output folder."
         ),
     ] = Path("outputs/encoding"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/cluster"),
+    out: OutOpt = Path("outputs/cluster"),
     images: Annotated[
         Path | None,
         typer.Option(
@@ -253,7 +255,7 @@ def embed(
             "--input", "-i", help="Features to embed: an encode, preprocess (pixels) or train-som output folder."
         ),
     ] = Path("outputs/encoding"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/embed"),
+    out: OutOpt = Path("outputs/embed"),
     split: Annotated[
         str | None,
         typer.Option(help="Rows to embed: test, train or all. Overrides 'split' (default: test).", show_default=False),
@@ -291,7 +293,7 @@ def report(
             show_default=False,
         ),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/report"),
+    out: OutOpt = Path("outputs/report"),
 ) -> None:
     """Gather the figures and tables of the given artefact folders into one self-contained HTML
     page (report.html, figures embedded) and a Markdown summary (report.md with figures/)."""
@@ -316,7 +318,7 @@ def train_som(
         Path,
         typer.Option("--input", "-i", help="Features to map: a preprocess (pixels) or encode output folder."),
     ] = Path("outputs/data"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/som"),
+    out: OutOpt = Path("outputs/som"),
     engine: Annotated[
         str | None,
         typer.Option(
@@ -366,7 +368,7 @@ def tune(
         Path,
         typer.Option("--input", "-i", help="Features to map: a preprocess (pixels) or encode output folder."),
     ] = Path("outputs/data"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")] = Path("outputs/tune"),
+    out: OutOpt = Path("outputs/tune"),
     storage: Annotated[
         str | None,
         typer.Option(
