@@ -83,47 +83,20 @@ def test_require_file_catches_missing_and_changed(tmp_path: Path) -> None:
         read_manifest(out, "p")
 
 
+def _preprocess_idx(idx_dir: Path, out: Path, seed: int) -> None:
+    args = ["preprocess", "--source", "idx", "--path", str(idx_dir), "--limit", "30", "--set", f"seed={seed}"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+
 def test_same_config_same_seed_same_bytes(idx_dir: Path, tmp_path: Path) -> None:
     digests = []
     for name in ("a", "b"):
-        out = tmp_path / name
-        result = runner.invoke(
-            app,
-            [
-                "preprocess",
-                "--source",
-                "idx",
-                "--path",
-                str(idx_dir),
-                "--limit",
-                "30",
-                "--set",
-                "seed=4",
-                "--out",
-                str(out),
-            ],
-        )
-        assert result.exit_code == 0, result.output
-        digests.append(sha256_file(out / "data.npz"))
+        _preprocess_idx(idx_dir, tmp_path / name, seed=4)
+        digests.append(sha256_file(tmp_path / name / "data.npz"))
     assert digests[0] == digests[1]
-    other = tmp_path / "c"
-    runner.invoke(
-        app,
-        [
-            "preprocess",
-            "--source",
-            "idx",
-            "--path",
-            str(idx_dir),
-            "--limit",
-            "30",
-            "--set",
-            "seed=5",
-            "--out",
-            str(other),
-        ],
-    )
-    assert sha256_file(other / "data.npz") != digests[0]
+    _preprocess_idx(idx_dir, tmp_path / "c", seed=5)
+    assert sha256_file(tmp_path / "c" / "data.npz") != digests[0]
 
 
 def test_sample_source_runs_offline(tmp_path: Path) -> None:
