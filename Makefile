@@ -59,7 +59,8 @@ mystery-study: $(STAMP) ## Mystery-label study on a Twisted CSV folder: make mys
 	$(CLI) encode --model $(MYSTERY)/cnn --input $(MYSTERY)/data --out $(MYSTERY)/encoding
 	$(CLI) cluster --input $(MYSTERY)/encoding --originals $(MYSTERY)/originals --out $(MYSTERY)/cluster
 	$(CLI) cluster --input $(MYSTERY)/encoding --out $(MYSTERY)/cluster-published --set kmeans.k=5 \
-		--set dbscan.eps=500 --set dbscan.min_samples=8000 --set hdbscan.enabled=false --set agglomerative.enabled=false
+		--set dbscan.eps=500 --set dbscan.min_samples=8000 --set hdbscan.enabled=false --set agglomerative.enabled=false \
+		--set dbscan.reduce.pca_components=null
 	$(CLI) embed --input $(MYSTERY)/encoding --out $(MYSTERY)/embed
 	$(CLI) report $(foreach s,data cnn-reference cnn encoding cluster cluster-published embed,--input $(MYSTERY)/$(s)) \
 		--out $(MYSTERY)/report

@@ -92,6 +92,7 @@ def main() -> None:
                 "config": name,
                 "task": task,
                 "test_accuracy": m["test_accuracy"],
+                "test_accuracy_single_view": m.get("test_accuracy_single_view"),
                 "n_right": m["n_right"],
                 "n_test": m["n_test"],
                 "epochs": m["epochs_run"],

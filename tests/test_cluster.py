@@ -20,6 +20,7 @@ from fmnist_cluster.cluster import (
     ClusterWarning,
     SampledAgglomerative,
     SilhouetteKMeans,
+    auto_min_samples,
     cluster_all,
     contingency,
     knee_index,
@@ -98,13 +99,18 @@ def test_auto_dbscan_recovers_blobs_with_outliers() -> None:
     x, y = blobs(n=600, k=3, dims=2, seed=1, spread=0.5)
     outliers = np.random.default_rng(0).uniform(-40, 40, size=(12, 2)).astype(np.float32)
     model = AutoDBSCAN().fit(np.vstack([x, outliers]))
-    assert model.min_samples_ == 4  # 2 * dims = 4, N / 100 = 6 -> 4
+    assert model.min_samples_ == 6  # 1 % of 612 points
     assert model.n_clusters_ == 3
     core = model.labels_[: len(x)]
     assert adjusted_rand_score(y, core) > 0.97
     assert model.noise_share_ <= 0.10
     assert (model.labels_[len(x) :] == -1).mean() >= 0.75  # far-away points are noise
     assert np.all(np.diff(model.k_distances_) >= 0) and model.eps_ >= model.knee_eps_
+
+
+@pytest.mark.parametrize(("n", "expected"), [(5, 4), (399, 4), (612, 6), (10_000, 100), (70_000, 500)])
+def test_auto_min_samples_is_one_percent_clipped(n: int, expected: int) -> None:
+    assert auto_min_samples(n) == expected
 
 
 def test_auto_dbscan_noise_guard_raises_eps() -> None:

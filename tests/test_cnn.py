@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from fmnist_cluster import cnn as cnn_module
 from fmnist_cluster.artefacts import StageRun, sha256_file
 from fmnist_cluster.cli import app
 from fmnist_cluster.cnn import (
@@ -227,6 +228,50 @@ def test_learns_a_trivially_learnable_label() -> None:
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
 
 
+def test_test_flip_averages_an_image_and_its_mirror() -> None:
+    model = fit_tiny(epochs=1)
+    x, _ = tiny_images(20, 3)
+    x[:, :, :, :14] += 0.3 * np.random.default_rng(0).random((20, 1, 28, 14), dtype=np.float32)  # left-right asymmetric
+    net = model.network_
+    single = predict_proba(net, x)
+    mirrored = predict_proba(net, np.ascontiguousarray(x[..., ::-1]))
+    both = predict_proba(net, x, test_flip=True)
+    np.testing.assert_allclose(both, 0.5 * (single + mirrored), atol=1e-6)
+    assert not np.allclose(single, mirrored, atol=1e-4)  # the mirror really is a second view
+    symmetric = 0.5 * (x + x[..., ::-1])
+    np.testing.assert_allclose(predict_proba(net, symmetric, test_flip=True), predict_proba(net, symmetric), atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(x, test_flip=False), single, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("asked", "supported", "expected"),
+    [("auto", True, "bf16"), ("auto", False, "fp32"), ("fp32", True, "fp32"), ("bf16", False, "bf16")],
+)
+def test_precision_auto_follows_the_hardware(
+    monkeypatch: pytest.MonkeyPatch, asked: str, supported: bool, expected: str
+) -> None:
+    monkeypatch.setattr(cnn_module, "bf16_supported", lambda device: supported)
+    assert cnn_module.resolve_precision(asked, torch.device("cpu")) == expected
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(FmnistError, match="unknown precision 'fp8'; valid: auto, fp32, bf16"):
+        cnn_module.resolve_precision("fp8", torch.device("cpu"))
+    with pytest.raises(FmnistError, match=r"train\.precision"):
+        load_config(CnnConfig, None, ["train.precision=half"])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_learn_and_repeat_exactly(precision: str) -> None:
+    a, b = fit_tiny(0, precision=precision), fit_tiny(0, precision=precision)
+    assert a.precision_ == precision
+    sa, sb = a.network_.state_dict(), b.network_.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert all(v.is_contiguous() for v in sa.values())
+    x_test, y_test = tiny_images(100, 1)
+    assert a.score(x_test, y_test) >= 0.9
+
+
 def test_same_seed_same_weights_other_seed_other_weights() -> None:
     a, b, c = fit_tiny(0, epochs=1), fit_tiny(0, epochs=1), fit_tiny(1, epochs=1)
     sa, sb, sc = a.network_.state_dict(), b.network_.state_dict(), c.network_.state_dict()
@@ -306,8 +351,10 @@ def test_train_cnn_cli_writes_a_loadable_checkpoint_and_metrics(tmp_path: Path, 
     model, info = load_checkpoint(out)
     assert info["n_classes"] == 10 and info["class_names"][0] == "T-shirt/top"
     assert [layer["name"] for layer in info["architecture"]] == [layer["name"] for layer in TINY]
+    assert info["test_flip"] is True and metrics["test_flip"] is True
+    assert 0.9 <= metrics["test_accuracy_single_view"] <= 1.0
     data, _ = load_dataset(data_dir)
-    proba = predict_proba(model, data.x_test, batch_size=7)
+    proba = predict_proba(model, data.x_test, batch_size=7, test_flip=info["test_flip"])
     saved = np.load(out / "predictions.npz")
     np.testing.assert_allclose(proba, saved["proba"], atol=1e-6)
     assert (proba.argmax(1) == saved["y_pred"]).all() and (saved["y_true"] == data.y_test).all()

@@ -151,7 +151,9 @@ def test_reference_decoding_with_a_stand_in_model(
     def fake_load(folder: Path) -> tuple[object, dict]:
         return object(), {"n_classes": 10, "class_names": list(FASHION_CLASSES), "architecture": []}
 
-    def fake_proba(model: object, x: np.ndarray, batch_size: int = 512, device: str = "cpu") -> np.ndarray:
+    def fake_proba(
+        model: object, x: np.ndarray, batch_size: int = 512, device: str = "cpu", test_flip: bool = False
+    ) -> np.ndarray:
         rows = x[:, 0, :, :].mean(axis=2)  # the bright bar of class c covers rows 2+2c..3+2c
         cls = np.clip((np.argmax(rows, axis=1) - 2) // 2, 0, 9)
         cls[np.flatnonzero(cls == 0)[:1]] = 1

@@ -5,8 +5,8 @@ Estimators follow the scikit-learn contract (hyperparameters in ``__init__``, ``
 returns self, learned state ends in ``_``):
 
 * :class:`SilhouetteKMeans` -- KMeans whose k is given, or picked by silhouette over a range;
-* :class:`AutoDBSCAN` -- DBSCAN whose ``eps`` is the knee of the k-distance curve and whose
-  ``min_samples`` follows the ``2 * dimensions`` rule;
+* :class:`AutoDBSCAN` -- DBSCAN whose ``eps`` is read off the k-distance curve and whose
+  ``min_samples`` is 1 % of the points;
 * :class:`SampledAgglomerative` -- a linkage tree on a sample, other points joined by their
   nearest sampled neighbour.
 
@@ -333,6 +333,12 @@ class SilhouetteKMeans:
 
 
 EPS_RULES = ("most-clusters", "knee")
+MAX_AUTO_MIN_SAMPLES = 500
+
+
+def auto_min_samples(n: int) -> int:
+    """DBSCAN's automatic ``min_samples`` for ``n`` points: 1 % of them, clipped to [4, 500]."""
+    return int(min(max(4, n // 100), MAX_AUTO_MIN_SAMPLES))
 
 
 def knee_index(curve: np.ndarray) -> int:
@@ -355,7 +361,7 @@ def knee_index(curve: np.ndarray) -> int:
 class AutoDBSCAN:
     """DBSCAN with an automatic ``eps`` and ``min_samples``.
 
-    ``min_samples`` defaults to ``2 * dimensions``, clipped to [4, max(4, N / 100)]. The
+    ``min_samples`` defaults to 1 % of the points, clipped to [4, 500]. The
     sorted distance of every point to its ``min_samples``-th neighbour (the k-distance curve)
     rises slowly through the clusters and steeply among outliers. Two rules pick ``eps`` on it:
 
@@ -421,10 +427,10 @@ class AutoDBSCAN:
         from sklearn.cluster import DBSCAN
         from sklearn.neighbors import NearestNeighbors
 
-        n, dims = x.shape
+        n = len(x)
         self._check_params(n)
         if self.min_samples == "auto":
-            self.min_samples_ = int(min(max(2 * dims, 4), max(4, n // 100)))
+            self.min_samples_ = auto_min_samples(n)
         else:
             self.min_samples_ = int(self.min_samples)
         k = min(self.min_samples_, n - 1)
@@ -669,13 +675,15 @@ def cluster_all(
         task.advance(1, k=km.n_clusters_)
     if "dbscan" in names:
         cfg = config.dbscan
-        db = AutoDBSCAN(cfg.eps, cfg.min_samples, cfg.max_noise, cfg.eps_rule).fit(x)
+        x_db, db_reduce = reduce_features(x, cfg.reduce, config.seed)
+        db = AutoDBSCAN(cfg.eps, cfg.min_samples, cfg.max_noise, cfg.eps_rule).fit(x_db)
         labels["dbscan"] = db.labels_
         params["dbscan"] = {
             "eps": db.eps_,
             "knee_eps": db.knee_eps_,
             "min_samples": db.min_samples_,
             "eps_mode": f"auto ({cfg.eps_rule})" if cfg.eps == "auto" else "given",
+            "reduce": db_reduce,
         }
         curves["k_distances"] = db.k_distances_
         curves["eps"], curves["knee_eps"], curves["min_samples"] = db.eps_, db.knee_eps_, db.min_samples_

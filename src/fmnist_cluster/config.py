@@ -113,6 +113,13 @@ class ReduceConfig(StrictModel):
     pca_components: int | None = Field(default=None, gt=0)
 
 
+class DBSCANReduceConfig(ReduceConfig):
+    """Feature preparation for DBSCAN only (``dbscan.reduce``): the keys of ``reduce``, with
+    a projection on the first 5 principal components by default."""
+
+    pca_components: int | None = Field(default=5, gt=0)
+
+
 class KMeansConfig(StrictModel):
     """KMeans section of ``cluster``.
 
@@ -164,10 +171,16 @@ class DBSCANConfig(StrictModel):
         most ``max_noise`` noise, the one giving the most clusters of at least 1 % of the points.
         ``knee``: the knee of the curve, raised until at most ``max_noise`` is noise.
     min_samples : int or 'auto'
-        Core-point neighbour count; ``auto`` is ``2 * dimensions`` clipped to [4, ``N / 100``]
-        (and at least 4).
+        Core-point neighbour count; ``auto`` is 1 % of the points (``N // 100``), at least 4
+        and at most 500: a cluster must be a dense region of real size, not a handful of
+        near-duplicates.
     max_noise : float
         Largest share of points an automatic eps may leave beyond the k-distance cut, in (0, 1).
+    reduce : ReduceConfig
+        Extra feature preparation for DBSCAN only, after the stage's ``reduce``. Density is
+        hard to read in many dimensions, so by default DBSCAN sees the features projected on
+        their first 5 principal components; ``dbscan.reduce.pca_components=null`` runs it on
+        the stage's features as they are.
     """
 
     enabled: bool = True
@@ -175,6 +188,7 @@ class DBSCANConfig(StrictModel):
     eps_rule: Literal["most-clusters", "knee"] = "most-clusters"
     min_samples: int | Literal["auto"] = "auto"
     max_noise: float = Field(default=0.10, gt=0, lt=1)
+    reduce: DBSCANReduceConfig = Field(default_factory=DBSCANReduceConfig)
 
     @field_validator("eps")
     @classmethod
@@ -521,6 +535,13 @@ class CnnTrainConfig(StrictModel):
         Keep the weights of the epoch with the best validation accuracy (else the last epoch's).
     eval_batch_size : int
         Images per forward pass when evaluating, > 0.
+    precision : {'auto', 'fp32', 'bf16'}
+        Arithmetic of the training forward pass. ``bf16`` runs convolutions and dense layers
+        in bfloat16 under autocast (weights, optimiser and loss stay float32) with
+        channels-last images: about 1.8x faster on CPUs with AVX-512 BF16 or AMX and on
+        recent GPUs, and very slow where the hardware lacks it. ``auto`` picks ``bf16`` where
+        the hardware supports it, else ``fp32``; ``metrics.json`` records the choice.
+        Evaluation and prediction always run in float32.
     """
 
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
@@ -529,7 +550,7 @@ class CnnTrainConfig(StrictModel):
     nesterov: bool = False
     weight_decay: float = Field(default=0.02, ge=0)
     batch_size: int = Field(default=128, gt=0)
-    epochs: int = Field(default=15, gt=0)
+    epochs: int = Field(default=30, gt=0)
     schedule: Literal["constant", "onecycle", "cosine", "step"] = "onecycle"
     warmup: float = Field(default=0.2, gt=0, lt=1)
     label_smoothing: float = Field(default=0.05, ge=0, lt=1)
@@ -537,6 +558,7 @@ class CnnTrainConfig(StrictModel):
     early_stopping: int | None = Field(default=None, gt=0)
     restore_best: bool = True
     eval_batch_size: int = Field(default=256, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 class AugmentConfig(StrictModel):
@@ -550,11 +572,16 @@ class AugmentConfig(StrictModel):
         Translate each image by up to this many pixels in x and y (zero fill), 0..8.
     erase : float
         Probability of blanking one random rectangle (random erasing), 0..1.
+    test_flip : bool
+        At test and prediction time, average the class probabilities of each image and its
+        mirror image (test-time augmentation). Stored in the checkpoint, so every later
+        prediction from the model (``cluster --reference`` included) does the same.
     """
 
     flip: bool = True
     shift: int = Field(default=2, ge=0, le=8)
     erase: float = Field(default=0.0, ge=0, le=1)
+    test_flip: bool = True
 
 
 def _default_architecture() -> list[LayerSpec]:
@@ -562,8 +589,9 @@ def _default_architecture() -> list[LayerSpec]:
         LayerSpec(name="conv1", type="conv", filters=32, bias=False, batchnorm=True, activation="relu"),
         LayerSpec(name="pool1", type="pool"),
         LayerSpec(name="conv2", type="conv", filters=64, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="conv2b", type="conv", filters=64, bias=False, batchnorm=True, activation="relu"),
         LayerSpec(name="pool2", type="pool"),
-        LayerSpec(name="conv3", type="conv", filters=256, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="conv3", type="conv", filters=128, bias=False, batchnorm=True, activation="relu"),
         LayerSpec(name="pool3", type="pool"),
         LayerSpec(name="flatten", type="flatten"),
         LayerSpec(name="drop1", type="dropout", rate=0.3),

@@ -161,7 +161,8 @@ def reference_predict(
             "reference model on the original data (preprocess --source idx, no relabel) and pass it to --reference"
         )
     x = np.asarray(images, dtype=np.float32).reshape(len(images), 1, 28, 28)
-    proba = predict_proba(model, x, batch_size=config.batch_size, device=_device(config.device))
+    flip = bool(info.get("test_flip", False))
+    proba = predict_proba(model, x, batch_size=config.batch_size, device=_device(config.device), test_flip=flip)
     return np.asarray(np.argmax(proba, axis=1), dtype=np.int64), tuple(str(n) for n in names)
 
 
