@@ -37,14 +37,10 @@ from fmnist_cluster.som import (
 # in all but the last 2 epochs (train.search_dims); low final sigma for a small QE, high for a small TE
 OURS = {
     "configs/som.yaml": {"sigma": 4.5, "sigma_end": 0.665, "epochs": 13, "search_dims": 64},
-    "A0 pca64 (earlier som.yaml)": {"sigma": 5.0, "sigma_end": 0.7, "epochs": 10, "search_dims": 64},
     "configs/som-lowte.yaml": {"sigma": 6.0, "sigma_end": 3.8, "epochs": 10, "search_dims": 64},
+    "configs/som-classify.yaml": {"sigma": 4.5, "sigma_end": 0.4, "epochs": 20, "search_dims": 64},
     "A1 exact": {"sigma": 4.0, "sigma_end": 0.55, "epochs": 6},
     "A2 pca64": {"sigma": 5.0, "sigma_end": 0.55, "epochs": 10, "search_dims": 64},
-    "A3 pca48": {"sigma": 5.0, "sigma_end": 0.6, "epochs": 12, "search_dims": 48},
-    "A5 pca64": {"sigma": 5.0, "sigma_end": 0.65, "epochs": 8, "search_dims": 64},
-    "B1 exact": {"sigma": 6.0, "sigma_end": 3.8, "epochs": 6},
-    "B3 pca64": {"sigma": 6.0, "sigma_end": 3.8, "epochs": 6, "search_dims": 64},
 }
 
 

@@ -21,6 +21,7 @@ same bytes: same config and seed, byte-identical arrays.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as _dt
 import hashlib
 import io
@@ -56,6 +57,7 @@ _VERSIONED = (
     "pydantic",
 )
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -441,3 +443,19 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory instead of returning it to the system at every step.
+
+    Training (CNN steps, SOM winner-search chunks) allocates and frees the same large buffers
+    over and over; by default glibc unmaps large blocks on free, and the next use faults them
+    back in page by page (millions of page faults per epoch, 5-10 % of the time on 2 cores).
+    Blocks up to 32 MB stay in the heap after this call. A no-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 512 * 1024 * 1024)
+    except (OSError, AttributeError):
+        pass

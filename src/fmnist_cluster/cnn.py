@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import io
 import math
 import os
@@ -39,7 +38,14 @@ from pydantic import ValidationError
 from torch import nn
 from torch.nn import functional as F
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, atomic_write_bytes, require_file
+from fmnist_cluster.artefacts import (
+    NULL_PROGRESS,
+    Progress,
+    StageRun,
+    atomic_write_bytes,
+    keep_freed_memory,
+    require_file,
+)
 from fmnist_cluster.config import AugmentConfig, CnnConfig, CnnTrainConfig, LayerSpec
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset, stratified_indices
 from fmnist_cluster.errors import FmnistError, FmnistWarning
@@ -52,7 +58,6 @@ PRODUCER = "fmnist-cluster train-cnn"
 INPUT_SHAPE = (1, 28, 28)
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _MONTAGE_MAX = 40
 
 
@@ -109,21 +114,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     return precision
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc to keep freed memory instead of returning it to the system at every step.
-
-    Training allocates and frees the same activation buffers at every step; by default glibc
-    unmaps large blocks on free, and the next step faults them back in page by page (millions
-    of page faults per epoch, about 10 % of the time here). A no-op off glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
-        libc.mallopt(_M_TRIM_THRESHOLD, 512 * 1024 * 1024)
-    except (OSError, AttributeError):
-        pass
 
 
 # --------------------------------------------------------------------------------------

@@ -764,7 +764,7 @@ class SomTrainConfig(StrictModel):
 
     pool: bool = False
     limit: int | None = Field(default=None, gt=0)
-    chunk_size: int = Field(default=4096, ge=1)
+    chunk_size: int = Field(default=2048, ge=1)
     search_dims: int = Field(default=64, ge=0)
     exact_epochs: int = Field(default=2, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy.linalg import eigh
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, load_npz, save_npz
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, keep_freed_memory, load_npz, save_npz
 from fmnist_cluster.errors import FmnistError, FmnistWarning
 
 TOPOLOGIES = ("rectangular", "hexagonal")
@@ -144,7 +144,7 @@ def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 def best_units(
     weights: np.ndarray | torch.Tensor,
     x: np.ndarray | torch.Tensor,
-    chunk_size: int = 4096,
+    chunk_size: int = 2048,
     device: str | torch.device = "cpu",
     second: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -188,14 +188,14 @@ def best_units(
     return bmu, bmu2, dist
 
 
-def quantization_error(weights: np.ndarray, x: np.ndarray, chunk_size: int = 4096) -> float:
+def quantization_error(weights: np.ndarray, x: np.ndarray, chunk_size: int = 2048) -> float:
     """Mean Euclidean distance from each row of ``x`` to its winning neuron."""
     if len(x) == 0:
         return float("nan")
     return float(best_units(weights, x, chunk_size, second=False)[2].mean())
 
 
-def topographic_error(weights: np.ndarray, x: np.ndarray, grid: SomGrid, chunk_size: int = 4096) -> float:
+def topographic_error(weights: np.ndarray, x: np.ndarray, grid: SomGrid, chunk_size: int = 2048) -> float:
     """Share of rows whose best and second-best neurons are not neighbours on ``grid``.
 
     On a rectangular grid the 8 surrounding cells are neighbours (as in MiniSom); on a
@@ -449,7 +449,7 @@ class BatchSOM(_SomBase):
         init: str = "pca",
         early_stop_tol: float | None = None,
         patience: int = 2,
-        chunk_size: int = 4096,
+        chunk_size: int = 2048,
         search_dims: int = 0,
         exact_epochs: int = 2,
         device: str = "auto",
@@ -545,6 +545,7 @@ class BatchSOM(_SomBase):
             Called with each epoch's history entry (may raise to stop, e.g. pruning).
         """
         self._check_params()
+        keep_freed_memory()
         t0 = time.perf_counter()
         x = self._check_x(x)
         dev = resolve_device(self.device)
@@ -890,7 +891,7 @@ def analyse(
     x_test: np.ndarray,
     y_test: np.ndarray | None,
     n_classes: int,
-    chunk_size: int = 4096,
+    chunk_size: int = 2048,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metrics and per-neuron arrays of a fitted map.
 
