@@ -191,6 +191,21 @@ def test_k_from_labels() -> None:
     assert params["kmeans"]["k"] == 3 and len(np.unique(labels["kmeans"])) == 3
 
 
+def test_default_k_follows_the_labels_and_still_scans_the_silhouette() -> None:
+    # 6 blobs, labelled in 3 pairs: the silhouette prefers 6 clusters, the labels ask for 3
+    x, blob = blobs(n=600, k=6, seed=7)
+    y = blob // 2
+    labels, params, curves = cluster_all(
+        x, y, small_config(kmeans__k_range=[2, 8], dbscan__enabled=False, hdbscan__enabled=False)
+    )
+    assert ClusterConfig().kmeans.k == "labels"
+    assert params["kmeans"]["k"] == 3 and params["kmeans"]["k_mode"] == "labels"
+    assert params["kmeans"]["k_best_silhouette"] == 6 and set(curves["silhouette_by_k"]) == set(range(2, 9))
+    assert len(np.unique(labels["kmeans"])) == 3
+    _, unlabelled, _ = cluster_all(x, None, small_config(dbscan__enabled=False, hdbscan__enabled=False))
+    assert unlabelled["kmeans"]["k"] == 6 and unlabelled["kmeans"]["k_mode"].startswith("auto")
+
+
 # -- metrics ------------------------------------------------------------------------------
 def test_contingency_purity_and_majority_by_hand() -> None:
     y = np.array([0, 0, 0, 1, 1, 1, 2, 2])

@@ -280,7 +280,7 @@ class SilhouetteKMeans:
     labels_ : ndarray of int64
     cluster_centers_ : ndarray
     silhouette_scores_ : dict of int to float
-        Silhouette of every k tried (empty when k is given).
+        Silhouette of every k tried (empty when k is given and ``scan`` is off).
     """
 
     def __init__(
@@ -290,12 +290,14 @@ class SilhouetteKMeans:
         n_init: int = 10,
         sample_size: int = 3000,
         random_state: int = 0,
+        scan: bool = False,
     ) -> None:
         self.k = k
         self.k_range = k_range
         self.n_init = n_init
         self.sample_size = sample_size
         self.random_state = random_state
+        self.scan = scan
 
     def _check_params(self, n: int) -> None:
         if self.k != "auto" and not (isinstance(self.k, int) and self.k >= 2):
@@ -312,7 +314,7 @@ class SilhouetteKMeans:
         self._check_params(len(x))
         self.silhouette_scores_: dict[int, float] = {}
         best: tuple[float, int] | None = None
-        if self.k == "auto":
+        if self.k == "auto" or self.scan:
             rows = _sample_rows(len(x), self.sample_size, self.random_state)
             search_init = min(self.n_init, 2)
             for k in range(self.k_range[0], min(self.k_range[1], len(x) - 1) + 1):
@@ -322,9 +324,7 @@ class SilhouetteKMeans:
                 self.silhouette_scores_[k] = score
                 if best is None or score > best[0]:
                     best = (score, k)
-            chosen = best[1]
-        else:
-            chosen = int(self.k)
+        chosen = best[1] if self.k == "auto" and best is not None else int(self.k)
         model = KMeans(n_clusters=chosen, n_init=self.n_init, random_state=self.random_state).fit(x)
         self.n_clusters_ = int(model.n_clusters)
         self.labels_ = model.labels_.astype(np.int64)
@@ -655,22 +655,23 @@ def cluster_all(
     k_used: int | None = None
     n_labels = len(np.unique(y)) if y is not None else None
 
-    def resolve_k(value: int | str) -> int | str:
+    def resolve_k(value: int | str) -> tuple[int | str, str]:
         if value == "labels":
             if n_labels is None or n_labels < 2:
-                raise FmnistError(
-                    "kmeans.k is 'labels' but the input has no labels (or one); set kmeans.k to a number or auto"
-                )
-            return int(n_labels)
-        return value
+                return "auto", "auto (the input has no labels)"
+            return int(n_labels), "labels"
+        return value, value if isinstance(value, str) else "given"
 
     if "kmeans" in names:
         cfg = config.kmeans
+        k, k_mode = resolve_k(cfg.k)
         km = SilhouetteKMeans(
-            resolve_k(cfg.k), tuple(cfg.k_range), cfg.n_init, config.silhouette_sample, config.seed
+            k, tuple(cfg.k_range), cfg.n_init, config.silhouette_sample, config.seed, scan=cfg.k == "labels"
         ).fit(x)
         labels["kmeans"], k_used = km.labels_, km.n_clusters_
-        params["kmeans"] = {"k": km.n_clusters_, "k_mode": cfg.k if isinstance(cfg.k, str) else "given"}
+        params["kmeans"] = {"k": km.n_clusters_, "k_mode": k_mode}
+        if km.silhouette_scores_:
+            params["kmeans"]["k_best_silhouette"] = max(km.silhouette_scores_, key=km.silhouette_scores_.get)
         curves["silhouette_by_k"] = km.silhouette_scores_
         task.advance(1, k=km.n_clusters_)
     if "dbscan" in names:

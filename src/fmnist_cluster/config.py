@@ -127,9 +127,12 @@ class KMeansConfig(StrictModel):
     ----------
     enabled : bool
         Run KMeans.
-    k : int, 'auto' or 'labels'
-        Number of clusters: a number; ``auto`` picks the k of ``k_range`` with the best
-        silhouette on a sample; ``labels`` uses the number of distinct labels of the data.
+    k : int, 'labels' or 'auto'
+        Number of clusters: a number; ``labels`` (default) the number of distinct labels of
+        the data (K mystery labels: K clusters), or ``auto`` when the data has no labels;
+        ``auto`` the k of ``k_range`` with the best silhouette on a sample. With ``labels`` and
+        ``auto`` the silhouette of every k of ``k_range`` is computed and plotted: a peak away
+        from the number of labels says the labels group visually distinct kinds of images.
     k_range : list of 2 ints
         Smallest and largest k tried by ``auto`` (inclusive).
     n_init : int
@@ -137,7 +140,7 @@ class KMeansConfig(StrictModel):
     """
 
     enabled: bool = True
-    k: int | Literal["auto", "labels"] = "auto"
+    k: int | Literal["labels", "auto"] = "labels"
     k_range: list[int] = Field(default_factory=lambda: [2, 12])
     n_init: int = Field(default=10, gt=0)
 
