@@ -400,16 +400,24 @@ def predict_proba(
     -------
     ndarray of float32, shape (N, K)
     """
+    return _predict_views(model, x, batch_size, device, test_flip)[1]
+
+
+def _predict_views(
+    model: nn.Module, x: np.ndarray, batch_size: int, device: str, test_flip: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(single-view probabilities, probabilities as ``test_flip`` asks), from one pass per view."""
     if batch_size <= 0:
         raise FmnistError(f"batch_size must be > 0, got {batch_size}")
     x = _check_images(x)
     dev = resolve_device(device)
     model.to(dev)
     images = torch.from_numpy(np.ascontiguousarray(x))
-    proba = torch.softmax(_logits(model, images, batch_size, dev), dim=1)
+    single = torch.softmax(_logits(model, images, batch_size, dev), dim=1)
+    proba = single
     if test_flip:
-        proba = 0.5 * (proba + torch.softmax(_logits(model, images.flip(-1), batch_size, dev), dim=1))
-    return proba.numpy().astype(np.float32)
+        proba = 0.5 * (single + torch.softmax(_logits(model, images.flip(-1), batch_size, dev), dim=1))
+    return single.numpy().astype(np.float32), proba.numpy().astype(np.float32)
 
 
 def _evaluate(
@@ -941,9 +949,10 @@ def run_train_cnn(
             )
         with run.timer("test"):
             tick = time.perf_counter()
-            proba = model.predict_proba(dataset.x_test)
+            with torch_threads(config.threads):
+                views = (config.train.eval_batch_size, config.device, config.augment.test_flip)
+                single, proba = _predict_views(model.network_, dataset.x_test, *views)
             infer_seconds = time.perf_counter() - tick
-            single = model.predict_proba(dataset.x_test, test_flip=False) if config.augment.test_flip else proba
         y_test = dataset.y_test
         y_pred = proba.argmax(1).astype(np.int64)
         metrics = _test_metrics(y_test, y_pred, proba, names)
