@@ -597,7 +597,7 @@ def _default_architecture() -> list[LayerSpec]:
         LayerSpec(name="conv3", type="conv", filters=128, bias=False, batchnorm=True, activation="relu"),
         LayerSpec(name="pool3", type="pool"),
         LayerSpec(name="flatten", type="flatten"),
-        LayerSpec(name="drop1", type="dropout", rate=0.3),
+        LayerSpec(name="drop1", type="dropout", rate=0.1),
         LayerSpec(name="dense64", type="dense", units=64, bias=False, batchnorm=True, activation="relu"),
         LayerSpec(name="drop2", type="dropout", rate=0.2),
         LayerSpec(name="output", type="dense", units="classes"),
