@@ -3,6 +3,7 @@ library function each. Our single exception type becomes one red line and exit c
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,8 +65,7 @@ class _RichTask:
         self._bar, self._id = bar, task_id
 
     def advance(self, amount: float = 1, **fields: Any) -> None:
-        info = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-        self._bar.update(self._id, advance=amount, info=info)
+        self._bar.update(self._id, advance=amount, info=_fields_text(fields))
 
     def close(self) -> None:
         self._bar.stop_task(self._id)
@@ -81,8 +81,62 @@ class RichProgress:
         return _RichTask(self._bar, self._bar.add_task(description, total=total, info=""))
 
 
+class _PlainTask:
+    """A progress task written as plain lines for logs: a line when a new tenth of the work is
+    done and at least ``_PLAIN_EVERY`` seconds have passed since the last line, and a last line
+    when a task that took that long ends. Quick tasks print nothing (the command's own summary
+    line follows), and a failing task prints nothing more than its error."""
+
+    def __init__(self, description: str, total: float | None) -> None:
+        self._description, self._total = description, total
+        self._done, self._tenth, self._info, self._said = 0.0, 0, "", ""
+        self._start = self._last = time.perf_counter()
+
+    def advance(self, amount: float = 1, **fields: Any) -> None:
+        self._done += amount
+        if fields:
+            self._info = _fields_text(fields)
+        if self._total:
+            tenth = int(10 * min(self._done, self._total) / self._total)
+            if tenth > self._tenth and time.perf_counter() - self._last >= _PLAIN_EVERY:
+                self._tenth = tenth
+                self._line()
+
+    def close(self) -> None:
+        if (self._tenth or time.perf_counter() - self._start >= _PLAIN_EVERY) and self._said != self._state():
+            self._line()
+
+    def _state(self) -> str:
+        done = f"{self._done:g}/{self._total:g}" if self._total else f"{self._done:g}"
+        return f"{done} {self._info}"
+
+    def _line(self) -> None:
+        self._last, self._said = time.perf_counter(), self._state()
+        done, _, info = self._said.partition(" ")
+        elapsed = self._last - self._start
+        console.print(f"{self._description} {done} {elapsed:.0f}s {info}".rstrip(), highlight=False)
+
+
+_PLAIN_EVERY = 10.0
+
+
+class PlainProgress:
+    """The :class:`fmnist_cluster.artefacts.Progress` of a command whose output is not a terminal."""
+
+    def task(self, description: str, total: float | None = None) -> _PlainTask:
+        return _PlainTask(description, total)
+
+
+def _fields_text(fields: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+
+
 @contextmanager
-def _progress() -> Iterator[RichProgress]:
+def _progress() -> Iterator[RichProgress | PlainProgress]:
+    """Live bars on a terminal; one plain line per tenth of each task in a log or pipe."""
+    if not console.is_terminal:
+        yield PlainProgress()
+        return
     bar = RichProgressBar(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -590,11 +590,12 @@ class AugmentConfig(StrictModel):
 def _default_architecture() -> list[LayerSpec]:
     return [
         LayerSpec(name="conv1", type="conv", filters=32, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="conv1b", type="conv", filters=32, bias=False, batchnorm=True, activation="relu"),
         LayerSpec(name="pool1", type="pool"),
-        LayerSpec(name="conv2", type="conv", filters=64, bias=False, batchnorm=True, activation="relu"),
-        LayerSpec(name="conv2b", type="conv", filters=64, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="conv2", type="conv", filters=96, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="conv2b", type="conv", filters=96, bias=False, batchnorm=True, activation="relu"),
         LayerSpec(name="pool2", type="pool"),
-        LayerSpec(name="conv3", type="conv", filters=128, bias=False, batchnorm=True, activation="relu"),
+        LayerSpec(name="conv3", type="conv", filters=192, bias=False, batchnorm=True, activation="relu"),
         LayerSpec(name="pool3", type="pool"),
         LayerSpec(name="flatten", type="flatten"),
         LayerSpec(name="drop1", type="dropout", rate=0.1),

@@ -1,0 +1,63 @@
+"""Progress output of the command line when it is not a terminal (logs, pipes, CI)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from fmnist_cluster import cli
+
+
+@pytest.fixture
+def log(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=out, width=200, force_terminal=False))
+    return out
+
+
+def _run_task(steps: int) -> None:
+    with cli._progress() as progress:
+        task = progress.task("work", total=steps)
+        for i in range(steps):
+            task.advance(1, epoch=i + 1, loss=1.0 / (i + 1))
+        task.close()
+
+
+def test_plain_progress_prints_a_line_per_tenth_when_slow_enough(log, monkeypatch):
+    monkeypatch.setattr(cli, "_PLAIN_EVERY", 0.0)
+    _run_task(20)
+    lines = log.getvalue().splitlines()
+    # tenths 1..10 reached on steps 2, 4, ..., 20; the closing line would repeat the last one
+    assert [line.split()[1] for line in lines] == [f"{n}/20" for n in range(2, 21, 2)]
+    assert lines[0].startswith("work 2/20 ") and "epoch=2" in lines[0] and "loss=0.5" in lines[0]
+    assert "epoch=20" in lines[-1]
+
+
+def test_plain_progress_closing_line_shows_metrics_added_after_the_last_step(log, monkeypatch):
+    monkeypatch.setattr(cli, "_PLAIN_EVERY", 0.0)
+    with cli._progress() as progress:
+        task = progress.task("train", total=2)
+        task.advance(1, epoch=1)
+        task.advance(1, epoch=2)
+        task.advance(0, epoch=2, val_acc=0.75)
+        task.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and "val_acc=0.75" in lines[-1] and "val_acc" not in lines[-2]
+
+
+def test_plain_progress_of_a_quick_task_prints_nothing(log, monkeypatch):
+    monkeypatch.setattr(cli, "_PLAIN_EVERY", 3600.0)
+    _run_task(50)
+    assert log.getvalue() == ""
+
+
+def test_a_task_that_fails_prints_no_progress(log, monkeypatch):
+    monkeypatch.setattr(cli, "_PLAIN_EVERY", 3600.0)
+    with pytest.raises(RuntimeError):
+        with cli._progress() as progress:
+            task = progress.task("work", total=10)
+            task.advance(5)
+            raise RuntimeError("boom")
+    assert log.getvalue() == ""
