@@ -114,7 +114,7 @@ class _PlainTask:
         self._last, self._said = time.perf_counter(), self._state()
         done, _, info = self._said.partition(" ")
         elapsed = self._last - self._start
-        console.print(f"{self._description} {done} {elapsed:.0f}s {info}".rstrip(), highlight=False)
+        console.print(f"{self._description} {done} {elapsed:.0f}s {info}".rstrip(), highlight=False, markup=False)
 
 
 _PLAIN_EVERY = 10.0
