@@ -68,7 +68,12 @@ def main() -> None:
     groups = np.array(list(partitions(10, args.labels)), dtype=np.int64)
     for spec in args.runs:
         name, _, folder = spec.partition("=")
-        pred = np.load(Path(folder) / "predictions.npz")
+        path = Path(folder) / "predictions.npz"
+        if not name or not path.is_file():
+            raise SystemExit(f"error: '{spec}' is not NAME=DIR with DIR a train-cnn output; {path} is missing")
+        pred = np.load(path)
+        if sorted(np.unique(pred["y_true"])) != list(range(10)) or pred["y_pred"].max() > 9:
+            raise SystemExit(f"error: {path} is not from the 10-class task; give runs on --source idx data")
         names.append(name)
         acc.append(mapped_accuracy(groups, pred["y_true"], pred["y_pred"]))
         print(f"{name}: 10-class {np.mean(pred['y_true'] == pred['y_pred']):.4f}")
@@ -94,7 +99,10 @@ def main() -> None:
         describe(rows, f"groupings where {name} scores {float(value):.4f} ± {args.tolerance}")
     index = {g: i for i, g in enumerate(map(tuple, groups.tolist()))}
     for mark in args.mark:
-        i = index[canonical(tuple(int(v) for v in mark.split(",")))]
+        mapping = canonical(tuple(int(v) for v in mark.split(",")))
+        if len(mapping) != 10 or mapping not in index:
+            raise SystemExit(f"error: --mark {mark} is not 10 group ids with {args.labels} distinct values")
+        i = index[mapping]
         scores = ", ".join(f"{n} {a * 100:.2f} %" for n, a in zip(names, table[:, i], strict=True))
         print(f"\ngrouping {mark}: {scores}")
 
