@@ -63,6 +63,12 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.96, help="accuracy whose share of groupings to report")
     parser.add_argument("--mark", action="append", default=[], help="a grouping (10 ids) to report on its own")
     args = parser.parse_args()
+    level = 0.0
+    if args.calibrate:
+        try:
+            level = float(args.calibrate.partition("=")[2])
+        except ValueError:
+            raise SystemExit(f"error: --calibrate {args.calibrate}: ACC must be a number such as 0.9226") from None
 
     names, acc = [], []
     groups = np.array(list(partitions(10, args.labels)), dtype=np.int64)
@@ -91,12 +97,12 @@ def main() -> None:
 
     describe(np.ones(len(groups), dtype=bool), "all groupings")
     if args.calibrate:
-        name, _, value = args.calibrate.partition("=")
+        name = args.calibrate.partition("=")[0]
         if name not in names:
-            raise SystemExit(f"unknown run '{name}' in --calibrate; valid: {', '.join(names)}")
+            raise SystemExit(f"error: unknown run '{name}' in --calibrate; valid: {', '.join(names)}")
         ref = table[names.index(name)]
-        rows = np.abs(ref - float(value)) <= args.tolerance
-        describe(rows, f"groupings where {name} scores {float(value):.4f} ± {args.tolerance}")
+        rows = np.abs(ref - level) <= args.tolerance
+        describe(rows, f"groupings where {name} scores {level:.4f} ± {args.tolerance}")
     index = {g: i for i, g in enumerate(map(tuple, groups.tolist()))}
     for mark in args.mark:
         mapping = canonical(tuple(int(v) for v in mark.split(",")))

@@ -89,7 +89,8 @@ class _PlainTask:
 
     def __init__(self, description: str, total: float | None) -> None:
         self._description, self._total = description, total
-        self._done, self._tenth, self._info, self._said = 0.0, 0, "", ""
+        self._done, self._tenth, self._info = 0.0, 0, ""
+        self._said: tuple[float, str] | None = None
         self._start = self._last = time.perf_counter()
 
     def advance(self, amount: float = 1, **fields: Any) -> None:
@@ -103,18 +104,15 @@ class _PlainTask:
                 self._line()
 
     def close(self) -> None:
-        if (self._tenth or time.perf_counter() - self._start >= _PLAIN_EVERY) and self._said != self._state():
+        said_last = self._said == (self._done, self._info)
+        if (self._tenth or time.perf_counter() - self._start >= _PLAIN_EVERY) and not said_last:
             self._line()
 
-    def _state(self) -> str:
-        done = f"{self._done:g}/{self._total:g}" if self._total else f"{self._done:g}"
-        return f"{done} {self._info}"
-
     def _line(self) -> None:
-        self._last, self._said = time.perf_counter(), self._state()
-        done, _, info = self._said.partition(" ")
-        elapsed = self._last - self._start
-        console.print(f"{self._description} {done} {elapsed:.0f}s {info}".rstrip(), highlight=False, markup=False)
+        self._last, self._said = time.perf_counter(), (self._done, self._info)
+        done = f"{self._done:g}/{self._total:g}" if self._total else f"{self._done:g}"
+        text = f"{self._description} {done} {self._last - self._start:.0f}s {self._info}"
+        console.print(text.rstrip(), highlight=False, markup=False)
 
 
 _PLAIN_EVERY = 10.0
