@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgressBar
 
@@ -292,8 +293,8 @@ def cluster(
         noise = f" noise {s['noise_share']:.1%}" if name in ("dbscan", "hdbscan") else ""
         parts.append(f"{name} k={s['n_clusters']}{ari}{noise}")
     console.print(f"[green]cluster[/]: {summary['n']} rows, {summary['dims']} dims: {'; '.join(parts)} -> {out}")
-    for line in summary["decoding"]:
-        console.print(f"  {line}", highlight=False, soft_wrap=True)
+    for line in summary["explanation"] or summary["decoding"]:
+        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
 
 # -- embed --------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def _som_features(
     if bmu.size and (bmu.min() < 0 or bmu.max() >= len(prototypes)):
         raise FmnistError(f"{path}: bmu_test points outside the map; run `fmnist-cluster train-som` again")
     y, names = None, None
-    data_folder = _recorded_images(manifest)
+    data_folder = recorded_images(manifest)
     if data_folder is not None:
         dataset, _ = load_dataset(data_folder)
         if dataset.y_test is not None and len(dataset.y_test) == len(bmu):
@@ -183,13 +183,13 @@ def load_features(
             pictures = x
         x = x.reshape(len(x), -1).astype(np.float32, copy=False)
     if images is None and pictures is None and find_images:
-        images = _recorded_images(manifest)
+        images = recorded_images(manifest)
     if images is not None:
         pictures = _load_images(Path(images), split, len(x), y)
     return FeatureSet(x, y, split, stage, kind, class_names, pictures, digest, path)
 
 
-def _recorded_images(manifest: dict[str, Any]) -> Path | None:
+def recorded_images(manifest: dict[str, Any]) -> Path | None:
     """The ``preprocess`` folder an artefact's manifest lists as an input, if still valid."""
     for raw, digest in manifest.get("inputs", {}).items():
         path = Path(raw)
@@ -871,6 +871,10 @@ def run_cluster(
                     run.save_bytes(figure_name(name), plots.figure_png(fig))
             summary_lines = [entry["summary"] for entry in decoding["labels"]]
             metrics["decoding_method"] = decoding["method"]
+        explanation: list[str] = []
+        if config.explain.enabled and features.y is not None and features.class_names is None:
+            explanation = _explain(run, config, input_dir, images_dir, originals_dir, reference_dir, labels, progress)
+            metrics["explained"] = bool(explanation)
         run.save_json(METRICS_FILE, metrics)
         run.commit()
     return {
@@ -881,4 +885,34 @@ def run_cluster(
             for name, s in scores.items()
         },
         "decoding": summary_lines,
+        "explanation": explanation,
     }
+
+
+def _explain(
+    run: StageRun,
+    config: ClusterConfig,
+    input_dir: Path | str,
+    images_dir: Path | str | None,
+    originals_dir: Path | str | None,
+    reference_dir: Path | str | None,
+    labels: dict[str, np.ndarray],
+    progress: Progress,
+) -> list[str]:
+    """Run the mystery-label explainer when the images of the input can be found."""
+    from fmnist_cluster.explain.stage import run_explainer
+
+    folder = Path(images_dir) if images_dir is not None else None
+    if folder is None:
+        manifest = read_manifest(input_dir, _PRODUCER)
+        folder = Path(input_dir) if manifest.get("stage") == "preprocess" else recorded_images(manifest)
+    if folder is None:
+        warnings.warn(
+            f"the images of {input_dir} were not found, so its mystery labels are not explained; "
+            "pass their preprocess folder with --images",
+            ClusterWarning,
+            stacklevel=2,
+        )
+        return []
+    with run.timer("explain"):
+        return run_explainer(run, folder, config, labels, originals_dir, reference_dir, progress)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.explain.properties import PROPERTIES
 
 
 class StrictModel(BaseModel):
@@ -281,6 +282,76 @@ class DecodeConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class ExplainConfig(StrictModel):
+    """Mystery-label explainer section of ``cluster`` (runs whenever the input rows carry
+    mystery labels: labels without class names).
+
+    Every hypothesis is fitted on the training split less a validation share, chosen on that
+    validation share, refitted on the whole training split and scored on the test split.
+
+    Attributes
+    ----------
+    enabled : bool
+        Explain the mystery labels.
+    properties : list of str or None
+        Image properties tried (None: all of them; see ``fmnist_cluster.explain.properties``).
+    validation_share : float
+        Share of the training split held out to choose hypotheses and their complexity.
+    simplicity_tolerance : float
+        The simplest hypothesis (fewest properties, then no class evidence, then fewest rules)
+        whose validation agreement is within this of the best one wins.
+    complexity_tolerance : float
+        Within one hypothesis, the fewest ranges / leaves / thresholds whose validation
+        agreement is within this of its best variant.
+    extra_segments : int
+        Ranges of one property tried beyond the number of labels (a label may own several).
+    pair_properties : int
+        The properties with the best single-property fits that are also tried in pairs.
+    explained_lift : float
+        Verdict ``explained`` when ``(agreement - chance) / (1 - chance)`` on the test split
+        reaches this (and ``min_z`` holds).
+    partial_lift : float
+        Verdict ``partly explained`` from this lift (and ``min_z``); below it ``unexplained``.
+    min_z : float
+        Smallest one-sided binomial z score of the agreement over chance for any verdict
+        other than ``unexplained``.
+    montage_images : int
+        Images shown per label in the per-label figures.
+    """
+
+    enabled: bool = True
+    properties: list[str] | None = None
+    validation_share: float = Field(default=0.2, gt=0, lt=0.9)
+    simplicity_tolerance: float = Field(default=0.005, ge=0, lt=1)
+    complexity_tolerance: float = Field(default=0.001, ge=0, lt=1)
+    extra_segments: int = Field(default=3, ge=0, le=20)
+    pair_properties: int = Field(default=6, ge=0, le=20)
+    explained_lift: float = Field(default=0.9, gt=0, le=1)
+    partial_lift: float = Field(default=0.1, gt=0, le=1)
+    min_z: float = Field(default=3.0, ge=0)
+    montage_images: int = Field(default=20, gt=0, le=200)
+
+    @field_validator("properties")
+    @classmethod
+    def _known_properties(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for name in value:
+                if name not in PROPERTIES:
+                    raise ValueError(f"unknown property '{name}'; valid: {', '.join(PROPERTIES)}")
+            if not value:
+                raise ValueError("give at least one property, or null for all of them")
+        return value
+
+    @model_validator(mode="after")
+    def _lifts_ordered(self) -> ExplainConfig:
+        if self.partial_lift > self.explained_lift:
+            raise ValueError(
+                f"partial_lift {self.partial_lift} is above explained_lift {self.explained_lift}; "
+                "keep partial_lift <= explained_lift"
+            )
+        return self
+
+
 class ClusterConfig(StrictModel):
     """Configuration of ``cluster``.
 
@@ -298,6 +369,8 @@ class ClusterConfig(StrictModel):
         Random images per cluster in the cluster montages (needs the images).
     decode : DecodeConfig
         Mystery-label decoding.
+    explain : ExplainConfig
+        Mystery-label explainer (which rule of the data the labels follow).
     seed : int
         Seed of every random choice.
     """
@@ -311,6 +384,7 @@ class ClusterConfig(StrictModel):
     silhouette_sample: int = Field(default=3000, ge=10)
     images_per_cluster: int = Field(default=10, gt=0)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
     seed: int = 0
 
 

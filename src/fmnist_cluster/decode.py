@@ -105,7 +105,7 @@ class ContentMatcher:
         return out, ambiguous
 
 
-def _load_originals(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+def load_originals(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     dataset, digest = load_dataset(folder, "fmnist-cluster preprocess --source idx")
     if not dataset.is_image or dataset.class_names is None or len(dataset.class_names) != N_CLASSES:
         raise FmnistError(
@@ -119,7 +119,7 @@ def _load_originals(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
     return images, classes, dataset.class_names, digest
 
 
-def _device(name: str) -> str:
+def resolve_device(name: str) -> str:
     if name != "auto":
         if name == "cuda":
             import torch
@@ -162,7 +162,7 @@ def reference_predict(
         )
     x = np.asarray(images, dtype=np.float32).reshape(len(images), 1, 28, 28)
     flip = bool(info.get("test_flip", False))
-    proba = predict_proba(model, x, batch_size=config.batch_size, device=_device(config.device), test_flip=flip)
+    proba = predict_proba(model, x, batch_size=config.batch_size, device=resolve_device(config.device), test_flip=flip)
     return np.asarray(np.argmax(proba, axis=1), dtype=np.int64), tuple(str(n) for n in names)
 
 
@@ -241,7 +241,7 @@ def compose(
     return out
 
 
-def _cluster_view(y: np.ndarray, label_ids: np.ndarray, clusters: dict[str, np.ndarray]) -> dict[str, dict[str, list]]:
+def cluster_view(y: np.ndarray, label_ids: np.ndarray, clusters: dict[str, np.ndarray]) -> dict[str, dict[str, list]]:
     """For each label and algorithm, the clusters holding at least 2 % of the label."""
     view: dict[str, dict[str, list]] = {str(int(v)): {} for v in label_ids}
     for name, assigned in clusters.items():
@@ -302,7 +302,7 @@ def decode_labels(
     assigned: dict[str, np.ndarray] = {}
     class_names: tuple[str, ...] | None = None
     if originals_dir is not None:
-        originals, classes, class_names, digest = _load_originals(Path(originals_dir))
+        originals, classes, class_names, digest = load_originals(Path(originals_dir))
         result["_inputs"][str(Path(originals_dir) / DATA_FILE)] = digest
         found, ambiguous = ContentMatcher().fit(originals, classes).predict(images)
         matched = found >= 0
@@ -357,7 +357,7 @@ def decode_labels(
     method = "content" if use_content else "reference"
     result["method"] = method
     result["class_names"] = list(class_names or ())
-    view = _cluster_view(y, label_ids, clusters or {})
+    view = cluster_view(y, label_ids, clusters or {})
     sizes = {int(v): int((y == v).sum()) for v in label_ids}
     result["labels"] = [
         {**entry, "n": sizes[entry["label"]], "clusters": view[str(entry["label"])]}

@@ -88,7 +88,8 @@ def montage(
 # --------------------------------------------------------------------------------------
 
 
-def _label_colours(n: int) -> list:
+def label_colours(n: int) -> list:
+    """n distinct colours for n labels (tab10, tab20 beyond 10)."""
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -121,7 +122,7 @@ def scatter_2d(
     else:
         values = np.unique(labels)
         real = [v for v in values if v >= 0]
-        colours = _label_colours(len(real))
+        colours = label_colours(len(real))
         if -1 in values:
             m = labels == -1
             ax.scatter(
@@ -338,7 +339,7 @@ def label_composition(rows: Sequence[str], shares: np.ndarray, class_names: Sequ
     shares = np.asarray(shares)
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.6))
     left = np.zeros(len(rows))
-    colours = _label_colours(len(class_names))
+    colours = label_colours(len(class_names))
     for j, name in enumerate(class_names):
         ax.barh(range(len(rows)), shares[:, j], left=left, color=colours[j], label=name)
         for i in range(len(rows)):
@@ -515,7 +516,7 @@ def som_u_matrix(
     coll = _som_cells(ax, coords, topology, umatrix, "bone_r")
     fig.colorbar(coll, ax=ax, fraction=0.04, pad=0.01, label="mean distance to neighbours")
     if dominant is not None:
-        colours = _label_colours(max(len(class_names), 1))
+        colours = label_colours(max(len(class_names), 1))
         cell_points = size * 72 / (float(np.ptp(np.asarray(coords)[:, 0])) + 1.4)
         msize = float((0.5 * cell_points) ** 2)
         for c, name in enumerate(class_names):
@@ -586,7 +587,7 @@ def som_labels_map(
 
     size = _som_size(coords) * 0.8
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(2 * size + 3.0, size))
-    colours = _label_colours(max(len(class_names), 1))
+    colours = label_colours(max(len(class_names), 1))
     cmap = ListedColormap(["white", *colours])
     _som_cells(ax1, coords, topology, np.asarray(dominant) + 1, cmap, clim=(-0.5, len(class_names) + 0.5))
     handles = [Patch(color=colours[c], label=name) for c, name in enumerate(class_names)]

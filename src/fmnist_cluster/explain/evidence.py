@@ -1,0 +1,102 @@
+"""Gathering the evidence the explainer weighs: pixels and classes of both splits.
+
+* **pixels** come from a ``preprocess`` folder (the ``cluster`` input itself when it holds
+  images, else ``--images`` or the folder recorded in the input's manifest). Properties are computed only
+  when the pixels are the original 8-bit values (no deskew, centring or standardisation);
+* **classes** come from ``--originals`` (exact image content, via
+  :class:`~fmnist_cluster.decode.ContentMatcher`) or ``--reference`` (a 10-class model's
+  predictions); content decides when at least half of the images are found.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
+from fmnist_cluster.config import DecodeConfig
+from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
+from fmnist_cluster.decode import ContentMatcher, load_originals, reference_predict
+from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.explain.properties import image_properties, to_pixel_scale
+from fmnist_cluster.explain.search import Evidence
+
+_PRODUCER = "fmnist-cluster preprocess"
+
+
+def _pixels(folder: Path) -> tuple[Dataset, str]:
+    dataset, digest = load_dataset(folder, _PRODUCER)
+    if not dataset.is_image:
+        raise FmnistError(f"{folder} holds features, not images; pass a preprocess output folder to --images")
+    if dataset.y_train is None or dataset.y_test is None:
+        raise FmnistError(f"{folder} has no labels in both splits; explaining labels needs a mystery-labelled set")
+    return dataset, digest
+
+
+def gather(
+    folder: Path,
+    originals_dir: Path | str | None,
+    reference_dir: Path | str | None,
+    decode: DecodeConfig,
+    progress: Progress = NULL_PROGRESS,
+) -> tuple[Evidence, dict[str, Any]]:
+    """Everything known of the rows of both splits of the images in ``folder``.
+
+    Parameters
+    ----------
+    folder : Path
+        A ``preprocess`` folder of mystery-labelled images.
+    originals_dir, reference_dir : path or None
+        Class evidence: the original 10-class data, or a 10-class ``train-cnn`` model.
+    decode : DecodeConfig
+        Batch size and device of the reference model.
+
+    Returns
+    -------
+    (Evidence, dict)
+        The evidence, and ``inputs`` (files read with their sha256), ``images`` (the pixel
+        dataset) for figures, ``match_rate`` with ``--originals``.
+
+    Raises
+    ------
+    FmnistError
+        A folder without images or labels, or unreadable class evidence.
+    """
+    dataset, digest = _pixels(folder)
+    assert dataset.y_train is not None and dataset.y_test is not None
+    evidence = Evidence(y_train=dataset.y_train, y_test=dataset.y_test)
+    extra: dict[str, Any] = {"inputs": {str(folder / DATA_FILE): digest}, "images": dataset}
+    task = progress.task("gathering evidence", total=3)
+    pixels_train, exact_train = to_pixel_scale(dataset.x_train)
+    pixels_test, exact_test = to_pixel_scale(dataset.x_test)
+    if exact_train and exact_test:
+        evidence.properties_train = image_properties(pixels_train)
+        evidence.properties_test = image_properties(pixels_test)
+    else:
+        evidence.notes["properties"] = (
+            f"skipped: the images in {folder} are not the original 8-bit pixels (deskew, center or standardize); "
+            "pass an untransformed preprocess folder to --images"
+        )
+    task.advance(1)
+    evidence.notes["classes"] = "skipped: no class evidence (give --originals or --reference)"
+    if originals_dir is not None:
+        originals, classes, names, originals_digest = load_originals(Path(originals_dir))
+        extra["inputs"][str(Path(originals_dir) / DATA_FILE)] = originals_digest
+        matcher = ContentMatcher(n_classes=len(names)).fit(originals, classes)
+        found_train, _ = matcher.predict(dataset.x_train)
+        found_test, _ = matcher.predict(dataset.x_test)
+        rate = float(np.mean(np.concatenate([found_train, found_test]) >= 0))
+        extra["match_rate"] = round(rate, 4)
+        if rate >= 0.5 or reference_dir is None:
+            evidence.class_train, evidence.class_test = found_train, found_test
+            evidence.class_names, evidence.class_source = tuple(names), "content"
+    task.advance(1)
+    if evidence.class_source is None and reference_dir is not None:
+        evidence.class_train, names = reference_predict(dataset.x_train, reference_dir, decode)
+        evidence.class_test, _ = reference_predict(dataset.x_test, reference_dir, decode)
+        evidence.class_names, evidence.class_source = tuple(names), "reference"
+    task.advance(1)
+    task.close()
+    return evidence, extra

@@ -1,0 +1,389 @@
+"""Hypotheses about what a mystery label means, as scikit-learn classifiers.
+
+Each hypothesis family is an estimator: ``fit(X, y)`` learns the rule from labelled rows,
+``predict(X)`` gives the label the rule assigns, and :meth:`describe` writes the rule out.
+Columns of ``X`` per family:
+
+* :class:`ClassGrouping` -- one column, the Fashion-MNIST class id (-1 when unknown);
+* :class:`PropertyBins` -- one column, an image property;
+* :class:`PropertyPair` -- two columns, two image properties;
+* :class:`ClassAndProperty` -- two columns, the class id and an image property.
+
+A row whose class is unknown gets the prediction -1 (never counted as agreeing).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from fmnist_cluster.explain.cuts import (
+    best_cut,
+    bin_counts,
+    interval_text,
+    make_bins,
+    range_of,
+    segment,
+)
+
+UNKNOWN = -1
+
+
+def _check_xy(X: Any, y: Any, n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validated (X, label index per row, label values, y)."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != n_columns:
+        raise ValueError(f"X must have shape (n_rows, {n_columns}), got {X.shape}")
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"y must have shape ({len(X)},), got {y.shape}")
+    if len(X) == 0:
+        raise ValueError("cannot fit a hypothesis on 0 rows")
+    if not np.isfinite(X).all():
+        raise ValueError("X holds NaN or infinite values")
+    labels, index = np.unique(y, return_inverse=True)
+    return X, index.astype(np.int64), labels, y
+
+
+def _check_X(X: Any, n_columns: int) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != n_columns:
+        raise ValueError(f"X must have shape (n_rows, {n_columns}), got {X.shape}")
+    return X
+
+
+def _class_ids(column: np.ndarray, n_classes: int) -> np.ndarray:
+    ids = column.astype(np.int64)
+    if np.any((ids < UNKNOWN) | (ids >= n_classes)) or np.any(ids != column):
+        raise ValueError(f"class ids must be whole numbers in -1..{n_classes - 1}")
+    return ids
+
+
+def _check_positive(name: str, value: Any, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+class ClassGrouping(ClassifierMixin, BaseEstimator):
+    """Every Fashion-MNIST class belongs to one label (a many-to-one map).
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes (ids 0..n_classes-1).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The labels seen in ``fit``.
+    table_ : ndarray of int64 (n_classes,)
+        Label of every class (the label most of its rows carry; the most common label for a
+        class with no row).
+    """
+
+    def __init__(self, *, n_classes: int = 10) -> None:
+        self.n_classes = n_classes
+
+    def fit(self, X: Any, y: Any) -> ClassGrouping:
+        """Learn the label of every class; returns self."""
+        _check_positive("n_classes", self.n_classes)
+        X, yi, labels, _ = _check_xy(X, y, 1)
+        ids = _class_ids(X[:, 0], self.n_classes)
+        known = ids >= 0
+        counts = np.zeros((self.n_classes, len(labels)), dtype=np.int64)
+        np.add.at(counts, (ids[known], yi[known]), 1)
+        fallback = int(np.argmax(np.bincount(yi, minlength=len(labels))))
+        self.table_ = np.where(counts.sum(axis=1) > 0, np.argmax(counts, axis=1), fallback)
+        self.classes_ = labels
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Label of every row (-1 where the class is unknown)."""
+        check_is_fitted(self, "table_")
+        ids = _class_ids(_check_X(X, 1)[:, 0], self.n_classes)
+        out = np.full(len(ids), UNKNOWN, dtype=np.int64)
+        known = ids >= 0
+        out[known] = self.classes_[self.table_[ids[known]]]
+        return out
+
+    def describe(self, class_names: Sequence[str], property_names: Sequence[str] = ()) -> dict[str, Any]:
+        """The rule: ``rules`` and ``classes`` per label, and ``n_rules``."""
+        check_is_fitted(self, "table_")
+        rules, classes = {}, {}
+        for i, label in enumerate(self.classes_):
+            members = [class_names[c] for c in np.flatnonzero(self.table_ == i)]
+            if members:
+                rules[str(label)] = " or ".join(members)
+                classes[str(label)] = members
+        return {"rules": rules, "classes": classes, "n_rules": len(rules)}
+
+
+class PropertyBins(ClassifierMixin, BaseEstimator):
+    """Thresholds on one property split it into ranges, each range one label.
+
+    The split that agrees with most training rows is found exactly over ``max_bins``
+    quantile bins (dynamic programming), then every threshold is moved to the best point
+    between the two bins around it, row by row.
+
+    Parameters
+    ----------
+    n_segments : int
+        Most ranges (a label may own more than one).
+    max_bins : int
+        Quantile bins of the coarse search.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    thresholds_ : ndarray of float64
+        Increasing cuts; range ``i`` is ``thresholds_[i-1] <= v < thresholds_[i]``.
+    range_labels_ : ndarray
+        The label of every range.
+    """
+
+    def __init__(self, *, n_segments: int = 2, max_bins: int = 256) -> None:
+        self.n_segments = n_segments
+        self.max_bins = max_bins
+
+    def fit(self, X: Any, y: Any) -> PropertyBins:
+        """Learn the thresholds; returns self."""
+        _check_positive("n_segments", self.n_segments)
+        _check_positive("max_bins", self.max_bins, 2)
+        X, yi, labels, _ = _check_xy(X, y, 1)
+        v = X[:, 0]
+        bins = make_bins(v, self.max_bins)
+        runs = segment(bin_counts(bins, yi, len(labels)), self.n_segments)
+        cuts: list[float] = []
+        for (_, below), (start, above) in itertools.pairwise(runs):
+            window = (bins.index == start - 1) | (bins.index == start)
+            gain = (yi[window] == below).astype(np.int64) - (yi[window] == above)
+            cut = best_cut(v[window], gain)
+            cut = bins.cut(start) if cut is None else cut
+            cuts.append(cut if not cuts or cut > cuts[-1] else bins.cut(start))
+        self.thresholds_ = np.array(cuts, dtype=np.float64)
+        self.range_labels_ = labels[[label for _, label in runs]]
+        self.classes_ = labels
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Label of every row."""
+        check_is_fitted(self, "thresholds_")
+        return self.range_labels_[range_of(self.thresholds_, _check_X(X, 1)[:, 0])]
+
+    def describe(self, class_names: Sequence[str] = (), property_names: Sequence[str] = ("value",)) -> dict[str, Any]:
+        """The rule: ``rules`` per label (``classes`` is None), and ``n_rules`` (ranges)."""
+        check_is_fitted(self, "thresholds_")
+        name = property_names[0]
+        cuts = [float(c) for c in self.thresholds_]
+        rules = {}
+        for label in self.classes_:
+            ranges = [i for i, lab in enumerate(self.range_labels_) if lab == label]
+            if ranges:
+                rules[str(label)] = interval_text(name, ranges, cuts)
+        return {"rules": rules, "classes": None, "n_rules": len(self.range_labels_)}
+
+
+class PropertyPair(ClassifierMixin, BaseEstimator):
+    """Axis-aligned thresholds on two properties: a decision tree with few leaves.
+
+    Parameters
+    ----------
+    max_leaf_nodes : int
+        Most leaves (rules); at least 2.
+    random_state : int
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    tree_model_ : sklearn.tree.DecisionTreeClassifier
+    """
+
+    def __init__(self, *, max_leaf_nodes: int = 4, random_state: int = 0) -> None:
+        self.max_leaf_nodes = max_leaf_nodes
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> PropertyPair:
+        """Grow the tree; returns self."""
+        from sklearn.tree import DecisionTreeClassifier
+
+        _check_positive("max_leaf_nodes", self.max_leaf_nodes, 2)
+        X, _, labels, y = _check_xy(X, y, 2)
+        self.tree_model_ = DecisionTreeClassifier(
+            max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state
+        ).fit(X, y)
+        self.classes_ = labels
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Label of every row."""
+        check_is_fitted(self, "tree_model_")
+        return self.tree_model_.predict(_check_X(X, 2))
+
+    def describe(self, class_names: Sequence[str] = (), property_names: Sequence[str] = ("a", "b")) -> dict[str, Any]:
+        """The rule: one conjunction per leaf, leaves of a label joined by "or"."""
+        check_is_fitted(self, "tree_model_")
+        tree = self.tree_model_.tree_
+        leaves: list[tuple[int, str]] = []
+
+        def walk(node: int, bounds: dict[int, list[float | None]]) -> None:
+            if tree.children_left[node] < 0:
+                label = self.tree_model_.classes_[int(np.argmax(tree.value[node][0]))]
+                parts = []
+                for f in (0, 1):
+                    lo, hi = bounds[f]
+                    name = property_names[f]
+                    if lo is not None and hi is not None:
+                        parts.append(f"{lo:.4g} < {name} ≤ {hi:.4g}")
+                    elif lo is not None:
+                        parts.append(f"{name} > {lo:.4g}")
+                    elif hi is not None:
+                        parts.append(f"{name} ≤ {hi:.4g}")
+                leaves.append((label, " and ".join(parts) or "any value"))
+                return
+            f, t = int(tree.feature[node]), float(tree.threshold[node])
+            left = {k: list(v) for k, v in bounds.items()}
+            left[f][1] = t if left[f][1] is None else min(left[f][1], t)
+            right = {k: list(v) for k, v in bounds.items()}
+            right[f][0] = t if right[f][0] is None else max(right[f][0], t)
+            walk(int(tree.children_left[node]), left)
+            walk(int(tree.children_right[node]), right)
+
+        walk(0, {0: [None, None], 1: [None, None]})
+        rules = {}
+        for label in self.classes_:
+            terms = [text for lab, text in leaves if lab == label]
+            if terms:
+                rules[str(label)] = " or ".join(f"({t})" if len(terms) > 1 else t for t in terms)
+        return {"rules": rules, "classes": None, "n_rules": len(leaves)}
+
+
+class ClassAndProperty(ClassifierMixin, BaseEstimator):
+    """A class grouping crossed with, or split by, thresholds on one property.
+
+    The thresholds are shared by every class and split the property into ranges; each
+    (class, range) cell gets one label. "Footwear that is bright" is one such rule; a plain
+    grouping is the case where every class keeps its label across ranges.
+
+    Parameters
+    ----------
+    n_thresholds : {1, 2}
+        Shared thresholds.
+    n_classes : int
+    max_bins : int
+        Quantile bins of the coarse search (the thresholds are then refined row by row).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    thresholds_ : ndarray of float64
+    table_ : ndarray of int64 (n_classes, n_thresholds + 1)
+        Label index of every (class, range) cell.
+    """
+
+    def __init__(self, *, n_thresholds: int = 1, n_classes: int = 10, max_bins: int = 96) -> None:
+        self.n_thresholds = n_thresholds
+        self.n_classes = n_classes
+        self.max_bins = max_bins
+
+    def _table(self, ids: np.ndarray, ranges: np.ndarray, yi: np.ndarray, n_labels: int) -> np.ndarray:
+        n_ranges = self.n_thresholds + 1
+        counts = np.zeros((self.n_classes, n_ranges, n_labels), dtype=np.int64)
+        np.add.at(counts, (ids, ranges, yi), 1)
+        per_class = counts.sum(axis=1)
+        fallback = np.where(per_class.sum(axis=1) > 0, np.argmax(per_class, axis=1), int(np.argmax(np.bincount(yi))))
+        empty = counts.sum(axis=2) == 0
+        return np.where(empty, fallback[:, None], np.argmax(counts, axis=2))
+
+    def fit(self, X: Any, y: Any) -> ClassAndProperty:
+        """Learn the thresholds and the table; returns self."""
+        if self.n_thresholds not in (1, 2):
+            raise ValueError(f"unknown n_thresholds {self.n_thresholds!r}; valid: 1, 2")
+        _check_positive("n_classes", self.n_classes)
+        _check_positive("max_bins", self.max_bins, 3)
+        X, yi, labels, _ = _check_xy(X, y, 2)
+        ids = _class_ids(X[:, 0], self.n_classes)
+        known = ids >= 0
+        if not known.any():
+            raise ValueError("no row has a known class")
+        ids, v, yi = ids[known], X[known, 1], yi[known]
+        bins = make_bins(v, self.max_bins)
+        n_labels = len(labels)
+        counts = np.zeros((bins.n_bins, self.n_classes, n_labels), dtype=np.int64)
+        np.add.at(counts, (bins.index, ids, yi), 1)
+        prefix = np.concatenate([np.zeros((1, self.n_classes, n_labels), np.int64), np.cumsum(counts, axis=0)])
+        total = prefix[-1]
+        score_below = prefix.max(axis=2).sum(axis=1)  # (n_bins + 1,)
+        score_above = (total[None] - prefix).max(axis=2).sum(axis=1)
+        positions = np.arange(1, bins.n_bins)
+        if len(positions) < self.n_thresholds:
+            raise ValueError(f"the property takes too few distinct values for {self.n_thresholds} thresholds")
+        if self.n_thresholds == 1:
+            chosen = [int(positions[int(np.argmax(score_below[positions] + score_above[positions]))])]
+        else:
+            best, chosen = -1, [1, 2]
+            for p1 in positions[:-1]:
+                p2s = np.arange(p1 + 1, bins.n_bins)
+                middle = (prefix[p2s] - prefix[p1][None]).max(axis=2).sum(axis=1)
+                scores = score_below[p1] + middle + score_above[p2s]
+                j = int(np.argmax(scores))
+                if scores[j] > best:
+                    best, chosen = int(scores[j]), [int(p1), int(p2s[j])]
+        cuts_arr = np.array([bins.cut(p) for p in chosen], dtype=np.float64)
+        table = self._table(ids, range_of(cuts_arr, v), yi, n_labels)
+        for k, p in enumerate(chosen):
+            # move the cut to the best point between the two bins around it, the table held fixed
+            lo = cuts_arr[k - 1] if k > 0 else -np.inf
+            hi = cuts_arr[k + 1] if k + 1 < len(cuts_arr) else np.inf
+            window = ((bins.index == p - 1) | (bins.index == p)) & (v > lo) & (v < hi)
+            below, above = table[ids[window], k], table[ids[window], k + 1]
+            gain = (yi[window] == below).astype(np.int64) - (yi[window] == above)
+            cut = best_cut(v[window], gain) if window.any() else None
+            if cut is not None:
+                cuts_arr[k] = cut
+        self.thresholds_ = cuts_arr
+        self.table_ = self._table(ids, range_of(cuts_arr, v), yi, n_labels)
+        self.classes_ = labels
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Label of every row (-1 where the class is unknown)."""
+        check_is_fitted(self, "table_")
+        X = _check_X(X, 2)
+        ids = _class_ids(X[:, 0], self.n_classes)
+        out = np.full(len(X), UNKNOWN, dtype=np.int64)
+        known = ids >= 0
+        out[known] = self.classes_[self.table_[ids[known], range_of(self.thresholds_, X[known, 1])]]
+        return out
+
+    def describe(self, class_names: Sequence[str], property_names: Sequence[str] = ("value",)) -> dict[str, Any]:
+        """The rule: per label, the classes and the property ranges that give it."""
+        check_is_fitted(self, "table_")
+        name = property_names[0]
+        cuts = [float(c) for c in self.thresholds_]
+        rules, classes, n_rules = {}, {}, 0
+        for i, label in enumerate(self.classes_):
+            patterns: dict[tuple[int, ...], list[str]] = {}
+            for c in range(self.n_classes):
+                ranges = tuple(int(r) for r in np.flatnonzero(self.table_[c] == i))
+                if ranges:
+                    patterns.setdefault(ranges, []).append(class_names[c])
+            if not patterns:
+                continue
+            terms = []
+            for ranges, members in sorted(patterns.items(), key=lambda kv: (-len(kv[0]), kv[0])):
+                group = " or ".join(members)
+                if len(ranges) == len(cuts) + 1:
+                    terms.append(group)
+                else:
+                    group = f"({group})" if len(members) > 1 else group
+                    where = interval_text(name, list(ranges), cuts)
+                    terms.append(f"{group} with {f'({where})' if ' or ' in where else where}")
+            rules[str(label)] = "; or ".join(terms)
+            classes[str(label)] = [m for members in patterns.values() for m in members]
+            n_rules += len(terms)
+        return {"rules": rules, "classes": classes, "n_rules": n_rules}

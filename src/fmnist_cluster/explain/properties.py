@@ -1,0 +1,132 @@
+"""Image properties that mystery-label hypotheses threshold.
+
+Every property is computed on the 0..255 pixel scale of a 28 × 28 image ``x`` (rows ``r`` and
+columns ``c`` numbered 0..27, "ink" is a pixel > 0). The formulas, declared once in
+:data:`PROPERTIES` and repeated in the README:
+
+=================  =====================================================================
+``mean_intensity``  mean of the 784 pixels
+``ink_area``        share of pixels > 0
+``height``          rows of the bounding box of the ink (last row − first row + 1; 0 if blank)
+``width``           columns of the bounding box of the ink (0 if blank)
+``aspect``          width / height (0 if blank)
+``centroid_row``    Σ r · x / Σ x (intensity-weighted; 13.5 if blank)
+``centroid_col``    Σ c · x / Σ x (13.5 if blank)
+``symmetry_lr``     mean |x − x mirrored left-right| (0 = symmetric)
+``top_share``       share of Σ x in the top 14 rows (0.5 if blank)
+``max_intensity``   largest pixel
+``std_intensity``   standard deviation of the 784 pixels (population, ddof 0)
+``symmetry_ud``     mean |x − x mirrored top-bottom|
+``left_share``      share of Σ x in the left 14 columns (0.5 if blank)
+``bright_area``     share of pixels > 127
+=================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IMAGE_SIDE = 28
+HALF = IMAGE_SIDE // 2
+
+#: Every property with its formula, in the order they are tried and reported.
+PROPERTIES: dict[str, str] = {
+    "mean_intensity": "mean of the 784 pixels (0..255)",
+    "ink_area": "share of pixels > 0",
+    "height": "rows of the bounding box of pixels > 0",
+    "width": "columns of the bounding box of pixels > 0",
+    "aspect": "width / height",
+    "centroid_row": "intensity-weighted mean row (0..27)",
+    "centroid_col": "intensity-weighted mean column (0..27)",
+    "symmetry_lr": "mean |x - x mirrored left-right|",
+    "top_share": "share of the total intensity in the top 14 rows",
+    "max_intensity": "largest pixel",
+    "std_intensity": "standard deviation of the 784 pixels",
+    "symmetry_ud": "mean |x - x mirrored top-bottom|",
+    "left_share": "share of the total intensity in the left 14 columns",
+    "bright_area": "share of pixels > 127",
+}
+
+#: Properties that take whole numbers only (thresholds are shown as such).
+INTEGER_PROPERTIES = frozenset({"height", "width", "max_intensity"})
+
+
+def _extent(ink: np.ndarray) -> np.ndarray:
+    """Length of the run from the first to the last True along axis 1 of (N, 28); 0 if none."""
+    any_ink = ink.any(axis=1)
+    first = np.argmax(ink, axis=1)
+    last = IMAGE_SIDE - 1 - np.argmax(ink[:, ::-1], axis=1)
+    return np.where(any_ink, last - first + 1, 0).astype(np.float64)
+
+
+def image_properties(pixels: np.ndarray, chunk: int = 8192) -> dict[str, np.ndarray]:
+    """Every property of :data:`PROPERTIES` for every image.
+
+    Parameters
+    ----------
+    pixels : ndarray
+        (N, 28, 28), (N, 1, 28, 28) or (N, 784) images on the 0..255 scale (any real dtype).
+    chunk : int
+        Images processed at a time (bounds the memory used).
+
+    Returns
+    -------
+    dict of str to ndarray of float64, shape (N,)
+        In the order of :data:`PROPERTIES`.
+
+    Raises
+    ------
+    ValueError
+        Rows that are not 28 × 28 images.
+    """
+    x_all = np.asarray(pixels)
+    if x_all.size % (IMAGE_SIDE * IMAGE_SIDE) or (x_all.ndim > 1 and x_all[0].size != IMAGE_SIDE * IMAGE_SIDE):
+        raise ValueError(f"image properties need 28 x 28 images, got rows shaped {x_all.shape[1:]}")
+    x_all = x_all.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in PROPERTIES}
+    rows = np.arange(IMAGE_SIDE, dtype=np.float64)
+    for start in range(0, len(x_all), chunk):
+        x = x_all[start : start + chunk].astype(np.float64)
+        flat = x.reshape(len(x), -1)
+        total = flat.sum(axis=1)
+        blank = total <= 0
+        safe = np.where(blank, 1.0, total)
+        ink = x > 0
+        height = _extent(ink.any(axis=2))
+        width = _extent(ink.any(axis=1))
+        row_mass = x.sum(axis=2)
+        col_mass = x.sum(axis=1)
+        values = {
+            "mean_intensity": flat.mean(axis=1),
+            "ink_area": ink.reshape(len(x), -1).mean(axis=1),
+            "height": height,
+            "width": width,
+            "aspect": np.where(height > 0, width / np.where(height > 0, height, 1.0), 0.0),
+            "centroid_row": np.where(blank, (IMAGE_SIDE - 1) / 2, row_mass @ rows / safe),
+            "centroid_col": np.where(blank, (IMAGE_SIDE - 1) / 2, col_mass @ rows / safe),
+            "symmetry_lr": np.abs(x - x[:, :, ::-1]).reshape(len(x), -1).mean(axis=1),
+            "top_share": np.where(blank, 0.5, row_mass[:, :HALF].sum(axis=1) / safe),
+            "max_intensity": flat.max(axis=1),
+            "std_intensity": flat.std(axis=1),
+            "symmetry_ud": np.abs(x - x[:, ::-1, :]).reshape(len(x), -1).mean(axis=1),
+            "left_share": np.where(blank, 0.5, col_mass[:, :HALF].sum(axis=1) / safe),
+            "bright_area": (flat > 127).mean(axis=1),
+        }
+        for name in PROPERTIES:
+            out[name].append(values[name])
+    return {name: np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64) for name, parts in out.items()}
+
+
+def to_pixel_scale(images: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Images stored in [0, 1] (as ``preprocess`` writes them) back on the 0..255 scale.
+
+    Returns
+    -------
+    (ndarray of float64 (N, 28, 28), bool)
+        The pixels, and whether they are the original 8-bit values (every value a whole
+        number after scaling; False after deskew, centring or standardisation).
+    """
+    x = np.asarray(images, dtype=np.float64).reshape(len(images), IMAGE_SIDE, IMAGE_SIDE) * 255.0
+    rounded = np.rint(x)
+    exact = bool(np.all(np.abs(x - rounded) < 1e-3)) and bool(rounded.min(initial=0) >= 0)
+    return (rounded if exact else x), exact

@@ -1,0 +1,336 @@
+"""Search for the rule behind mystery labels: fit every hypothesis, choose, score, judge.
+
+The training split is cut (seeded) into a *fit* part and a *validation* part. Every hypothesis
+of every family is fitted on the fit part; its complexity (ranges, leaves, thresholds) and the
+winner are chosen on the validation part. The chosen hypotheses are then refitted on the whole
+training split and scored once on the test split: *agreement* is the share of test rows whose
+label the hypothesis gives, *chance* the share of the most common test label.
+
+The winner is the simplest hypothesis (fewest properties, then no class evidence, then fewest
+rules) whose validation agreement is within ``simplicity_tolerance`` of the best. The verdict
+compares its test agreement with chance through the lift ``(agreement - chance) / (1 - chance)``
+and a one-sided binomial z score: ``explained`` at a lift of at least ``explained_lift``,
+``partly explained`` at ``partial_lift`` with z of at least ``min_z``, else ``unexplained``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
+from fmnist_cluster.config import ExplainConfig
+from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
+
+#: The hypothesis families, in the order they are tried.
+FAMILIES = ("class-grouping", "property-bins", "class-and-property")
+_NO_CLASSES = "skipped: no class evidence (give --originals or --reference)"
+#: The verdicts, from best to worst.
+VERDICTS = ("explained", "partly explained", "unexplained")
+
+
+@dataclass
+class Evidence:
+    """What is known of every row of both splits.
+
+    Attributes
+    ----------
+    y_train, y_test : ndarray of int64
+        The mystery labels.
+    properties_train, properties_test : dict of str to ndarray
+        Image properties (empty when the pixels are not available on the 0..255 scale).
+    class_train, class_test : ndarray of int64 or None
+        Fashion-MNIST class of every row (-1 unknown), None without class evidence.
+    class_names : tuple of str
+    class_source : str or None
+        ``content`` or ``reference``.
+    notes : list of str
+        Why a family could not be tried.
+    """
+
+    y_train: np.ndarray
+    y_test: np.ndarray
+    properties_train: dict[str, np.ndarray] = field(default_factory=dict)
+    properties_test: dict[str, np.ndarray] = field(default_factory=dict)
+    class_train: np.ndarray | None = None
+    class_test: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+    class_source: str | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Fitted:
+    kind: str
+    properties: list[str]
+    uses_classes: bool
+    model: Any
+    columns: Callable[[str], np.ndarray]
+    validation: float
+    described: dict[str, Any]
+
+    def key(self) -> tuple[int, int, int, float]:
+        """Simplicity order: fewest properties, no classes, fewest rules, then best validation."""
+        return (len(self.properties), int(self.uses_classes), int(self.described["n_rules"]), -self.validation)
+
+
+def _columns(evidence: Evidence, fit_rows: np.ndarray, val_rows: np.ndarray, uses_classes: bool, props: Sequence[str]):
+    def build(part: str) -> np.ndarray:
+        if part in ("fit", "val", "train"):
+            cls, values = evidence.class_train, evidence.properties_train
+            rows = {"fit": fit_rows, "val": val_rows, "train": slice(None)}[part]
+        else:
+            cls, values, rows = evidence.class_test, evidence.properties_test, slice(None)
+        cols = ([cls] if uses_classes else []) + [values[p] for p in props]
+        return np.column_stack([np.asarray(c, dtype=np.float64)[rows] for c in cols])
+
+    return build
+
+
+def _agreement(model: Any, X: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(model.predict(X) == y)) if len(y) else 0.0
+
+
+def _pick(fitted: list[_Fitted], tolerance: float) -> _Fitted:
+    """The simplest of the fitted whose validation agreement is within ``tolerance`` of the best."""
+    top = max(f.validation for f in fitted)
+    return min((f for f in fitted if f.validation >= top - tolerance), key=_Fitted.key)
+
+
+def _fit_variants(
+    evidence: Evidence,
+    kind: str,
+    props: list[str],
+    uses_classes: bool,
+    models: list[Any],
+    y_fit: np.ndarray,
+    y_val: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
+    settings: ExplainConfig,
+) -> _Fitted | None:
+    """Fit every complexity variant of one hypothesis on the fit rows; keep the one chosen on
+    validation."""
+    build = _columns(evidence, rows[0], rows[1], uses_classes, props)
+    X_fit, X_val = build("fit"), build("val")
+    fitted = []
+    for model in models:
+        try:
+            model.fit(X_fit, y_fit)
+        except ValueError:
+            continue
+        described = model.describe(evidence.class_names, props)
+        fitted.append(_Fitted(kind, props, uses_classes, model, build, _agreement(model, X_val, y_val), described))
+    return _pick(fitted, settings.complexity_tolerance) if fitted else None
+
+
+def _verdict(agreement: float, chance: float, n: int, settings: ExplainConfig) -> tuple[str, float, float]:
+    lift = (agreement - chance) / (1.0 - chance) if chance < 1 else 0.0
+    z = (agreement - chance) / np.sqrt(max(chance * (1.0 - chance), 1e-12) / max(n, 1))
+    if lift >= settings.explained_lift and z >= settings.min_z:
+        return "explained", float(lift), float(z)
+    if lift >= settings.partial_lift and z >= settings.min_z:
+        return "partly explained", float(lift), float(z)
+    return "unexplained", float(lift), float(z)
+
+
+def _per_label(predicted: np.ndarray, y: np.ndarray, labels: np.ndarray, described: dict | None) -> list[dict]:
+    out = []
+    for label in labels:
+        truth = y == label
+        said = predicted == label
+        hit = int(np.sum(truth & said))
+        rule = described["rules"].get(str(label)) if described else None
+        classes = (described.get("classes") or {}).get(str(label)) if described else None
+        out.append(
+            {
+                "label": int(label),
+                "rule": rule,
+                "classes": classes,
+                "n_test": int(truth.sum()),
+                "precision": round(hit / int(said.sum()), 4) if said.any() else None,
+                "recall": round(hit / int(truth.sum()), 4) if truth.any() else None,
+            }
+        )
+    return out
+
+
+def explain(
+    evidence: Evidence, settings: ExplainConfig | None = None, seed: int = 0, progress: Progress = NULL_PROGRESS
+) -> dict[str, Any]:
+    """Find, score and judge the rule behind the mystery labels.
+
+    Parameters
+    ----------
+    evidence : Evidence
+    settings : ExplainConfig, optional
+        Tolerances and verdict thresholds (defaults when omitted).
+    seed : int
+        Seed of the fit / validation cut and of the trees.
+    progress : Progress
+
+    Returns
+    -------
+    dict
+        ``verdict``, ``agreement``, ``chance``, ``lift``, ``z``, ``best`` (None when
+        unexplained), ``candidates`` (ranked by validation agreement; at least the best of
+        each family tried), ``labels`` (rule, precision and recall per label on the test split),
+        ``families`` (``fitted`` or why skipped), ``class_evidence``, ``n_train``, ``n_test``,
+        ``n_validation``, and the private ``_predict`` (the winner's labels for ``train`` and
+        ``test``).
+
+    Raises
+    ------
+    ValueError
+        Labels or evidence of mismatched lengths, or too few rows.
+    """
+    settings = settings or ExplainConfig()
+    y_train = np.asarray(evidence.y_train, dtype=np.int64)
+    y_test = np.asarray(evidence.y_test, dtype=np.int64)
+    for name, values in (*evidence.properties_train.items(), ("class_train", evidence.class_train)):
+        if values is not None and len(values) != len(y_train):
+            raise ValueError(f"{name} has {len(values)} rows but there are {len(y_train)} training labels")
+    for name, values in (*evidence.properties_test.items(), ("class_test", evidence.class_test)):
+        if values is not None and len(values) != len(y_test):
+            raise ValueError(f"{name} has {len(values)} rows but there are {len(y_test)} test labels")
+    if len(y_train) < 10 or len(y_test) < 1:
+        raise ValueError(
+            f"explaining labels needs at least 10 training and 1 test rows, got {len(y_train)}, {len(y_test)}"
+        )
+    labels = np.unique(np.concatenate([y_train, y_test]))
+    k = len(labels)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y_train))
+    n_val = max(1, round(settings.validation_share * len(y_train)))
+    val_rows, fit_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+    y_fit, y_val = y_train[fit_rows], y_train[val_rows]
+    rows = (fit_rows, val_rows)
+    has_classes = evidence.class_train is not None and evidence.class_test is not None
+    props = [p for p in evidence.properties_train if settings.properties is None or p in settings.properties]
+    families: dict[str, str] = {}
+    n_classes = max(len(evidence.class_names), 1)
+    steps = (
+        int(has_classes) * (1 + len(props))
+        + len(props)
+        + settings.pair_properties * (settings.pair_properties - 1) // 2
+    )
+    task = progress.task("explaining labels", total=max(steps, 1))
+    found: dict[str, list[_Fitted]] = {f: [] for f in FAMILIES}
+
+    if has_classes:
+        fit = _fit_variants(
+            evidence, "class-grouping", [], True, [ClassGrouping(n_classes=n_classes)], y_fit, y_val, rows, settings
+        )
+        found["class-grouping"] += [fit] if fit else []
+        task.advance(1)
+    if props:
+        segments = range(2, k + settings.extra_segments + 1)
+        for p in props:
+            models = [PropertyBins(n_segments=s) for s in segments]
+            fit = _fit_variants(evidence, "property-bins", [p], False, models, y_fit, y_val, rows, settings)
+            found["property-bins"] += [fit] if fit else []
+            task.advance(1)
+        ranked = [f.properties[0] for f in sorted(found["property-bins"], key=lambda f: -f.validation)]
+        leaves = sorted({k, k + 1, k + 2, k + 4, 2 * k})
+        for p, q in itertools.combinations(ranked[: settings.pair_properties], 2):
+            models = [PropertyPair(max_leaf_nodes=max(2, n), random_state=seed) for n in leaves]
+            fit = _fit_variants(evidence, "property-bins", [p, q], False, models, y_fit, y_val, rows, settings)
+            found["property-bins"] += [fit] if fit else []
+            task.advance(1)
+        if has_classes:
+            for p in props:
+                models = [ClassAndProperty(n_thresholds=t, n_classes=n_classes) for t in (1, 2)]
+                fit = _fit_variants(evidence, "class-and-property", [p], True, models, y_fit, y_val, rows, settings)
+                found["class-and-property"] += [fit] if fit else []
+                task.advance(1)
+    task.close()
+    for family in FAMILIES:
+        if found[family]:
+            families[family] = "fitted"
+        elif family != "property-bins" and not has_classes:
+            families[family] = evidence.notes.get(
+                "classes", "skipped: no class evidence (give --originals or --reference)"
+            )
+        elif family != "class-grouping" and not props:
+            families[family] = evidence.notes.get("properties", "skipped: no pixels on the 0..255 scale")
+        else:
+            families[family] = "skipped: nothing could be fitted"
+
+    everything = [f for fits in found.values() for f in fits]
+    chance = float(np.max(np.bincount(np.searchsorted(labels, y_test), minlength=k)) / len(y_test))
+    result: dict[str, Any] = {
+        "n_train": len(y_train),
+        "n_validation": int(n_val),
+        "n_test": len(y_test),
+        "chance": round(chance, 4),
+        "families": families,
+        "class_evidence": evidence.class_source,
+        "class_names": list(evidence.class_names),
+        "settings": settings.model_dump(mode="json"),
+    }
+    if not everything:
+        verdict, lift, z = "unexplained", 0.0, 0.0
+        result.update({"verdict": verdict, "agreement": chance, "lift": lift, "z": z, "best": None, "candidates": []})
+        result["labels"] = _per_label(np.full(len(y_test), -1), y_test, labels, None)
+        result["_predict"] = None
+        return result
+    winner = _pick(everything, settings.simplicity_tolerance)
+    reported: list[_Fitted] = []
+    for family in FAMILIES:
+        reported += sorted(found[family], key=lambda f: -f.validation)[:3]
+    if winner not in reported:
+        reported.append(winner)
+    reported.sort(key=lambda f: -f.validation)
+    entries = []
+    best_entry: dict[str, Any] | None = None
+    winner_model = None
+    for fitted in reported:
+        model = clone(fitted.model).fit(fitted.columns("train"), y_train)
+        described = model.describe(evidence.class_names, fitted.properties)
+        entry = {
+            "kind": fitted.kind,
+            "properties": list(fitted.properties),
+            "classes": described["classes"],
+            "rules": described["rules"],
+            "agreement": round(_agreement(model, fitted.columns("test"), y_test), 4),
+            "validation_agreement": round(fitted.validation, 4),
+            "n_rules": described["n_rules"],
+            "thresholds": [round(float(t), 6) for t in getattr(model, "thresholds_", [])],
+            "params": {key: value for key, value in model.get_params().items() if key != "random_state"},
+        }
+        entries.append(entry)
+        if fitted is winner:
+            best_entry, winner_model, winner_described = entry, model, described
+    assert best_entry is not None and winner_model is not None
+    # hypotheses the data cannot tell from the winner: as simple, and as good on both parts
+    best_entry["equivalent"] = [
+        {"kind": e["kind"], "properties": e["properties"]}
+        for e in entries
+        if e is not best_entry
+        and (len(e["properties"]), e["n_rules"]) == (len(best_entry["properties"]), best_entry["n_rules"])
+        and abs(e["validation_agreement"] - best_entry["validation_agreement"]) <= settings.complexity_tolerance
+        and abs(e["agreement"] - best_entry["agreement"]) <= settings.complexity_tolerance
+    ]
+    verdict, lift, z = _verdict(best_entry["agreement"], chance, len(y_test), settings)
+    predicted_test = winner_model.predict(winner.columns("test"))
+    predicted_train = winner_model.predict(winner.columns("train"))
+    result.update(
+        {
+            "verdict": verdict,
+            "agreement": best_entry["agreement"],
+            "lift": round(lift, 4),
+            "z": round(z, 2),
+            "best": best_entry if verdict != "unexplained" else None,
+            "best_guess": best_entry,
+            "candidates": entries,
+            "labels": _per_label(
+                predicted_test, y_test, labels, winner_described if verdict != "unexplained" else None
+            ),
+            "_predict": {"train": predicted_train, "test": predicted_test},
+        }
+    )
+    return result

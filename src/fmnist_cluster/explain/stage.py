@@ -1,0 +1,153 @@
+"""The explainer inside the ``cluster`` stage: gather evidence, search, write the artefacts.
+
+Writes into the stage's folder:
+
+* ``explanation.json`` -- verdict, agreement, chance, the best hypothesis, the ranked
+  candidates, one entry per label (rule, classes, precision and recall on the test split, the
+  clusters holding it) and what each family did;
+* ``explanation.npz`` -- for the clustered rows: ``index``, ``y``, ``rule_label`` (the label
+  the best hypothesis gives, -1 when unexplained) and ``class_id`` (-1 unknown);
+* ``figures/explain-label-<k>.png`` and ``figures/explain-property-<name>.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist_cluster import plots
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
+from fmnist_cluster.config import ClusterConfig
+from fmnist_cluster.decode import cluster_view
+from fmnist_cluster.explain import figures
+from fmnist_cluster.explain.evidence import gather
+from fmnist_cluster.explain.search import explain
+
+EXPLANATION_FILE = "explanation.json"
+EXPLANATION_ARRAYS = "explanation.npz"
+
+
+def _rows(split: str, train: np.ndarray | None, test: np.ndarray | None) -> np.ndarray | None:
+    if train is None or test is None:
+        return None
+    return {"train": train, "test": test, "all": np.concatenate([train, test])}[split]
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f} %"
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """The console summary: the verdict, then one line per label."""
+    guess = result.get("best_guess")
+    what = ""
+    if guess:
+        on = f" on {' and '.join(guess['properties'])}" if guess["properties"] else ""
+        what = f"{guess['kind']}{on}; "
+    head = "best guess " if result["verdict"] == "unexplained" and guess else ""
+    lines = [
+        f"explanation: {result['verdict']} ({head}{what}test agreement {_percent(result['agreement'])} "
+        f"vs chance {_percent(result['chance'])})"
+    ]
+    for entry in result["labels"]:
+        if entry["rule"] is None:
+            lines.append(f"label {entry['label']}: unexplained ({entry['n_test']} test images)")
+        else:
+            lines.append(
+                f"label {entry['label']}: {entry['rule']} (precision {_percent(entry['precision'])}, "
+                f"recall {_percent(entry['recall'])}, {entry['n_test']} test images)"
+            )
+    return lines
+
+
+def run_explainer(
+    run: StageRun,
+    folder: Path,
+    config: ClusterConfig,
+    clusters: dict[str, np.ndarray],
+    originals_dir: Path | str | None = None,
+    reference_dir: Path | str | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> list[str]:
+    """Explain the mystery labels of the images in ``folder`` and stage the results in ``run``.
+
+    Parameters
+    ----------
+    run : StageRun
+        The ``cluster`` stage's run.
+    folder : Path
+        The ``preprocess`` folder of the mystery-labelled images.
+    config : ClusterConfig
+        Its ``explain`` and ``decode`` sections and ``split`` / ``seed`` are used.
+    clusters : dict of str to ndarray
+        Cluster labels of the clustered rows per algorithm (cluster evidence per label).
+
+    Returns
+    -------
+    list of str
+        The summary lines (see :func:`summary_lines`).
+    """
+    evidence, extra = gather(folder, originals_dir, reference_dir, config.decode, progress)
+    for path, digest in extra["inputs"].items():
+        run.add_input(path, digest)
+    result = explain(evidence, config.explain, config.seed, progress)
+    predicted = result.pop("_predict")
+    if "match_rate" in extra:
+        result["content_match_rate"] = extra["match_rate"]
+    y_rows = _rows(config.split, evidence.y_train, evidence.y_test)
+    assert y_rows is not None
+    view = cluster_view(y_rows, np.unique(y_rows), clusters) if clusters else {}
+    for entry in result["labels"]:
+        entry["clusters"] = view.get(str(entry["label"]), {})
+    rule_rows = _rows(config.split, *(predicted[s] for s in ("train", "test"))) if predicted else None
+    if rule_rows is None or result["verdict"] == "unexplained":
+        rule_rows = np.full(len(y_rows), -1, dtype=np.int64)
+    class_rows = _rows(config.split, evidence.class_train, evidence.class_test)
+    if class_rows is None:
+        class_rows = np.full(len(y_rows), -1, dtype=np.int64)
+    result["figures"] = {}
+    dataset = extra["images"]
+    images_test = dataset.x_test
+    best = result["best"]
+    rng = np.random.default_rng(config.seed)
+    values_test = evidence.properties_test
+    for entry in result["labels"]:
+        label = entry["label"]
+        members = np.flatnonzero(evidence.y_test == label)
+        if not len(members):
+            continue
+        pick = np.sort(rng.choice(members, size=min(config.explain.montage_images, len(members)), replace=False))
+        if evidence.class_test is not None:
+            names = evidence.class_names
+            captions = [names[c] if c >= 0 else "?" for c in evidence.class_test[pick]]
+        elif best and best["properties"]:
+            p = best["properties"][0]
+            captions = [f"{values_test[p][i]:.4g}" for i in pick]
+        else:
+            captions = [""] * len(pick)
+        rule = entry["rule"] or "unexplained"
+        name = f"explain-label-{label}"
+        run.save_bytes(
+            f"figures/{name}.png",
+            plots.figure_png(figures.label_montage(images_test[pick], captions, f"label {label}: {rule}")),
+        )
+        result["figures"][str(label)] = f"figures/{name}.png"
+    if best and best["properties"]:
+        thresholds = best["thresholds"]
+        for p in best["properties"]:
+            fig = figures.property_histograms(
+                values_test[p],
+                evidence.y_test,
+                p,
+                thresholds if len(best["properties"]) == 1 else [],
+                f"{p} per mystery label (test split); dashed: the rule's thresholds",
+            )
+            name = f"explain-property-{p}"
+            run.save_bytes(f"figures/{name}.png", plots.figure_png(fig))
+            result["figures"][p] = f"figures/{name}.png"
+    index = np.arange(len(y_rows), dtype=np.int64)
+    run.save_npz(EXPLANATION_ARRAYS, index=index, y=y_rows, rule_label=rule_rows, class_id=class_rows)
+    run.save_json(EXPLANATION_FILE, result)
+    return summary_lines(result)

@@ -1,0 +1,287 @@
+"""The mystery-label explainer: properties with known answers, the exact segmentation, the
+hypothesis estimators, and rules drawn at random in the test on the real images of the
+shipped sample (a grouping, property thresholds, a grouping crossed with a property, noise)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from typer.testing import CliRunner
+
+from fmnist_cluster import FASHION_CLASSES
+from fmnist_cluster.cli import app
+from fmnist_cluster.config import PreprocessConfig
+from fmnist_cluster.data import load_source
+from fmnist_cluster.explain.cuts import segment
+from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
+from fmnist_cluster.explain.properties import PROPERTIES, image_properties, to_pixel_scale
+from fmnist_cluster.explain.search import Evidence, explain
+from tests.rules import RULE_KINDS, draw_rule
+
+runner = CliRunner()
+#: Rules are drawn at random on every run; set FMNIST_RULE_SEED to replay a failure.
+RULE_SEED = int(os.environ.get("FMNIST_RULE_SEED", secrets.randbelow(2**31)))
+
+
+# -- properties -------------------------------------------------------------------------
+
+
+def test_properties_of_a_hand_made_image() -> None:
+    image = np.zeros((28, 28))
+    image[4:14, 8:14] = 100  # rows 4..13, columns 8..13
+    image[4, 8] = 255
+    p = {k: float(v[0]) for k, v in image_properties(image[None]).items()}
+    total = 59 * 100 + 255
+    assert p["mean_intensity"] == pytest.approx(total / 784)
+    assert p["ink_area"] == pytest.approx(60 / 784)
+    assert (p["height"], p["width"]) == (10, 6)
+    assert p["aspect"] == pytest.approx(0.6)
+    rows, cols = np.mgrid[0:28, 0:28]
+    assert p["centroid_row"] == pytest.approx((rows * image).sum() / total)
+    assert p["centroid_col"] == pytest.approx((cols * image).sum() / total)
+    assert p["symmetry_lr"] == pytest.approx(np.abs(image - image[:, ::-1]).mean())
+    assert p["symmetry_ud"] == pytest.approx(np.abs(image - image[::-1]).mean())
+    assert p["top_share"] == pytest.approx(1.0)  # every ink row is in the top 14
+    assert p["left_share"] == pytest.approx(1.0)
+    assert p["max_intensity"] == 255
+    assert p["std_intensity"] == pytest.approx(image.std())
+    assert p["bright_area"] == pytest.approx(1 / 784)
+    assert list(p) == list(PROPERTIES)
+
+
+def test_blank_image_has_defined_properties() -> None:
+    p = {k: float(v[0]) for k, v in image_properties(np.zeros((1, 784))).items()}
+    assert (p["height"], p["width"], p["aspect"], p["top_share"], p["centroid_row"]) == (0, 0, 0, 0.5, 13.5)
+
+
+def test_pixel_scale_detects_transformed_images() -> None:
+    u8 = np.arange(784, dtype=np.float32).reshape(1, 1, 28, 28) % 256
+    pixels, exact = to_pixel_scale(u8 / 255.0)
+    assert exact and np.array_equal(pixels[0], (u8[0, 0]).astype(np.float64))
+    assert not to_pixel_scale(u8 / 255.0 + 0.001)[1]
+
+
+# -- the exact segmentation ---------------------------------------------------------------
+
+
+def _brute_force(counts: np.ndarray, max_segments: int) -> int:
+    n_bins, n_labels = counts.shape
+    best = 0
+    for labels in itertools.product(range(n_labels), repeat=n_bins):
+        runs = 1 + sum(a != b for a, b in itertools.pairwise(labels))
+        if runs <= max_segments:
+            best = max(best, int(sum(counts[b, lab] for b, lab in enumerate(labels))))
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda n_bins: st.lists(st.lists(st.integers(0, 9), min_size=3, max_size=3), min_size=n_bins, max_size=n_bins)
+    ),
+    st.integers(1, 4),
+)
+def test_segmentation_is_optimal(rows: list[list[int]], max_segments: int) -> None:
+    counts = np.array(rows, dtype=np.int64)
+    runs = segment(counts, max_segments)
+    assert runs[0][0] == 0 and len(runs) <= max_segments
+    starts = [s for s, _ in runs] + [len(counts)]
+    score = sum(int(counts[a:b, lab].sum()) for (a, lab), b in zip(runs, starts[1:], strict=True))
+    assert score == _brute_force(counts, max_segments)
+
+
+# -- estimators ---------------------------------------------------------------------------
+
+
+def test_property_bins_recovers_thresholds_and_label_order() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.gamma(3.0, 30.0, 20000)
+    order = np.array([2, 0, 3, 1])
+    y = order[np.searchsorted([40.0, 71.5, 120.0], v, side="right")]
+    model = PropertyBins(n_segments=4).fit(v[:, None], y)
+    assert np.allclose(model.thresholds_, [40.0, 71.5, 120.0], atol=0.5)
+    assert list(model.range_labels_) == [2, 0, 3, 1]
+    assert model.describe(property_names=["mean_intensity"])["rules"]["2"] == "mean_intensity < 40"
+
+
+def test_class_and_property_splits_one_group() -> None:
+    rng = np.random.default_rng(1)
+    classes = rng.integers(0, 10, 20000)
+    v = rng.uniform(0, 100, 20000)
+    grouping = np.array([0, 1, 0, 1, 2, 2, 0, 2, 1, 2])
+    y = np.where((grouping[classes] == 2) & (v >= 62.5), 3, grouping[classes])
+    model = ClassAndProperty(n_thresholds=1).fit(np.c_[classes, v], y)
+    assert model.thresholds_[0] == pytest.approx(62.5, abs=0.2)
+    described = model.describe(FASHION_CLASSES, ["ink_area"])
+    assert set(described["classes"]["3"]) == {FASHION_CLASSES[c] for c in (4, 5, 7, 9)}
+    assert "ink_area ≥ 62.5" in described["rules"]["3"]
+    assert described["rules"]["0"] == "T-shirt/top or Pullover or Shirt"
+
+
+@pytest.mark.parametrize(
+    ("estimator", "bad", "X"),
+    [
+        (ClassGrouping(n_classes=10), {"n_classes": 0}, np.zeros((5, 1))),
+        (PropertyBins(n_segments=3), {"n_segments": 0}, np.zeros((5, 1))),
+        (PropertyPair(max_leaf_nodes=3), {"max_leaf_nodes": 1}, np.zeros((5, 2))),
+        (ClassAndProperty(n_thresholds=1), {"n_thresholds": 3}, np.zeros((5, 2))),
+    ],
+)
+def test_estimators_follow_the_scikit_learn_contract(estimator, bad: dict, X: np.ndarray) -> None:
+    params = estimator.get_params()
+    twin = clone(estimator)
+    assert twin.get_params() == params and twin is not estimator
+    with pytest.raises(NotFittedError):
+        estimator.predict(X)
+    with pytest.raises(ValueError):
+        clone(estimator).set_params(**bad).fit(X, np.zeros(len(X), dtype=int))
+    with pytest.raises(TypeError):
+        type(estimator)(3)  # hyperparameters are keyword-only
+    X = np.c_[np.arange(40) % 10, np.arange(40)][:, : X.shape[1]].astype(float)
+    y = (np.arange(40) >= 20).astype(int)
+    fitted = clone(estimator).fit(X, y)
+    assert fitted.predict(X).shape == (40,)
+    assert 0.0 <= fitted.score(X, y) <= 1.0
+
+
+# -- rules drawn at random, on the real images of the sample -----------------------------
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict:
+    data = load_source(PreprocessConfig(source="sample"))
+    train = image_properties(to_pixel_scale(data.x_train)[0])
+    test = image_properties(to_pixel_scale(data.x_test)[0])
+    return {
+        "train": train,
+        "test": test,
+        "y_train": data.y_train,
+        "y_test": data.y_test,
+        "classes": np.concatenate([data.y_train, data.y_test]),
+        "all": {k: np.concatenate([train[k], test[k]]) for k in train},
+    }
+
+
+@pytest.mark.parametrize("kind", RULE_KINDS)
+def test_explainer_finds_a_random_rule(sample: dict, kind: str) -> None:
+    rng = np.random.default_rng([RULE_SEED, RULE_KINDS.index(kind)])
+    y, rule = draw_rule(kind, rng, sample["classes"], sample["all"])
+    n = len(sample["y_train"])
+    evidence = Evidence(
+        y[:n], y[n:], sample["train"], sample["test"], sample["y_train"], sample["y_test"], FASHION_CLASSES, "content"
+    )
+    result = explain(evidence, seed=int(rng.integers(1000)))
+    where = f"rule {rule} (FMNIST_RULE_SEED={RULE_SEED}); explanation {result['best_guess']}"
+    assert set(result) >= {"verdict", "agreement", "chance", "best", "candidates"}
+    tried = {c["kind"] for c in result["candidates"]}
+    assert tried == {"class-grouping", "property-bins", "class-and-property"}, where
+    if kind == "noise":
+        assert result["verdict"] == "unexplained", where
+        assert result["best"] is None
+        return
+    best = result["best"]
+    assert result["verdict"] == "explained", where
+    assert best["kind"] == kind, where
+    assert best["agreement"] >= 0.99 and result["agreement"] == best["agreement"], where
+    if kind == "class-grouping":
+        grouping = np.array(rule["grouping"])
+        for label in np.unique(grouping):
+            expected = {FASHION_CLASSES[c] for c in np.flatnonzero(grouping == label)}
+            assert set(best["classes"][str(label)]) == expected, where
+        assert best["properties"] == []
+    else:
+        # the drawn property, or one the data cannot tell from it (listed as equivalent)
+        said = [best["properties"], *(e["properties"] for e in best["equivalent"])]
+        assert [rule["property"]] in said, where
+    if kind == "property-bins":
+        assert best["classes"] is None and len(best["thresholds"]) == len(rule["thresholds"]), where
+    if kind == "class-and-property":
+        assert len(best["thresholds"]) == 1, where
+
+
+# -- the cluster command ----------------------------------------------------------------
+
+FAST = ["--set", "hdbscan.enabled=false", "--set", "agglomerative.enabled=false", "--set", "kmeans.enabled=false"]
+
+
+def _invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_cluster_explains_a_preprocess_folder_alone(tmp_path: Path) -> None:
+    data, mystery, out = tmp_path / "data", tmp_path / "mystery", tmp_path / "c"
+    _invoke("preprocess", "--source", "sample", "--out", str(data))  # the originals: every sample image
+    _invoke("preprocess", "--source", "sample", "--set", "limit=1500", "--set", "relabel=random", "--out", str(mystery))
+    output = _invoke("cluster", "--input", str(mystery), "--originals", str(data), "--out", str(out), *FAST)
+    explanation = json.loads((out / "explanation.json").read_text())
+    assert explanation["verdict"] == "explained"
+    assert explanation["best"]["kind"] == "class-grouping"
+    assert "explanation: explained" in output and "label 0: " in output
+    arrays = np.load(out / "explanation.npz", allow_pickle=False)
+    assert np.array_equal(arrays["rule_label"], arrays["y"])  # the grouping is exact
+    assert (out / "figures" / "explain-label-0.png").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "explanation.json" in manifest["outputs"]
+
+
+def test_cluster_explains_own_label_file_by_a_property(tmp_path: Path) -> None:
+    """A Twisted-format folder whose label is the tercile of the mean pixel value: no
+    class evidence is given, so only property hypotheses are tried."""
+    data = load_source(PreprocessConfig(source="sample", limit=1200))
+    folder = tmp_path / "twisted"
+    folder.mkdir()
+    header = ",".join(str(i) for i in range(784))
+    cuts = None
+    for split, x in (("train", data.x_train), ("test", data.x_test)):
+        pixels = np.rint(x.reshape(len(x), -1) * 255).astype(int)
+        mean = pixels.mean(axis=1)
+        cuts = np.quantile(mean, [1 / 3, 2 / 3]) if cuts is None else cuts
+        np.savetxt(folder / f"x_{split}.csv", pixels, fmt="%d", delimiter=",", header=header, comments="")
+        np.savetxt(folder / f"y_{split}.csv", np.searchsorted(cuts, mean), fmt="%d", header="0", comments="")
+    mystery, out = tmp_path / "m", tmp_path / "c"
+    _invoke("preprocess", "--source", "twisted-csv", "--path", str(folder), "--out", str(mystery))
+    _invoke("cluster", "--input", str(mystery), "--out", str(out), *FAST)
+    explanation = json.loads((out / "explanation.json").read_text())
+    assert explanation["verdict"] == "explained"
+    assert explanation["best"]["kind"] == "property-bins"
+    assert explanation["best"]["properties"] == ["mean_intensity"]
+    assert explanation["families"]["class-grouping"].startswith("skipped")
+    assert (out / "figures" / "explain-property-mean_intensity.png").is_file()
+
+
+def test_transformed_images_skip_property_hypotheses(tmp_path: Path) -> None:
+    data, mystery, out = tmp_path / "data", tmp_path / "mystery", tmp_path / "c"
+    _invoke("preprocess", "--source", "sample", "--set", "deskew=true", "--out", str(data))
+    _invoke(
+        "preprocess", "--source", "sample", "--set", "limit=600", "--set", "deskew=true",
+        "--set", "relabel=random", "--out", str(mystery),
+    )  # fmt: skip
+    _invoke("cluster", "--input", str(mystery), "--originals", str(data), "--out", str(out), *FAST)
+    explanation = json.loads((out / "explanation.json").read_text())
+    assert "not the original 8-bit pixels" in explanation["families"]["property-bins"]
+    assert explanation["best"]["kind"] == "class-grouping"
+
+
+def test_labelled_input_is_not_explained(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "c"
+    _invoke("preprocess", "--source", "sample", "--set", "limit=300", "--out", str(data))
+    _invoke("cluster", "--input", str(data), "--out", str(out), *FAST)
+    assert not (out / "explanation.json").exists()
+
+
+def test_unknown_property_is_a_config_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["cluster", "--set", "explain.properties=[brightness]", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2
+    assert "unknown property 'brightness'" in result.output
