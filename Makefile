@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 OUT ?= outputs
 FMNIST ?= ../shared/data/fashion-mnist
 
-.PHONY: help install test lint format demo bench-data bench-cnn bench-groupings sample clean
+.PHONY: help install test lint format demo bench-data bench-cnn bench-groupings bench-explain sample clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,6 +72,9 @@ study: som-study mystery-study ## Both studies, then one report over everything:
 
 bench-data: $(STAMP) ## Time preprocess on the real IDX folder and a 60,000-row Twisted CSV
 	$(PY) benchmarks/preprocess.py --data $(FMNIST)
+
+bench-explain: $(STAMP) ## Agreement and seconds of the mystery-label explainer on drawn rules of every family (70,000 images)
+	$(PY) benchmarks/explain.py --fmnist $(FMNIST) --draws 3
 
 bench-cnn: $(STAMP) ## Time and score train-cnn (reference, own, ours) and encode on the real data (about an hour: the sum of the runs in docs/benchmarks.md)
 	$(PY) benchmarks/cnn.py --fmnist $(FMNIST) \
