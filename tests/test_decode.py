@@ -218,6 +218,8 @@ def test_reference_decoding_with_a_stand_in_model(
     )
     assert alone.exit_code == 0, alone.output
     assert json.loads((tmp_path / "c2" / "decoding.json").read_text())["method"] == "reference"
+    explanation = json.loads((tmp_path / "c2" / "explanation.json").read_text())
+    assert explanation["class_evidence"] == "reference" and explanation["verdict"] != "unexplained"
 
 
 def test_reference_must_be_a_10_class_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -285,3 +285,20 @@ def test_unknown_property_is_a_config_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["cluster", "--set", "explain.properties=[brightness]", "--out", str(tmp_path / "c")])
     assert result.exit_code == 2
     assert "unknown property 'brightness'" in result.output
+
+
+def test_images_with_other_labels_are_refused(tmp_path: Path) -> None:
+    data, mystery, other, out = (tmp_path / n for n in ("data", "mystery", "other", "c"))
+    _invoke("preprocess", "--source", "sample", "--set", "limit=300", "--out", str(data))
+    _invoke("preprocess", "--source", "sample", "--set", "limit=300", "--set", "relabel=random", "--out", str(mystery))
+    _invoke(
+        "preprocess", "--source", "sample", "--set", "limit=300", "--set", "relabel=random",
+        "--set", "seed=7", "--out", str(other),
+    )  # fmt: skip
+    mine = np.load(mystery / "data.npz")["y_test"]
+    theirs = np.load(other / "data.npz")["y_test"]
+    assert not np.array_equal(mine, theirs)
+    result = runner.invoke(app, ["cluster", "--input", str(mystery), "--images", str(other), "--out", str(out), *FAST])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error:") and "--images" in result.output
+    assert not out.exists() or not any(out.iterdir())

@@ -873,7 +873,9 @@ def run_cluster(
             metrics["decoding_method"] = decoding["method"]
         explanation: list[str] = []
         if config.explain.enabled and features.y is not None and features.class_names is None:
-            explanation = _explain(run, config, input_dir, images_dir, originals_dir, reference_dir, labels, progress)
+            explanation = _explain(
+                run, config, features, input_dir, images_dir, originals_dir, reference_dir, labels, progress
+            )
             metrics["explained"] = bool(explanation)
         run.save_json(METRICS_FILE, metrics)
         run.commit()
@@ -892,6 +894,7 @@ def run_cluster(
 def _explain(
     run: StageRun,
     config: ClusterConfig,
+    features: FeatureSet,
     input_dir: Path | str,
     images_dir: Path | str | None,
     originals_dir: Path | str | None,
@@ -915,4 +918,4 @@ def _explain(
         )
         return []
     with run.timer("explain"):
-        return run_explainer(run, folder, config, labels, originals_dir, reference_dir, progress)
+        return run_explainer(run, folder, config, labels, features.y, originals_dir, reference_dir, progress)

@@ -21,6 +21,7 @@ from fmnist_cluster import plots
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.config import ClusterConfig
 from fmnist_cluster.decode import cluster_view
+from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.explain import figures
 from fmnist_cluster.explain.evidence import gather
 from fmnist_cluster.explain.search import explain
@@ -67,6 +68,7 @@ def run_explainer(
     folder: Path,
     config: ClusterConfig,
     clusters: dict[str, np.ndarray],
+    labels: np.ndarray | None = None,
     originals_dir: Path | str | None = None,
     reference_dir: Path | str | None = None,
     progress: Progress = NULL_PROGRESS,
@@ -83,6 +85,15 @@ def run_explainer(
         Its ``explain`` and ``decode`` sections and ``split`` / ``seed`` are used.
     clusters : dict of str to ndarray
         Cluster labels of the clustered rows per algorithm (cluster evidence per label).
+    labels : ndarray or None
+        The mystery labels of the clustered rows, checked against those of ``folder``.
+    originals_dir, reference_dir : path or None
+        Class evidence (see :func:`fmnist_cluster.explain.evidence.gather`).
+
+    Raises
+    ------
+    FmnistError
+        ``folder`` holds other labels than the clustered rows, or unreadable evidence.
 
     Returns
     -------
@@ -90,14 +101,18 @@ def run_explainer(
         The summary lines (see :func:`summary_lines`).
     """
     evidence, extra = gather(folder, originals_dir, reference_dir, config.decode, progress)
+    y_rows = _rows(config.split, evidence.y_train, evidence.y_test)
+    if y_rows is None or (labels is not None and not np.array_equal(y_rows, labels)):
+        raise FmnistError(
+            f"the labels in {folder} differ from those of the clustered rows; "
+            "pass the preprocess folder the input was made from to --images"
+        )
     for path, digest in extra["inputs"].items():
         run.add_input(path, digest)
     result = explain(evidence, config.explain, config.seed, progress)
     predicted = result.pop("_predict")
     if "match_rate" in extra:
         result["content_match_rate"] = extra["match_rate"]
-    y_rows = _rows(config.split, evidence.y_train, evidence.y_test)
-    assert y_rows is not None
     view = cluster_view(y_rows, np.unique(y_rows), clusters) if clusters else {}
     for entry in result["labels"]:
         entry["clusters"] = view.get(str(entry["label"]), {})
