@@ -236,7 +236,8 @@ def explain(
             task.advance(1)
         ranked = [f.properties[0] for f in sorted(found["property-bins"], key=lambda f: -f.validation)]
         leaves = sorted({k, k + 1, k + 2, k + 4, 2 * k})
-        for p, q in itertools.combinations(ranked[: settings.pair_properties], 2):
+        top = sorted(ranked[: settings.pair_properties], key=props.index)  # pairs in the declared order
+        for p, q in itertools.combinations(top, 2):
             models = [PropertyPair(max_leaf_nodes=max(2, n), random_state=seed) for n in leaves]
             fit = _fit_variants(evidence, "property-bins", [p, q], False, models, y_fit, y_val, rows, settings)
             found["property-bins"] += [fit] if fit else []
