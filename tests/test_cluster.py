@@ -73,7 +73,7 @@ def test_silhouette_kmeans_finds_the_number_of_blobs() -> None:
 
     for k in (3, 5):
         x, y = blobs(k=k, seed=k)
-        model = SilhouetteKMeans("auto", (2, 8), n_init=3, sample_size=300).fit(x)
+        model = SilhouetteKMeans(k="auto", k_range=(2, 8), n_init=3, sample_size=300).fit(x)
         assert model.n_clusters_ == k
         assert max(model.silhouette_scores_, key=model.silhouette_scores_.get) == k
         assert adjusted_rand_score(y, model.labels_) == pytest.approx(1.0)
@@ -81,7 +81,7 @@ def test_silhouette_kmeans_finds_the_number_of_blobs() -> None:
 
 def test_kmeans_with_given_k() -> None:
     x, _ = blobs(k=4)
-    model = SilhouetteKMeans(6, n_init=2).fit(x)
+    model = SilhouetteKMeans(k=6, n_init=2).fit(x)
     assert model.n_clusters_ == 6 and len(np.unique(model.labels_)) == 6 and model.silhouette_scores_ == {}
 
 
@@ -166,11 +166,13 @@ def test_sampled_agglomerative_labels_every_point() -> None:
     from sklearn.metrics import adjusted_rand_score
 
     x, y = blobs(n=500, k=4, seed=3)
-    model = SampledAgglomerative(4, "ward", max_samples=120, random_state=0).fit(x)
+    model = SampledAgglomerative(n_clusters=4, linkage="ward", max_samples=120, random_state=0).fit(x)
     assert len(model.sample_index_) == 120
     assert adjusted_rand_score(y, model.labels_) == pytest.approx(1.0)
     for linkage in ("average", "complete", "single"):
-        assert adjusted_rand_score(y, SampledAgglomerative(4, linkage).fit(x).labels_) == pytest.approx(1.0)
+        assert adjusted_rand_score(
+            y, SampledAgglomerative(n_clusters=4, linkage=linkage).fit(x).labels_
+        ) == pytest.approx(1.0)
 
 
 def test_cluster_all_runs_every_algorithm_on_blobs() -> None:
@@ -417,3 +419,25 @@ def test_shipped_config_is_the_defaults() -> None:
     shipped = yaml.safe_load((ROOT / "configs" / "cluster.yaml").read_text())
     assert shipped == ClusterConfig().model_dump(mode="json")
     assert load_config(ClusterConfig, ROOT / "configs" / "cluster.yaml") == ClusterConfig()
+
+
+@pytest.mark.parametrize(
+    ("estimator", "bad"),
+    [
+        (SilhouetteKMeans(k=3, n_init=2), {"k": "many"}),
+        (AutoDBSCAN(min_samples=5), {"eps_rule": "elbow"}),
+        (SampledAgglomerative(n_clusters=3), {"linkage": "median"}),
+    ],
+)
+def test_estimators_follow_the_scikit_learn_contract(estimator, bad: dict) -> None:
+    from sklearn.base import clone
+
+    twin = clone(estimator)
+    assert twin is not estimator and twin.get_params() == estimator.get_params()
+    with pytest.raises(TypeError):
+        type(estimator)(3)  # hyperparameters are keyword-only
+    with pytest.raises(ValueError, match="unknown"):
+        clone(estimator).set_params(**bad).fit(blobs(60, 3)[0])
+    x, _ = blobs(60, 3)
+    assert clone(estimator).fit(x).labels_.shape == (60,)
+    assert clone(estimator).fit_predict(x).shape == (60,)

@@ -379,7 +379,7 @@ def decoding_figures(
     """Figures of a decoding: composition bars, one montage per label (each image titled by
     its class), and classes × clusters for the first clustering available."""
     from fmnist_cluster import plots
-    from fmnist_cluster.cluster import contingency
+    from fmnist_cluster.cluster.metrics import contingency
 
     names = decoding["class_names"]
     entries = decoding["labels"]
