@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, read_manifest
+from fmnist_cluster.cluster.metrics import contingency
 from fmnist_cluster.config import DecodeConfig
 from fmnist_cluster.data import DATA_FILE, load_dataset
 from fmnist_cluster.errors import FmnistError, FmnistWarning
@@ -379,7 +380,6 @@ def decoding_figures(
     """Figures of a decoding: composition bars, one montage per label (each image titled by
     its class), and classes × clusters for the first clustering available."""
     from fmnist_cluster import plots
-    from fmnist_cluster.cluster.metrics import contingency
 
     names = decoding["class_names"]
     entries = decoding["labels"]
