@@ -32,8 +32,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[node] = "open"
         stack.append(node)
         for dep in graph.get(node, ()):
-            # a package importing its own submodules (re-exports), or a module its own package, is no cycle
-            if dep not in graph or dep == node or node.startswith(dep + ".") or dep.startswith(node + "."):
+            # a module runs inside its own package: that edge is no cycle
+            if dep not in graph or dep == node or node.startswith(dep + "."):
                 continue
             if state.get(dep) == "open":
                 found.append([*stack[stack.index(dep) :], dep])
