@@ -302,3 +302,36 @@ def test_images_with_other_labels_are_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error:") and "--images" in result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_classes_without_rows_are_not_claimed() -> None:
+    classes = np.arange(100) % 5  # classes 5..9 never seen
+    model = ClassGrouping(n_classes=10).fit(classes[:, None], classes % 2)
+    described = model.describe(FASHION_CLASSES)
+    assert {name for names in described["classes"].values() for name in names} == set(FASHION_CLASSES[:5])
+    assert list(model.predict(np.array([[7], [2]]))) == [-1, 0]
+
+
+def test_rule_text_from_data_is_drawn_as_text() -> None:
+    from fmnist_cluster import plots
+    from fmnist_cluster.explain.figures import label_montage
+
+    fig = label_montage(np.zeros((2, 28, 28)), ["$\\foo$", "a $b$"], "label 0: $x$ or $\\bar$")
+    assert plots.figure_png(fig).startswith(b"\x89PNG")
+
+
+def test_same_seed_same_explanation_and_tiny_sets_warn(tmp_path: Path) -> None:
+    data, mystery = tmp_path / "data", tmp_path / "mystery"
+    _invoke("preprocess", "--source", "sample", "--out", str(data))
+    _invoke("preprocess", "--source", "sample", "--set", "limit=400", "--set", "relabel=random", "--out", str(mystery))
+    texts = []
+    for out in ("c1", "c2"):
+        _invoke("cluster", "--input", str(mystery), "--originals", str(data), "--out", str(tmp_path / out), *FAST)
+        texts.append((tmp_path / out / "explanation.json").read_bytes())
+    assert texts[0] == texts[1]
+    tiny = tmp_path / "tiny"
+    _invoke("preprocess", "--source", "sample", "--set", "limit=8", "--set", "relabel=random", "--out", str(tiny))
+    result = runner.invoke(app, ["cluster", "--input", str(tiny), "--out", str(tmp_path / "c3"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert "not explained" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "c3" / "explanation.json").exists()

@@ -305,8 +305,9 @@ class ExplainConfig(StrictModel):
         agreement is within this of its best variant.
     extra_segments : int
         Ranges of one property tried beyond the number of labels (a label may own several).
-    pair_properties : int
-        The properties with the best single-property fits that are also tried in pairs.
+    pair_candidates : int
+        Every pair of properties is screened with a quick tree; this many of the best pairs
+        are then fitted in full.
     explained_lift : float
         Verdict ``explained`` when ``(agreement - chance) / (1 - chance)`` on the test split
         reaches this (and ``min_z`` holds).
@@ -325,7 +326,7 @@ class ExplainConfig(StrictModel):
     simplicity_tolerance: float = Field(default=0.005, ge=0, lt=1)
     complexity_tolerance: float = Field(default=0.001, ge=0, lt=1)
     extra_segments: int = Field(default=3, ge=0, le=20)
-    pair_properties: int = Field(default=6, ge=0, le=20)
+    pair_candidates: int = Field(default=15, ge=0, le=200)
     explained_lift: float = Field(default=0.9, gt=0, le=1)
     partial_lift: float = Field(default=0.1, gt=0, le=1)
     min_z: float = Field(default=3.0, ge=0)

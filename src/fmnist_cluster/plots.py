@@ -326,10 +326,12 @@ def titled_tiles(images: np.ndarray, titles: Sequence[str], ncols: int = 10, sup
     step = side - 2 + gap
     for i, text in enumerate(titles[: len(tiles)]):
         r, j = divmod(i, ncols)
-        ax.text(j * step + (side - 2) / 2, r * step + side - 1, text, ha="center", va="top", fontsize=6)
+        ax.text(
+            j * step + (side - 2) / 2, r * step + side - 1, text, ha="center", va="top", fontsize=6, parse_math=False
+        )
     ax.set_axis_off()
     if suptitle:
-        ax.set_title(suptitle, fontsize=10)
+        ax.set_title(suptitle, fontsize=10, parse_math=False)  # captions come from data: no mathtext
     fig.tight_layout()
     return fig
 

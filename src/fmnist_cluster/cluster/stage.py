@@ -307,11 +307,12 @@ def run_cluster(
             summary_lines = [entry["summary"] for entry in decoding["labels"]]
             metrics["decoding_method"] = decoding["method"]
         explanation: list[str] = []
+        verdict: str | None = None
         if config.explain.enabled and features.y is not None and features.class_names is None:
-            explanation = _explain(
+            verdict, explanation = _explain(
                 run, config, features, input_dir, images_dir, originals_dir, reference_dir, labels, progress
             )
-            metrics["explained"] = bool(explanation)
+            metrics["explanation_verdict"] = verdict
         run.save_json(METRICS_FILE, metrics)
         run.commit()
     return {
@@ -336,7 +337,7 @@ def _explain(
     reference_dir: Path | str | None,
     labels: dict[str, np.ndarray],
     progress: Progress,
-) -> list[str]:
+) -> tuple[str | None, list[str]]:
     """Run the mystery-label explainer when the images of the input can be found."""
     from fmnist_cluster.explain.stage import run_explainer
 
@@ -351,6 +352,6 @@ def _explain(
             ClusterWarning,
             stacklevel=2,
         )
-        return []
+        return None, []
     with run.timer("explain"):
         return run_explainer(run, folder, config, labels, features.y, originals_dir, reference_dir, progress)

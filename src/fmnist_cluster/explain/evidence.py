@@ -80,7 +80,6 @@ def gather(
             "pass an untransformed preprocess folder to --images"
         )
     task.advance(1)
-    evidence.notes["classes"] = "skipped: no class evidence (give --originals or --reference)"
     if originals_dir is not None:
         originals, classes, names, originals_digest = load_originals(Path(originals_dir))
         extra["inputs"][str(Path(originals_dir) / DATA_FILE)] = originals_digest

@@ -64,6 +64,11 @@ def _class_ids(column: np.ndarray, n_classes: int) -> np.ndarray:
     return ids
 
 
+def _unknown(n: int, labels: np.ndarray) -> np.ndarray:
+    """``n`` predictions of "no label" (-1) in a dtype that holds the labels too."""
+    return np.full(n, UNKNOWN, dtype=np.result_type(labels.dtype, np.int64))
+
+
 def _check_positive(name: str, value: Any, low: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -82,8 +87,8 @@ class ClassGrouping(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
         The labels seen in ``fit``.
     table_ : ndarray of int64 (n_classes,)
-        Label of every class (the label most of its rows carry; the most common label for a
-        class with no row).
+        Label index of every class (the label most of its rows carry; -1 for a class with no
+        row, whose rows are then predicted -1).
     """
 
     def __init__(self, *, n_classes: int = 10) -> None:
@@ -97,8 +102,7 @@ class ClassGrouping(ClassifierMixin, BaseEstimator):
         known = ids >= 0
         counts = np.zeros((self.n_classes, len(labels)), dtype=np.int64)
         np.add.at(counts, (ids[known], yi[known]), 1)
-        fallback = int(np.argmax(np.bincount(yi, minlength=len(labels))))
-        self.table_ = np.where(counts.sum(axis=1) > 0, np.argmax(counts, axis=1), fallback)
+        self.table_ = np.where(counts.sum(axis=1) > 0, np.argmax(counts, axis=1), UNKNOWN)
         self.classes_ = labels
         return self
 
@@ -106,8 +110,9 @@ class ClassGrouping(ClassifierMixin, BaseEstimator):
         """Label of every row (-1 where the class is unknown)."""
         check_is_fitted(self, "table_")
         ids = _class_ids(_check_X(X, 1)[:, 0], self.n_classes)
-        out = np.full(len(ids), UNKNOWN, dtype=np.int64)
+        out = _unknown(len(ids), self.classes_)
         known = ids >= 0
+        known[known] = self.table_[ids[known]] >= 0
         out[known] = self.classes_[self.table_[ids[known]]]
         return out
 
@@ -282,7 +287,7 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     thresholds_ : ndarray of float64
     table_ : ndarray of int64 (n_classes, n_thresholds + 1)
-        Label index of every (class, range) cell.
+        Label index of every (class, range) cell (-1 for a class with no row).
     """
 
     def __init__(self, *, n_thresholds: int = 1, n_classes: int = 10, max_bins: int = 96) -> None:
@@ -295,7 +300,7 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
         counts = np.zeros((self.n_classes, n_ranges, n_labels), dtype=np.int64)
         np.add.at(counts, (ids, ranges, yi), 1)
         per_class = counts.sum(axis=1)
-        fallback = np.where(per_class.sum(axis=1) > 0, np.argmax(per_class, axis=1), int(np.argmax(np.bincount(yi))))
+        fallback = np.where(per_class.sum(axis=1) > 0, np.argmax(per_class, axis=1), UNKNOWN)
         empty = counts.sum(axis=2) == 0
         return np.where(empty, fallback[:, None], np.argmax(counts, axis=2))
 
@@ -355,9 +360,11 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "table_")
         X = _check_X(X, 2)
         ids = _class_ids(X[:, 0], self.n_classes)
-        out = np.full(len(X), UNKNOWN, dtype=np.int64)
+        out = _unknown(len(X), self.classes_)
         known = ids >= 0
-        out[known] = self.classes_[self.table_[ids[known], range_of(self.thresholds_, X[known, 1])]]
+        cells = self.table_[ids[known], range_of(self.thresholds_, X[known, 1])]
+        known[known] = cells >= 0
+        out[known] = self.classes_[cells[cells >= 0]]
         return out
 
     def describe(self, class_names: Sequence[str], property_names: Sequence[str] = ("value",)) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def image_properties(pixels: np.ndarray, chunk: int = 8192) -> dict[str, np.ndar
         Rows that are not 28 × 28 images.
     """
     x_all = np.asarray(pixels)
-    if x_all.size % (IMAGE_SIDE * IMAGE_SIDE) or (x_all.ndim > 1 and x_all[0].size != IMAGE_SIDE * IMAGE_SIDE):
+    if x_all.ndim < 2 or int(np.prod(x_all.shape[1:])) != IMAGE_SIDE * IMAGE_SIDE:
         raise ValueError(f"image properties need 28 x 28 images, got rows shaped {x_all.shape[1:]}")
     x_all = x_all.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     out: dict[str, list[np.ndarray]] = {name: [] for name in PROPERTIES}
@@ -128,5 +128,9 @@ def to_pixel_scale(images: np.ndarray) -> tuple[np.ndarray, bool]:
     """
     x = np.asarray(images, dtype=np.float64).reshape(len(images), IMAGE_SIDE, IMAGE_SIDE) * 255.0
     rounded = np.rint(x)
-    exact = bool(np.all(np.abs(x - rounded) < 1e-3)) and bool(rounded.min(initial=0) >= 0)
+    exact = (
+        bool(np.all(np.abs(x - rounded) < 1e-3))
+        and bool(rounded.min(initial=0) >= 0)
+        and bool(rounded.max(initial=0) <= 255)
+    )
     return (rounded if exact else x), exact

@@ -29,7 +29,7 @@ from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, P
 
 #: The hypothesis families, in the order they are tried.
 FAMILIES = ("class-grouping", "property-bins", "class-and-property")
-_NO_CLASSES = "skipped: no class evidence (give --originals or --reference)"
+NO_CLASSES = "skipped: no class evidence (give --originals or --reference)"
 #: The verdicts, from best to worst.
 VERDICTS = ("explained", "partly explained", "unexplained")
 
@@ -72,11 +72,21 @@ class _Fitted:
     model: Any
     columns: Callable[[str], np.ndarray]
     validation: float
+    training: float
     described: dict[str, Any]
 
-    def key(self) -> tuple[int, int, int, float]:
-        """Simplicity order: fewest properties, no classes, fewest rules, then best validation."""
-        return (len(self.properties), int(self.uses_classes), int(self.described["n_rules"]), -self.validation)
+    def key(self) -> tuple[int, int, int, int, float]:
+        """Simplicity order: fewest properties, no classes, fewest rules, fewest thresholds; then
+        the best agreement over the whole training split (fit and validation parts), which
+        separates hypotheses that validation alone cannot."""
+        thresholds = len(getattr(self.model, "thresholds_", ()))
+        return (
+            len(self.properties),
+            int(self.uses_classes),
+            int(self.described["n_rules"]),
+            thresholds,
+            -self.training,
+        )
 
 
 def _columns(evidence: Evidence, fit_rows: np.ndarray, val_rows: np.ndarray, uses_classes: bool, props: Sequence[str]):
@@ -124,8 +134,36 @@ def _fit_variants(
         except ValueError:
             continue
         described = model.describe(evidence.class_names, props)
-        fitted.append(_Fitted(kind, props, uses_classes, model, build, _agreement(model, X_val, y_val), described))
+        validation = _agreement(model, X_val, y_val)
+        n_fit, n_val = len(y_fit), len(y_val)
+        training = (_agreement(model, X_fit, y_fit) * n_fit + validation * n_val) / (n_fit + n_val)
+        fitted.append(_Fitted(kind, props, uses_classes, model, build, validation, training, described))
     return _pick(fitted, settings.complexity_tolerance) if fitted else None
+
+
+def _screen_pairs(
+    evidence: Evidence,
+    pairs: list[tuple[str, str]],
+    keep: int,
+    leaves: int,
+    y_train: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    sample: int = 8000,
+) -> list[tuple[str, str]]:
+    """The ``keep`` pairs of properties whose quick tree (``leaves`` leaves, on a seeded sample
+    of the fit rows) agrees best with the validation rows, in the declared order."""
+    rng = np.random.default_rng(seed)
+    fit_rows = rows[0] if len(rows[0]) <= sample else np.sort(rng.choice(rows[0], sample, replace=False))
+    val_rows = rows[1]
+    values = evidence.properties_train
+    scored = []
+    for p, q in pairs:
+        X = np.column_stack([values[p], values[q]])
+        model = PropertyPair(max_leaf_nodes=leaves, random_state=seed).fit(X[fit_rows], y_train[fit_rows])
+        scored.append((_agreement(model, X[val_rows], y_train[val_rows]), -pairs.index((p, q)), (p, q)))
+    scored.sort(reverse=True)
+    return sorted((pair for _, _, pair in scored[:keep]), key=pairs.index)
 
 
 def _verdict(agreement: float, chance: float, n: int, settings: ExplainConfig) -> tuple[str, float, float]:
@@ -213,11 +251,9 @@ def explain(
     props = [p for p in evidence.properties_train if settings.properties is None or p in settings.properties]
     families: dict[str, str] = {}
     n_classes = max(len(evidence.class_names), 1)
-    steps = (
-        int(has_classes) * (1 + len(props))
-        + len(props)
-        + settings.pair_properties * (settings.pair_properties - 1) // 2
-    )
+    pairs = list(itertools.combinations(props, 2))
+    n_full_pairs = min(settings.pair_candidates, len(pairs))
+    steps = int(has_classes) * (1 + len(props)) + len(props) + int(bool(pairs)) + n_full_pairs
     task = progress.task("explaining labels", total=max(steps, 1))
     found: dict[str, list[_Fitted]] = {f: [] for f in FAMILIES}
 
@@ -234,10 +270,10 @@ def explain(
             fit = _fit_variants(evidence, "property-bins", [p], False, models, y_fit, y_val, rows, settings)
             found["property-bins"] += [fit] if fit else []
             task.advance(1)
-        ranked = [f.properties[0] for f in sorted(found["property-bins"], key=lambda f: -f.validation)]
         leaves = sorted({k, k + 1, k + 2, k + 4, 2 * k})
-        top = sorted(ranked[: settings.pair_properties], key=props.index)  # pairs in the declared order
-        for p, q in itertools.combinations(top, 2):
+        shortlist = _screen_pairs(evidence, pairs, n_full_pairs, max(4, 2 * k), y_train, rows, seed) if pairs else []
+        task.advance(1)
+        for p, q in shortlist:
             models = [PropertyPair(max_leaf_nodes=max(2, n), random_state=seed) for n in leaves]
             fit = _fit_variants(evidence, "property-bins", [p, q], False, models, y_fit, y_val, rows, settings)
             found["property-bins"] += [fit] if fit else []
@@ -253,9 +289,7 @@ def explain(
         if found[family]:
             families[family] = "fitted"
         elif family != "property-bins" and not has_classes:
-            families[family] = evidence.notes.get(
-                "classes", "skipped: no class evidence (give --originals or --reference)"
-            )
+            families[family] = evidence.notes.get("classes", NO_CLASSES)
         elif family != "class-grouping" and not props:
             families[family] = evidence.notes.get("properties", "skipped: no pixels on the 0..255 scale")
         else:
@@ -275,7 +309,7 @@ def explain(
     }
     if not everything:
         verdict, lift, z = "unexplained", 0.0, 0.0
-        result.update({"verdict": verdict, "agreement": chance, "lift": lift, "z": z, "best": None, "candidates": []})
+        result.update({"verdict": verdict, "agreement": None, "lift": lift, "z": z, "best": None, "candidates": []})
         result["labels"] = _per_label(np.full(len(y_test), -1), y_test, labels, None)
         result["_predict"] = None
         return result

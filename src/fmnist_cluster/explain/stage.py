@@ -12,6 +12,7 @@ Writes into the stage's folder:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,18 @@ from fmnist_cluster import plots
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.config import ClusterConfig
 from fmnist_cluster.decode import cluster_view
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.errors import FmnistError, FmnistWarning
 from fmnist_cluster.explain import figures
 from fmnist_cluster.explain.evidence import gather
 from fmnist_cluster.explain.search import explain
 
 EXPLANATION_FILE = "explanation.json"
+
+
+class ExplainWarning(FmnistWarning):
+    """The explainer could not run on this input (the clustering still stands)."""
+
+
 EXPLANATION_ARRAYS = "explanation.npz"
 
 
@@ -72,7 +79,7 @@ def run_explainer(
     originals_dir: Path | str | None = None,
     reference_dir: Path | str | None = None,
     progress: Progress = NULL_PROGRESS,
-) -> list[str]:
+) -> tuple[str | None, list[str]]:
     """Explain the mystery labels of the images in ``folder`` and stage the results in ``run``.
 
     Parameters
@@ -97,8 +104,9 @@ def run_explainer(
 
     Returns
     -------
-    list of str
-        The summary lines (see :func:`summary_lines`).
+    (str or None, list of str)
+        The verdict (None when the explainer could not run) and the summary lines (see
+        :func:`summary_lines`).
     """
     evidence, extra = gather(folder, originals_dir, reference_dir, config.decode, progress)
     y_rows = _rows(config.split, evidence.y_train, evidence.y_test)
@@ -109,7 +117,15 @@ def run_explainer(
         )
     for path, digest in extra["inputs"].items():
         run.add_input(path, digest)
-    result = explain(evidence, config.explain, config.seed, progress)
+    try:
+        result = explain(evidence, config.explain, config.seed, progress)
+    except ValueError as exc:
+        warnings.warn(
+            f"the mystery labels of {folder} are not explained: {exc}; set explain.enabled=false to skip the explainer",
+            ExplainWarning,
+            stacklevel=2,
+        )
+        return None, []
     predicted = result.pop("_predict")
     if "match_rate" in extra:
         result["content_match_rate"] = extra["match_rate"]
@@ -165,4 +181,4 @@ def run_explainer(
     index = np.arange(len(y_rows), dtype=np.int64)
     run.save_npz(EXPLANATION_ARRAYS, index=index, y=y_rows, rule_label=rule_rows, class_id=class_rows)
     run.save_json(EXPLANATION_FILE, result)
-    return summary_lines(result)
+    return result["verdict"], summary_lines(result)
