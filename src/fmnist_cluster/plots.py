@@ -43,6 +43,22 @@ def as_images(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def image_strip_png(images: np.ndarray, scale: int = 2, gap: int = 2) -> bytes:
+    """A row of 28×28 uint8 images as one small PNG (white gaps between images), for a
+    table cell."""
+    from PIL import Image
+
+    tiles = as_images(np.asarray(images, dtype=np.uint8))
+    n, h, w = tiles.shape if len(tiles) else (0, 28, 28)
+    strip = np.full((h, max(n * (w + gap) - gap, 1)), 255, dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        strip[:, i * (w + gap) : i * (w + gap) + w] = tile
+    image = Image.fromarray(strip).resize((strip.shape[1] * scale, h * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def montage(
     images: np.ndarray,
     titles: Sequence[str] | None = None,
