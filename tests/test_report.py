@@ -1,13 +1,16 @@
 """Report: a round trip from real artefact folders to one self-contained HTML page and a
-Markdown summary; embeddings are read, not recomputed; bad inputs."""
+Markdown summary that open with the findings; the explainer's output (a hand-written fixture)
+and its absence; escaping and file names of artefact strings; the explorer's data; bad inputs.
+Browser tests of the explorer: tests/test_report_browser.py."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html.parser
 import json
 import shutil
-import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,43 +20,68 @@ from typer.testing import CliRunner
 
 from fmnist_cluster import embed as embed_module
 from fmnist_cluster.cli import app
-from fmnist_cluster.config import ReportConfig, load_config
+from fmnist_cluster.config import CnnConfig, ReportConfig, SomConfig, load_config
+from fmnist_cluster.report.document import md_text, slug
+from fmnist_cluster.report.findings import cnn_design, is_tutorial_som
 from tests.conftest import write_twisted
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
+JS = (ROOT / "src" / "fmnist_cluster" / "report" / "explorer.js").read_text(encoding="utf-8")
 
 
-class _Images(html.parser.HTMLParser):
-    """Collects <img> sources, section ids and the text of table cells."""
+class Page(html.parser.HTMLParser):
+    """Collects <img> sources, section ids, scripts and the text of table cells."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sources: list[str] = []
         self.sections: list[str] = []
         self.cells: list[str] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.links: list[str] = []
+        self.ids: set[str] = set()
         self._in_cell = False
+        self._script: dict[str, str | None] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(str(values["id"]))
         if tag == "img":
             self.sources.append(values.get("src") or "")
+        if tag == "a" and values.get("href"):
+            self.links.append(str(values["href"]))
         if tag == "section":
             self.sections.append(values.get("id") or "")
+        if tag == "script":
+            self._script = values
         self._in_cell = tag == "td"
 
     def handle_data(self, data: str) -> None:
+        if self._script is not None:
+            self.scripts.append((self._script, data))
+            self._script = None
         if self._in_cell:
             self.cells.append(data)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "td":
             self._in_cell = False
+        if tag == "script":
+            self._script = None
+
+
+def parse(page: str) -> Page:
+    parser = Page()
+    parser.feed(page)
+    return parser
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A small mystery study: originals, a Twisted set, clustering with decoding, embedding."""
+    """A small mystery study: originals, a Twisted set, a SOM, a CNN, clustering with decoding,
+    embedding."""
     from fmnist_cluster.data import write_idx
     from tests.conftest import make_images
 
@@ -65,45 +93,106 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         write_idx(idx / f"{prefix}-labels-idx1-ubyte.gz", labels)
     mapping = np.array([2, 0, 1, 0, 2, 1, 1, 2, 0, 2])
     twisted_csv = write_twisted(root / "tw-csv", 50, 20, mapping)
-    paths = {name: root / name for name in ("orig", "tw", "cluster", "embed")}
+    paths = {name: root / name for name in ("orig", "tw", "som", "cnn", "cluster", "embed")}
+    small_som = ["--set", "som.rows=4", "--set", "som.cols=5", "--set", "som.sigma=2", "--epochs", "3"]
     steps = [
         ["preprocess", "--source", "idx", "--path", str(idx), "--out", str(paths["orig"])],
         ["preprocess", "--source", "twisted-csv", "--path", str(twisted_csv), "--out", str(paths["tw"])],
-        [
-            "cluster",
-            "--input",
-            str(paths["tw"]),
-            "--out",
-            str(paths["cluster"]),
-            "--split",
-            "all",
-            "--originals",
-            str(paths["orig"]),
-            "--set",
-            "reduce.pca_components=10",
-            "--set",
-            "silhouette_sample=50",
-        ],
-        [
-            "embed",
-            "--input",
-            str(paths["tw"]),
-            "--out",
-            str(paths["embed"]),
-            "--split",
-            "all",
-            "--set",
-            "tsne.max_iter=250",
-            "--set",
-            "tsne.perplexity=10",
-            "--set",
-            "threads=1",
-        ],
+        ["train-som", "--input", str(paths["orig"]), "--out", str(paths["som"]), *small_som, "--device", "cpu"],
+        ["train-cnn", "-c", str(ROOT / "configs" / "cnn-reference.yaml"), "-i", str(paths["tw"])]
+        + ["-o", str(paths["cnn"]), "--set", "train.epochs=1", "--set", "threads=1", "--device", "cpu"],
+        ["cluster", "--input", str(paths["tw"]), "--out", str(paths["cluster"]), "--split", "all"]
+        + ["--originals", str(paths["orig"]), "--set", "reduce.pca_components=10", "--set", "silhouette_sample=50"],
+        ["embed", "--input", str(paths["tw"]), "--out", str(paths["embed"]), "--split", "all"]
+        + ["--set", "tsne.max_iter=250", "--set", "tsne.perplexity=10", "--set", "threads=1"],
     ]
     for args in steps:
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
     return paths
+
+
+def _rehash(folder: Path, **changes: object) -> None:
+    """Record every file of ``folder`` in its manifest again (after the test changed some),
+    with ``changes`` applied to the manifest."""
+    mpath = folder / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    outputs = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != "manifest.json":
+            outputs[path.relative_to(folder).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest.update(outputs=outputs, **changes)
+    mpath.write_text(json.dumps(manifest))
+
+
+def explained_copy(study: dict[str, Path], dest: Path, class_names: list[str] | None = None) -> Path:
+    """A copy of the cluster folder with an explainer's output, as the explainer writes it:
+    labels 0 and 1 by intensity rules, label 2 by a class grouping."""
+    shutil.copytree(study["cluster"], dest)
+    labels = np.load(dest / "labels.npz")
+    y = labels["y"]
+    rule = y.copy()
+    rule[::7] = -1
+    names = class_names or [f"class {k}" for k in range(10)]
+    explanation = {
+        "verdict": "explained",
+        "agreement": 0.9571,
+        "chance": 0.3429,
+        "class_names": names,
+        "best": {
+            "kind": "class-and-property",
+            "properties": ["mean_intensity"],
+            "classes": {"2": [names[0], names[4]]},
+            "rules": {"0": "mean_intensity < 52.3", "1": "mean_intensity >= 52.3"},
+            "agreement": 0.9571,
+        },
+        "candidates": [
+            {
+                "kind": "class-and-property",
+                "properties": ["mean_intensity"],
+                "classes": {"2": [names[0], names[4]]},
+                "rules": {"0": "mean_intensity < 52.3", "1": "mean_intensity >= 52.3"},
+                "agreement": 0.9571,
+            },
+            {"kind": "class-grouping", "properties": [], "classes": {"0": [names[1]]}, "rules": None, "agreement": 0.5},
+        ],
+        "labels": [
+            {
+                "label": 0,
+                "rule": "mean_intensity < 52.3",
+                "classes": None,
+                "n_test": 23,
+                "precision": 0.91,
+                "recall": 0.8,
+            },
+            {
+                "label": 1,
+                "rule": "mean_intensity >= 52.3",
+                "classes": None,
+                "n_test": 24,
+                "precision": 1.0,
+                "recall": 1.0,
+            },
+            {"label": 2, "rule": None, "classes": [names[0], names[4]], "n_test": 23, "precision": 0.95, "recall": 0.9},
+        ],
+        "families": {"class-grouping": "fitted", "property-bins": "fitted", "texture": "skipped: no such feature"},
+    }
+    (dest / "explanation.json").write_text(json.dumps(explanation))
+    class_id = np.arange(len(y)) % 10
+    np.savez(dest / "explanation.npz", index=labels["index"], y=y, rule_label=rule, class_id=class_id)
+    shutil.copy(dest / "figures" / "mean-image-per-label.png", dest / "figures" / "explain-label-0.png")
+    _rehash(dest)
+    return dest
+
+
+def report(tmp_path: Path, *folders: Path, name: str = "report") -> tuple[Path, str, str]:
+    out = tmp_path / name
+    args = ["report", "--out", str(out)]
+    for folder in folders:
+        args += ["--input", str(folder)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out, (out / "report.html").read_text(encoding="utf-8"), (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_report_round_trip(study: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,23 +201,31 @@ def test_report_round_trip(study: dict[str, Path], tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(embed_module, "tsne_embedding", refuse)
     monkeypatch.setattr(embed_module, "pca_embedding", refuse)
-    out = tmp_path / "report"
-    args = ["report", "--out", str(out)]
-    for name in ("embed", "cluster", "tw"):  # any order: sections follow the pipeline
-        args += ["--input", str(study[name])]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    page = (out / "report.html").read_text(encoding="utf-8")
-    parser = _Images()
-    parser.feed(page)
-    assert parser.sections == ["overview", "preprocess-1", "cluster-1", "embed-1"]
+    # any order: the evidence follows the pipeline
+    out, page, md = report(tmp_path, study["embed"], study["cluster"], study["cnn"], study["som"], study["tw"])
+    parser = parse(page)
+    assert parser.sections == [
+        "findings",
+        "explorer-section",
+        "preprocess-1",
+        "train-som-1",
+        "train-cnn-1",
+        "cluster-1",
+        "embed-1",
+        "artefacts",
+    ]
     # every figure is embedded, decodes as PNG, and matches the copy in figures/
     pngs = sorted((out / "figures").glob("*.png"))
     assert len(parser.sources) == len(pngs) > 20
-    for src in parser.sources:
-        assert src.startswith("data:image/png;base64,")
-        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert 'src="http' not in page and "<script" not in page
+    embedded = sorted(base64.b64decode(src.split(",", 1)[1]) for src in parser.sources)
+    assert embedded == sorted(p.read_bytes() for p in pngs)
+    assert all(src.startswith("data:image/png;base64,") for src in parser.sources)
+    # self-contained: two inline scripts (the explorer's data and code), nothing fetched
+    assert 'src="http' not in page and "<link" not in page
+    assert [attrs for attrs, _ in parser.scripts] == [{"type": "application/json", "id": "explorer-data"}, {}]
+    assert parser.scripts[1][1].strip() == JS.strip()
+    # every link is to an anchor of the page
+    assert parser.links and all(link.startswith("#") and link[1:] in parser.ids for link in parser.links)
     names = {p.stem for p in pngs}
     for expected in (
         "embed-pca-by-kmeans",
@@ -140,61 +237,155 @@ def test_report_round_trip(study: dict[str, Path], tmp_path: Path, monkeypatch: 
         "cluster-mean-image-per-label",
         "cluster-images-per-cluster-kmeans",
         "cluster-correct-incorrect",
+        "train-som-u-matrix",
+        "findings-images-1",
     ):
         assert expected in names, expected
-    # the decoding table shows what decoding.json says
+    # the findings: no explainer output here, so the decoding describes the labels
+    findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert "No explainer output" in findings and "decoded classes" in findings
     decoding = json.loads((study["cluster"] / "decoding.json").read_text())
     for entry in decoding["labels"]:
         assert entry["summary"].split("≈", 1)[1].strip() in parser.cells
-    assert "ARI" in page and "silhouette" in page
-    md = (out / "report.md").read_text(encoding="utf-8")
-    links = [line.split("](", 1)[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
-    assert len(links) == len(pngs) and all((out / link).is_file() for link in links)
-    assert "| label | images | composition | members | clusters |" in md
+    assert "Models against the published study" in findings and "the study&#x27;s reference design" in findings
+    assert "Cluster agreement" in findings and "kmeans" in findings
+    assert "Self-organising maps against the tutorial" in findings
+    # readable metric names, not raw keys
+    assert "quantisation error (test)" in page and "test_qe" not in page.split('id="explorer-data"')[0]
+    # Markdown: the findings first, figures linked
+    assert md.index("## Findings") < md.index("## Data") < md.index("## Clustering")
+    links = [line.split("](", 1)[1].split(")", 1)[0] for line in md.splitlines() if line.startswith("![")]
+    assert links and all((out / link).is_file() for link in links)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "report" and any(k.endswith("embedding.npz") for k in manifest["inputs"])
 
 
+def test_findings_from_the_explainer(study: dict[str, Path], tmp_path: Path) -> None:
+    cluster = explained_copy(study, tmp_path / "cluster-explained")
+    out, page, md = report(tmp_path, cluster, study["embed"])
+    parser = parse(page)
+    assert parser.sections[0] == "findings"
+    findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert "Verdict: explained" in findings and "95.71 %" in findings and "34.29 %" in findings
+    assert "mean_intensity &lt; 52.3" in findings and "class 0 + class 4" in findings
+    # one row per label, each with a strip of that label's images and a link to its evidence
+    rows = findings.split('id="findings-labels"', 1)[1].split("</table>", 1)[0].split("<tr>")[2:]
+    assert len(rows) == 3 and all('<img class="strip"' in r and 'href="#cluster-1"' in r for r in rows)
+    # the evidence lists the hypotheses and the families
+    assert "Explainer: hypotheses, best first" in page and "skipped: no such feature" in page
+    assert "explain-label-0" in {p.stem.replace("cluster-", "") for p in (out / "figures").glob("*.png")}
+    # Markdown opens the same way, rules escaped
+    assert md.index("## Findings") < md.index("Verdict: explained") < md.index("## Clustering")
+    assert "mean\\_intensity < 52.3" not in md and "mean\\_intensity &lt; 52.3" in md
+    # the explorer can colour by the explainer's rule and the class
+    data = json.loads(parser.scripts[0][1])
+    names = [c["name"] for c in data["colourings"]]
+    assert "explainer's rule" in names and "Fashion-MNIST class" in names
+
+
+def test_findings_say_when_there_is_no_explanation(study: dict[str, Path], tmp_path: Path) -> None:
+    bare = tmp_path / "cluster-bare"
+    shutil.copytree(study["cluster"], bare)
+    (bare / "decoding.json").unlink()
+    _rehash(bare)
+    _, page, md = report(tmp_path, bare)
+    findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert "Not explained here: no cluster folder among the inputs has an explanation" in findings
+    assert "Not explained here" in md.split("## Clustering", 1)[0]
+    _, page, _ = report(tmp_path, study["som"], name="som-only")
+    assert "Not explained here: no cluster folder among the inputs." in page
+    assert 'id="explorer"' in page  # a SOM alone still gets the explorer
+
+
+def test_artefact_stage_never_becomes_a_path(study: dict[str, Path], tmp_path: Path) -> None:
+    work = tmp_path / "a" / "b"
+    evil = work / "evil"
+    shutil.copytree(study["cluster"], evil)
+    _rehash(evil, stage="../../x/pwn")
+    before = {p for p in tmp_path.rglob("*")}
+    out, page, _ = report(work, evil)
+    created = {p for p in tmp_path.rglob("*")} - before
+    assert created and all(out in p.parents or p == out for p in created), sorted(created)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "a" / "x").exists()
+    names = [p.name for p in (out / "figures").iterdir()]
+    assert names and all(n == slug(n[:-4]) + ".png" for n in names)
+    assert "Other artefact (stage ../../x/pwn)" in page and 'id="other-1"' in page
+
+
+def test_artefact_strings_are_escaped(study: dict[str, Path], tmp_path: Path) -> None:
+    attack = 'x"><script>alert(1)</script>'
+    evil = tmp_path / "evil"
+    shutil.copytree(study["cluster"], evil)
+    _rehash(evil, stage=attack, command=f"fmnist-cluster {attack} | <b>*bold*</b>")
+    explained = explained_copy(
+        study, tmp_path / "explained", class_names=[f"<img src=x onerror=alert({k})>" for k in range(10)]
+    )
+    _rehash(explained, command=attack)
+    out, page, md = report(tmp_path, evil, explained, study["embed"])
+    parser = parse(page)
+    # only the explorer's own two scripts, whatever the artefacts say
+    assert len(parser.scripts) == 2 and parser.scripts[1][1].strip() == JS.strip()
+    assert "<script>alert" not in page and "<img src=x" not in page and "<b>*bold*" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # the explorer's JSON cannot close its <script> element
+    data_text = parser.scripts[0][1]
+    assert "<" not in data_text and ">" not in data_text
+    assert any(
+        "<img src=x onerror=alert(0)>" in v for c in json.loads(data_text)["colourings"] for v in c["names"].values()
+    )
+    # Markdown: no raw HTML, table cells cannot break the table
+    assert "<script>" not in md and "<img src=x" not in md and "<b>" not in md
+    assert md_text(attack) in md
+    assert md_text("a|b\nc") == "a\\|b c" and md_text("<b>") == "&lt;b&gt;"
+
+
+def test_explorer_data_matches_the_artefacts(study: dict[str, Path], tmp_path: Path) -> None:
+    _, page, _ = report(tmp_path, study["embed"], study["cluster"], study["cnn"], study["som"])
+    data = json.loads(parse(page).scripts[0][1])
+    emb = np.load(study["embed"] / "embedding.npz")
+    n = len(emb["index"])
+    assert data["n"] == n and [m["name"] for m in data["maps"]] == ["PCA", "t-SNE", "UMAP"][: len(data["maps"])]
+    xy = np.frombuffer(base64.b64decode(data["maps"][0]["xy"]), dtype="<f4").reshape(-1, 2)
+    np.testing.assert_array_equal(xy, emb["pca"])
+    assert np.array_equal(np.frombuffer(base64.b64decode(data["rows"]), dtype="<i4"), emb["index"])
+    # images: each row's tile is the row's picture (pixels /255, as 8 bits)
+    tiles = np.frombuffer(zlib.decompress(base64.b64decode(data["images"]["zlib"])), dtype=np.uint8)
+    tiles = tiles.reshape(-1, 28, 28)
+    which = np.frombuffer(base64.b64decode(data["point_images"]), dtype="<i4")
+    tw = np.load(study["tw"] / "data.npz")
+    pictures = np.concatenate([tw["x_train"], tw["x_test"]])[:, 0]
+    np.testing.assert_array_equal(tiles[which], np.round(pictures * 255).astype(np.uint8))
+    names = [c["name"] for c in data["colourings"]]
+    assert names[0] == "mystery label" and {"kmeans", "dbscan"} <= set(names)
+    labels = np.load(study["cluster"] / "labels.npz")
+    kmeans = data["colourings"][names.index("kmeans")]
+    assert np.array_equal(np.frombuffer(base64.b64decode(kmeans["values"]), dtype="<i4"), labels["kmeans"])
+    # the CNN was tested on the test split only; the explorer shows all rows, so no prediction colouring
+    assert not any(name.startswith("CNN prediction") for name in names)
+    # the SOM: prototypes, and each test image with its best neuron
+    som = data["soms"][0]
+    arrays = np.load(study["som"] / "som.npz")
+    assert (som["rows"], som["cols"]) == (4, 5)
+    assert np.array_equal(np.frombuffer(base64.b64decode(som["bmu"]), dtype="<i4"), arrays["bmu_test"])
+
+
 def test_report_is_deterministic(study: dict[str, Path], tmp_path: Path) -> None:
-    pages = []
-    for name in ("a", "b"):
-        result = runner.invoke(
-            app,
-            ["report", "--input", str(study["cluster"]), "--input", str(study["embed"]), "--out", str(tmp_path / name)],
-        )
-        assert result.exit_code == 0, result.output
-        pages.append((tmp_path / name / "report.md").read_text())
+    pages = [report(tmp_path, study["cluster"], study["embed"], name=name)[1:] for name in ("a", "b")]
     assert pages[0] == pages[1]
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-def test_report_renders_in_headless_chromium(study: dict[str, Path], tmp_path: Path) -> None:
-    out = tmp_path / "report"
-    assert runner.invoke(app, ["report", "--input", str(study["cluster"]), "--out", str(out)]).exit_code == 0
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--screenshot={shot}",
-            "--window-size=1200,1600",
-            (out / "report.html").resolve().as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    import matplotlib.image as mpimg
+def test_published_designs_and_tutorial_settings_are_recognised() -> None:
+    def cnn(name: str) -> tuple[str, float | None]:
+        return cnn_design(load_config(CnnConfig, ROOT / "configs" / name).model_dump(mode="json"))
 
-    pixels = mpimg.imread(shot)
-    assert pixels.shape[0] == 1600 and pixels.shape[1] == 1200
-    assert pixels[..., :3].std() > 0.1  # not a blank page
+    assert cnn("cnn-reference.yaml") == ("the study's reference design", 0.9226)
+    assert cnn("cnn-seed-own.yaml") == ("the study's own design", 0.9373)
+    assert cnn("cnn.yaml")[1] is None and cnn("cnn.yaml")[0].startswith("ours")
+
+    def som(name: str) -> bool:
+        return is_tutorial_som(load_config(SomConfig, ROOT / "configs" / name).model_dump(mode="json"))
+
+    assert som("som-seed.yaml") and not som("som.yaml") and not som("som-demo.yaml")
 
 
 @pytest.mark.parametrize(
