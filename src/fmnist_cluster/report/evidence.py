@@ -231,9 +231,8 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
                 title = "Metrics" if name == "metrics.json" else Path(name).stem.replace("_", " ")
                 section.tables.append(Table(title, ["measure", "value"], rows))
         if stage == "train-cnn" and name == "metrics.json" and isinstance(data.get("per_class"), dict):
-            rows = [
-                [str(c.get("name", k)), pct(c.get("accuracy")), str(c.get("n", ""))] for k, c in data["per_class"].items()
-            ]
+            per_class = data["per_class"].items()
+            rows = [[str(c.get("name", k)), pct(c.get("accuracy")), str(c.get("n", ""))] for k, c in per_class]
             section.tables.append(Table("Test accuracy per label", ["label", "accuracy", "test rows"], rows))
     return section
 
@@ -353,7 +352,8 @@ def explanation_tables(explanation: dict[str, Any]) -> list[Table]:
     tables = [Table("Explainer: hypotheses, best first", ["rank", "hypothesis", "agreement", "rules"], rows, note)]
     families = explanation.get("families") or {}
     if isinstance(families, dict) and families:
-        tables.append(Table("Explainer: families", ["family", "status"], [[str(k), str(v)] for k, v in families.items()]))
+        rows = [[str(k), str(v)] for k, v in families.items()]
+        tables.append(Table("Explainer: families", ["family", "status"], rows))
     return tables
 
 

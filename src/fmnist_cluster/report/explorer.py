@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import read_manifest
 from fmnist_cluster.cluster import ALGORITHMS
 from fmnist_cluster.config import ReportConfig
 from fmnist_cluster.errors import FmnistError
@@ -76,7 +75,11 @@ def _colouring(name: str, values: np.ndarray, rows: np.ndarray, names: Any, pref
 
 
 def _point_colourings(
-    emb: Section, sections: list[Section], coords: dict[str, np.ndarray], rows: np.ndarray, images: RowImages,
+    emb: Section,
+    sections: list[Section],
+    coords: dict[str, np.ndarray],
+    rows: np.ndarray,
+    images: RowImages,
     inputs: dict[str, str],
 ) -> list[dict[str, Any]]:
     out = []
@@ -184,7 +187,7 @@ def build_explorer(
         notes.append(
             f"{len(rows)} of the {n} {data['split']} rows of {emb.folder.name}"
             + ("" if pics is not None else " (their images could not be found: no pictures on hover)")
-            + (f"; other embed folders are in the evidence only" if len(embeds) > 1 else "")
+            + ("; other embed folders are in the evidence only" if len(embeds) > 1 else "")
         )
     for sec in (s for s in sections if s.stage == "train-som"):
         item = _som_payload(sec, pool, inputs)

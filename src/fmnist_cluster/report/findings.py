@@ -223,12 +223,8 @@ def model_block(sections: list[Section]) -> Block | None:
         task = f"{m.get('n_classes')} mystery labels" if mystery else f"{m.get('n_classes')} classes"
         acc = m.get("test_accuracy")
         compare = published if mystery else None
-        diff = (
-            f"{100 * (acc - compare):+.2f} points" if isinstance(acc, (int, float)) and compare is not None else "–"
-        )
-        rows.append(
-            [sec.folder.name, design, task, pct(acc), pct(compare), diff, fmt(m.get("n_test")), _evidence(sec)]
-        )
+        diff = f"{100 * (acc - compare):+.2f} points" if isinstance(acc, (int, float)) and compare is not None else "–"
+        rows.append([sec.folder.name, design, task, pct(acc), pct(compare), diff, fmt(m.get("n_test")), _evidence(sec)])
     block = Block("findings-models", "Models against the published study")
     block.lines.append(
         "The study reports 92.26 % for its reference design and 93.73 % for its own, on its 5 mystery labels; "

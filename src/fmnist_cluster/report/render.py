@@ -59,9 +59,7 @@ def html_table(table: Table, fold: bool = True) -> str:
     note = f'<p class="note">{html_text(table.note)}</p>' if table.note else ""
     inner = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
     if fold and len(table.rows) > FOLD_ROWS:
-        return (
-            f"<details><summary>{html_text(table.title)} ({len(table.rows)} rows)</summary>{inner}</details>"
-        )
+        return f"<details><summary>{html_text(table.title)} ({len(table.rows)} rows)</summary>{inner}</details>"
     return f"<h3>{html_text(table.title)}</h3>{inner}"
 
 
