@@ -94,17 +94,17 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     mapping = np.array([2, 0, 1, 0, 2, 1, 1, 2, 0, 2])
     twisted_csv = write_twisted(root / "tw-csv", 50, 20, mapping)
     paths = {name: root / name for name in ("orig", "tw", "som", "cnn", "cluster", "embed")}
-    small_som = ["--set", "som.rows=4", "--set", "som.cols=5", "--set", "som.sigma=2", "--epochs", "3"]
+    som = ["--set", "som.rows=4", "--set", "som.cols=5", "--set", "som.sigma=2", "--epochs", "3", "--device", "cpu"]
+    cnn = ["-c", str(ROOT / "configs" / "cnn-reference.yaml"), "--set", "train.epochs=1", "--set", "threads=1"]
+    cluster = ["--originals", str(paths["orig"]), "--set", "reduce.pca_components=10", "--set", "silhouette_sample=50"]
+    embed = ["--set", "tsne.max_iter=250", "--set", "tsne.perplexity=10", "--set", "threads=1"]
     steps = [
         ["preprocess", "--source", "idx", "--path", str(idx), "--out", str(paths["orig"])],
         ["preprocess", "--source", "twisted-csv", "--path", str(twisted_csv), "--out", str(paths["tw"])],
-        ["train-som", "--input", str(paths["orig"]), "--out", str(paths["som"]), *small_som, "--device", "cpu"],
-        ["train-cnn", "-c", str(ROOT / "configs" / "cnn-reference.yaml"), "-i", str(paths["tw"])]
-        + ["-o", str(paths["cnn"]), "--set", "train.epochs=1", "--set", "threads=1", "--device", "cpu"],
-        ["cluster", "--input", str(paths["tw"]), "--out", str(paths["cluster"]), "--split", "all"]
-        + ["--originals", str(paths["orig"]), "--set", "reduce.pca_components=10", "--set", "silhouette_sample=50"],
-        ["embed", "--input", str(paths["tw"]), "--out", str(paths["embed"]), "--split", "all"]
-        + ["--set", "tsne.max_iter=250", "--set", "tsne.perplexity=10", "--set", "threads=1"],
+        ["train-som", "--input", str(paths["orig"]), "--out", str(paths["som"]), *som],
+        ["train-cnn", "-i", str(paths["tw"]), "-o", str(paths["cnn"]), "--device", "cpu", *cnn],
+        ["cluster", "--input", str(paths["tw"]), "--out", str(paths["cluster"]), "--split", "all", *cluster],
+        ["embed", "--input", str(paths["tw"]), "--out", str(paths["embed"]), "--split", "all", *embed],
     ]
     for args in steps:
         result = runner.invoke(app, args)
@@ -321,7 +321,7 @@ def test_artefact_strings_are_escaped(study: dict[str, Path], tmp_path: Path) ->
         study, tmp_path / "explained", class_names=[f"<img src=x onerror=alert({k})>" for k in range(10)]
     )
     _rehash(explained, command=attack)
-    out, page, md = report(tmp_path, evil, explained, study["embed"])
+    _out, page, md = report(tmp_path, evil, explained, study["embed"])
     parser = parse(page)
     # only the explorer's own two scripts, whatever the artefacts say
     assert len(parser.scripts) == 2 and parser.scripts[1][1].strip() == JS.strip()
@@ -416,3 +416,186 @@ def test_shipped_config_is_the_defaults() -> None:
     shipped = yaml.safe_load((ROOT / "configs" / "report.yaml").read_text())
     assert shipped == ReportConfig().model_dump(mode="json")
     assert load_config(ReportConfig, ROOT / "configs" / "report.yaml") == ReportConfig()
+
+
+# -- the explorer in a real browser (Debian's chromium + chromium-driver, driven by selenium) ----------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> object:
+    """Headless Chromium through chromedriver; skips with the reason when either is missing."""
+    try:
+        from selenium import webdriver
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e '.[dev]')")
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chrome is None or driver_path is None:
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = chrome
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(arg)
+    options.add_argument("--force-device-scale-factor=1")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    try:
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    except WebDriverException as exc:
+        pytest.skip(f"chromedriver could not start chromium: {str(exc).splitlines()[0]}")
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def explorer_page(study: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("explorer")
+    out, _, _ = report(tmp, study["embed"], explained_copy(study, tmp / "cluster"), study["som"], study["tw"])
+    return out / "report.html"
+
+
+def _open(browser: object, page: Path, request: pytest.FixtureRequest) -> None:
+    import os
+    import time
+
+    browser.get_log("browser")  # drop earlier messages
+    browser.get(page.resolve().as_uri())
+    for _ in range(200):
+        if browser.execute_script("return document.getElementById('explorer').getAttribute('data-ready')"):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the explorer did not finish loading")
+    shots = os.environ.get("FMNIST_REPORT_SHOTS")
+    if shots:  # for looking at the page by eye
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(shots) / f"{request.node.name}-top.png"))
+
+
+def _shot(browser: object, request: pytest.FixtureRequest, what: str) -> None:
+    import os
+
+    shots = os.environ.get("FMNIST_REPORT_SHOTS")
+    if shots:
+        browser.save_screenshot(str(Path(shots) / f"{request.node.name}-{what}.png"))
+
+
+def _pointer(browser: object, element: object, x: float, y: float) -> object:
+    """An action chain with the pointer at (x, y) CSS pixels from the element's top-left corner."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    rect = browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", element
+    )
+    return ActionChains(browser, duration=10).move_to_element_with_offset(
+        element, round(x - rect[0] / 2), round(y - rect[1] / 2)
+    )
+
+
+def test_explorer_loads_without_errors_and_draws_every_point(
+    browser: object, explorer_page: Path, study: dict[str, Path], request: pytest.FixtureRequest
+) -> None:
+    _open(browser, explorer_page, request)
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+    n = len(np.load(study["embed"] / "embedding.npz")["index"])
+    root = browser.find_element("id", "explorer")
+    assert root.get_attribute("data-rendered-points") == str(n)
+    # the first screen is the findings
+    top = browser.execute_script("return document.getElementById('findings').getBoundingClientRect().top")
+    assert 0 <= top < 200
+    # every map draws every point
+    for option in browser.find_elements("css selector", "#ex-map option"):
+        option.click()
+        assert root.get_attribute("data-rendered-points") == str(n)
+
+
+def test_hovering_a_point_shows_its_image(
+    browser: object, explorer_page: Path, study: dict[str, Path], request: pytest.FixtureRequest
+) -> None:
+    _open(browser, explorer_page, request)
+    canvas = browser.find_element("id", "ex-canvas")
+    browser.execute_script("arguments[0].scrollIntoView()", canvas)
+    n = len(np.load(study["embed"] / "embedding.npz")["index"])
+    screen = np.array(
+        browser.execute_script("return [...Array(arguments[0]).keys()].map(fmnistExplorer.scatter.screenOf)", n)
+    )
+    gaps = np.linalg.norm(screen[:, None] - screen[None], axis=2) + np.eye(len(screen)) * 1e9
+    i = int(gaps.min(1).argmax())  # the most isolated point: nothing else under the pointer
+    _pointer(browser, canvas, *screen[i]).perform()
+    tip = browser.find_element("id", "ex-tip")
+    assert tip.is_displayed() and tip.get_attribute("data-row") == str(i)
+    _shot(browser, request, "hover")
+    tw = np.load(study["tw"] / "data.npz")
+    picture = np.round(np.concatenate([tw["x_train"], tw["x_test"]])[i, 0] * 255).astype(np.uint8)
+    shown = browser.execute_script(
+        "const c = document.querySelector('#ex-tip canvas');"
+        "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"
+    )
+    shown = np.array(shown, dtype=np.uint8).reshape(28 * 4, 28 * 4, 4)[::4, ::4, 0]
+    np.testing.assert_array_equal(shown, picture)
+    y = np.load(study["tw"] / "data.npz")
+    label = int(np.concatenate([y["y_train"], y["y_test"]])[i])
+    assert f"mystery label: label {label}" in tip.text
+
+
+def test_a_box_selection_exports_the_right_ids(
+    browser: object, explorer_page: Path, study: dict[str, Path], request: pytest.FixtureRequest
+) -> None:
+    import urllib.parse
+
+    _open(browser, explorer_page, request)
+    canvas = browser.find_element("id", "ex-canvas")
+    browser.execute_script("arguments[0].scrollIntoView()", canvas)
+    pca = np.load(study["embed"] / "embedding.npz")["pca"]
+    low, high = np.quantile(pca, 0.2, axis=0), np.quantile(pca, 0.75, axis=0)
+    start = browser.execute_script(
+        "return fmnistExplorer.scatter.toScreen(arguments[0], arguments[1])", *map(float, (low[0], high[1]))
+    )
+    end = browser.execute_script(
+        "return fmnistExplorer.scatter.toScreen(arguments[0], arguments[1])", *map(float, (high[0], low[1]))
+    )
+    _pointer(browser, canvas, *start).click_and_hold().move_by_offset(
+        round(end[0] - start[0]), round(end[1] - start[1])
+    ).release().perform()
+    _shot(browser, request, "selection")
+    root = browser.find_element("id", "explorer")
+    box = json.loads(root.get_attribute("data-selection-box"))
+    assert np.allclose(box, [low[0], low[1], high[0], high[1]], atol=0.02 * np.ptp(pca))
+    inside = (pca[:, 0] >= box[0]) & (pca[:, 0] <= box[2]) & (pca[:, 1] >= box[1]) & (pca[:, 1] <= box[3])
+    expected = np.flatnonzero(inside)
+    assert 0 < len(expected) < len(pca)
+    href = browser.find_element("id", "ex-csv").get_attribute("href")
+    assert href.startswith("data:text/csv")
+    lines = urllib.parse.unquote(href.split(",", 1)[1]).strip().splitlines()
+    assert lines[0].split(",")[0] == "row"
+    assert [int(line.split(",")[0]) for line in lines[1:]] == expected.tolist()
+    assert root.get_attribute("data-selected") == str(len(expected))
+    assert browser.find_element("id", "ex-montage").is_displayed()
+
+
+def test_clicking_a_neuron_shows_its_samples(
+    browser: object, explorer_page: Path, study: dict[str, Path], request: pytest.FixtureRequest
+) -> None:
+    _open(browser, explorer_page, request)
+    canvas = browser.find_element("id", "ex-som-canvas")
+    browser.execute_script("arguments[0].scrollIntoView()", canvas)
+    bmu = np.load(study["som"] / "som.npz")["bmu_test"]
+    k = int(np.bincount(bmu).argmax())
+    centre = browser.execute_script("return fmnistExplorer.som.centreOf(arguments[0])", k)
+    _pointer(browser, canvas, *centre).click().perform()
+    _shot(browser, request, "neuron")
+    panel = browser.find_element("id", "ex-neuron")
+    assert panel.get_attribute("data-neuron") == str(k)
+    assert panel.get_attribute("data-samples") == str(int((bmu == k).sum()))
+    assert browser.find_element("id", "ex-neuron-samples").is_displayed()
+    assert f"{int((bmu == k).sum())} test images" in panel.text

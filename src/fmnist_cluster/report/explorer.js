@@ -218,7 +218,7 @@
       return best;
     }
     function describe(i) {
-      const lines = [data.split + " row " + rowIds[i]];
+      const lines = [data.split === "all" ? "row " + rowIds[i] + " (train rows, then test rows)" : data.split + " row " + rowIds[i]];
       colourings.forEach((c) => lines.push(c.name + ": " + (c.names[String(c.values[i])] || c.values[i])));
       return lines;
     }
