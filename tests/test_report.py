@@ -542,7 +542,7 @@ def test_hovering_a_point_shows_its_image(
         "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"
     )
     shown = np.array(shown, dtype=np.uint8).reshape(28 * 4, 28 * 4, 4)[::4, ::4, 0]
-    np.testing.assert_array_equal(shown, picture)
+    np.testing.assert_array_equal(shown, 255 - picture)  # drawn dark on white
     y = np.load(study["tw"] / "data.npz")
     label = int(np.concatenate([y["y_train"], y["y_test"]])[i])
     assert f"mystery label: label {label}" in tip.text

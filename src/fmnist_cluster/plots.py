@@ -44,15 +44,15 @@ def as_images(x: np.ndarray) -> np.ndarray:
 
 
 def image_strip_png(images: np.ndarray, scale: int = 2, gap: int = 2) -> bytes:
-    """A row of 28×28 uint8 images as one small PNG (white gaps between images), for a
-    table cell."""
+    """A row of 28×28 uint8 images as one small PNG, dark on white like the other montages
+    (grey gaps between images), for a table cell."""
     from PIL import Image
 
     tiles = as_images(np.asarray(images, dtype=np.uint8))
     n, h, w = tiles.shape if len(tiles) else (0, 28, 28)
-    strip = np.full((h, max(n * (w + gap) - gap, 1)), 255, dtype=np.uint8)
+    strip = np.full((h, max(n * (w + gap) - gap, 1)), 200, dtype=np.uint8)
     for i, tile in enumerate(tiles):
-        strip[:, i * (w + gap) : i * (w + gap) + w] = tile
+        strip[:, i * (w + gap) : i * (w + gap) + w] = 255 - tile
     image = Image.fromarray(strip).resize((strip.shape[1] * scale, h * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     image.save(buf, format="PNG")

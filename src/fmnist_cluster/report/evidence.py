@@ -111,9 +111,15 @@ _SKIP_KEYS = {
     "storage",
 }
 _FIGURE_GROUPS = (
-    ("contingency-", "Mystery label × cluster"),
-    ("decode-", "Decoding of the mystery labels"),
+    ("history", "Training"),
+    ("learning-curves", "Training"),
+    ("confusion-matrix", "Errors"),
+    ("misclassified", "Errors"),
+    ("importances", "Search"),
+    ("pareto", "Search"),
     ("explain-", "Explainer"),
+    ("decode-", "Decoding of the mystery labels"),
+    ("contingency-", "Mystery label × cluster"),
     ("images-per-cluster", "Images per cluster"),
     ("mean-image", "Images per cluster"),
     ("silhouette", "Choosing k and eps"),
@@ -142,6 +148,9 @@ def metric_label(key: str) -> str:
     head, _, rest = key.partition(".")
     label = METRIC_LABELS.get(head, head.replace("_", " "))
     return f"{label}: {rest.replace('_', ' ').replace('.', ' › ')}" if rest else label
+
+
+GROUP_ORDER = tuple(dict.fromkeys(group for _, group in _FIGURE_GROUPS))
 
 
 def figure_group(stem: str) -> str:

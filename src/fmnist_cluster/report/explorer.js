@@ -1,6 +1,7 @@
 // fmnist-cluster report explorer: plain JavaScript on <canvas>, no network, no libraries.
 // Reads the JSON in <script id="explorer-data"> (see report/explorer.py) and fills <div id="explorer">.
-// Every string from the data is shown with textContent, never parsed as HTML.
+// Every string from the data is shown with textContent, never parsed as HTML. Images are drawn
+// dark on white, like the report's other montages.
 (function () {
   "use strict";
   const root = document.getElementById("explorer");
@@ -62,7 +63,7 @@
     const base = index * SIDE * SIDE;
     for (let y = 0; y < c.height; y++) {
       for (let x = 0; x < c.width; x++) {
-        const v = src[base + Math.floor(y / scale) * SIDE + Math.floor(x / scale)];
+        const v = 255 - src[base + Math.floor(y / scale) * SIDE + Math.floor(x / scale)];
         const o = (y * c.width + x) * 4;
         img.data[o] = img.data[o + 1] = img.data[o + 2] = v;
         img.data[o + 3] = 255;
@@ -78,14 +79,14 @@
     canvas.width = cols * (SIDE + 1);
     canvas.height = Math.max(rows, 1) * (SIDE + 1);
     const ctx = canvas.getContext("2d");
-    ctx.fillStyle = "#ffffff";
+    ctx.fillStyle = "#cccccc";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     const img = ctx.createImageData(SIDE, SIDE);
     const src = pixels || tiles;
     for (let k = 0; k < n; k++) {
       const base = indices[k] * SIDE * SIDE;
       for (let p = 0; p < SIDE * SIDE; p++) {
-        const v = src[base + p];
+        const v = 255 - src[base + p];
         img.data[4 * p] = img.data[4 * p + 1] = img.data[4 * p + 2] = v;
         img.data[4 * p + 3] = 255;
       }
@@ -396,7 +397,7 @@
         const ox = (i % cols) * SIDE, oy = Math.floor(i / cols) * SIDE;
         for (let p = 0; p < SIDE * SIDE; p++) {
           const o = ((oy + Math.floor(p / SIDE)) * c.width + ox + (p % SIDE)) * 4;
-          img.data[o] = img.data[o + 1] = img.data[o + 2] = pixels[i * SIDE * SIDE + p];
+          img.data[o] = img.data[o + 1] = img.data[o + 2] = 255 - pixels[i * SIDE * SIDE + p];
           img.data[o + 3] = 255;
         }
       }
@@ -489,7 +490,10 @@
       }
       return null;
     })
-    .then(() => root.setAttribute("data-ready", "1"))
+    .then(() => {
+      root.setAttribute("data-ready-ms", String(Math.round(performance.now())));
+      root.setAttribute("data-ready", "1");
+    })
     .catch((err) => {
       el("p", root, { class: "ex-error", text: "The explorer could not start: " + err });
       throw err;

@@ -16,9 +16,10 @@ from importlib import resources
 from typing import Any
 
 from fmnist_cluster.report.document import Cell, Figure, Section, Table, html_text, md_text
+from fmnist_cluster.report.evidence import GROUP_ORDER
 from fmnist_cluster.report.findings import Block
 
-FOLD_ROWS = 12  # tables longer than this are folded
+FOLD_ROWS = 24  # tables longer than this are folded
 OPEN_FIGURES = 4  # figure groups up to this size are shown open
 
 
@@ -70,11 +71,12 @@ def _html_figure(fig: Figure) -> str:
 
 
 def figure_groups(figures: list[Figure]) -> list[tuple[str, list[Figure]]]:
-    """Figures grouped by subject, groups in order of first appearance."""
+    """Figures grouped by subject, the groups in a fixed order (unknown ones last)."""
     groups: dict[str, list[Figure]] = {}
     for fig in figures:
         groups.setdefault(fig.group, []).append(fig)
-    return list(groups.items())
+    rank = {name: i for i, name in enumerate(GROUP_ORDER)}
+    return sorted(groups.items(), key=lambda item: rank.get(item[0], len(rank)))
 
 
 def _html_findings(blocks: list[Block]) -> str:
