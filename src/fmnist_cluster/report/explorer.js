@@ -72,25 +72,18 @@
     ctx.putImageData(img, 0, 0);
     return c;
   }
-  function montage(canvas, indices, pixels, perRow) {
+  function montage(canvas, indices, pixels, perRow, scale) {
     const n = Math.min(indices.length, MONTAGE_MAX);
     const cols = Math.max(1, Math.min(perRow, n));
     const rows = Math.ceil(n / cols);
-    canvas.width = cols * (SIDE + 1);
-    canvas.height = Math.max(rows, 1) * (SIDE + 1);
+    const step = SIDE * scale + 1;
+    canvas.width = cols * step;
+    canvas.height = Math.max(rows, 1) * step;
     const ctx = canvas.getContext("2d");
     ctx.fillStyle = "#cccccc";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
-    const img = ctx.createImageData(SIDE, SIDE);
-    const src = pixels || tiles;
     for (let k = 0; k < n; k++) {
-      const base = indices[k] * SIDE * SIDE;
-      for (let p = 0; p < SIDE * SIDE; p++) {
-        const v = 255 - src[base + p];
-        img.data[4 * p] = img.data[4 * p + 1] = img.data[4 * p + 2] = v;
-        img.data[4 * p + 3] = 255;
-      }
-      ctx.putImageData(img, (k % cols) * (SIDE + 1), Math.floor(k / cols) * (SIDE + 1));
+      ctx.drawImage(tileCanvas(indices[k], scale, pixels), (k % cols) * step, Math.floor(k / cols) * step);
     }
     canvas.hidden = n === 0;
   }
@@ -279,7 +272,7 @@
       selText.textContent = picked.length + " rows selected on " + maps[state.map].name +
         (picked.length > MONTAGE_MAX ? " (the first " + MONTAGE_MAX + " shown)" : "") + ".";
       root.setAttribute("data-selected", String(picked.length));
-      if (pointImages && tiles) montage(mont, picked.map((i) => pointImages[i]), null, 20);
+      if (pointImages && tiles) montage(mont, picked.map((i) => pointImages[i]), null, 20, picked.length > 60 ? 1 : 2);
     }
     function pos(ev) {
       const r = canvas.getBoundingClientRect();
@@ -352,7 +345,7 @@
     const samples = el("canvas", panel, { id: "ex-neuron-samples" });
     samples.hidden = true;
     const SIZE = 440;
-    const ctx = hiDpi(canvas, SIZE, SIZE);
+    let ctx = hiDpi(canvas, SIZE, SIZE);
     let som = null, layout = null;
 
     function load(k) {
@@ -367,6 +360,7 @@
         y1 = Math.max(y1, coords[2 * i + 1]);
       }
       const cell = Math.min((SIZE - 4) / (x1 - x0 + 1), (SIZE - 4) / (y1 - y0 + 1));
+      ctx = hiDpi(canvas, Math.ceil((x1 - x0 + 1) * cell + 4), Math.ceil((y1 - y0 + 1) * cell + 4));
       som = {
         s, coords, count, cell, x0, y0,
         bmu: s.bmu ? i32(s.bmu) : null,
@@ -409,7 +403,7 @@
     }
     function drawSom() {
       ctx.fillStyle = "#ffffff";
-      ctx.fillRect(0, 0, SIZE, SIZE);
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
       const c = som.cell;
       for (let i = 0; i < som.count; i++) {
         const [x, y] = centre(i);
@@ -454,7 +448,7 @@
         el("div", proto, { class: "note", text: "prototype" });
         proto.appendChild(tileCanvas(k, 4, som.protos));
       }
-      if (som.images && tiles) montage(samples, members.map((i) => som.images[i]), null, 12);
+      if (som.images && tiles) montage(samples, members.map((i) => som.images[i]), null, 12, 2);
       else samples.hidden = true;
     }
     canvas.addEventListener("click", (ev) => {
