@@ -214,18 +214,22 @@ def test_report_round_trip(study: dict[str, Path], tmp_path: Path, monkeypatch: 
         "embed-1",
         "artefacts",
     ]
-    # every figure is embedded, decodes as PNG, and matches the copy in figures/
+    # every figure is embedded (a PNG equal to its copy in figures/), or linked when the explorer
+    # shows the same thing interactively (the embedding by label and by cluster, SOM prototypes)
     pngs = sorted((out / "figures").glob("*.png"))
-    assert len(parser.sources) == len(pngs) > 20
-    embedded = sorted(base64.b64decode(src.split(",", 1)[1]) for src in parser.sources)
-    assert embedded == sorted(p.read_bytes() for p in pngs)
     assert all(src.startswith("data:image/png;base64,") for src in parser.sources)
+    embedded = [base64.b64decode(src.split(",", 1)[1]) for src in parser.sources]
+    files = [link for link in parser.links if link.startswith("figures/")]
+    assert len(embedded) + len(files) == len(pngs) > 20
+    assert sorted(embedded + [(out / f).read_bytes() for f in files]) == sorted(p.read_bytes() for p in pngs)
+    assert {"figures/embed-pca-by-kmeans.png", "figures/train-som-prototypes.png"} <= set(files)
     # self-contained: two inline scripts (the explorer's data and code), nothing fetched
     assert 'src="http' not in page and "<link" not in page
     assert [attrs for attrs, _ in parser.scripts] == [{"type": "application/json", "id": "explorer-data"}, {}]
     assert parser.scripts[1][1].strip() == JS.strip()
-    # every link is to an anchor of the page
-    assert parser.links and all(link.startswith("#") and link[1:] in parser.ids for link in parser.links)
+    # every other link is to an anchor of the page
+    anchors = [link for link in parser.links if not link.startswith("figures/")]
+    assert anchors and all(link.startswith("#") and link[1:] in parser.ids for link in anchors)
     names = {p.stem for p in pngs}
     for expected in (
         "embed-pca-by-kmeans",

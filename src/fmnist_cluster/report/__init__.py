@@ -13,6 +13,7 @@ rows), :mod:`.render` (HTML and Markdown).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,24 @@ def _unique_figure_names(sections: list[Section]) -> None:
                 fig.name = f"{base}-{i}"
                 i += 1
             names.add(fig.name)
+
+
+_EXPLORED_SCATTER = re.compile(r"^embed-(pca|tsne|umap)-by-(label|kmeans|dbscan|hdbscan|agglomerative)(-\d+)?$")
+
+
+def _leave_to_explorer(sections: list[Section], explorer: dict[str, Any] | None) -> None:
+    """Figures the explorer shows interactively (the embedding coloured by label and by each
+    clustering, the SOM prototypes) are linked, not inlined, so a 10,000-point page stays small."""
+    if explorer is None:
+        return
+    embeds = [s for s in sections if s.stage == "embed"]
+    if embeds and explorer["maps"]:
+        for fig in embeds[0].figures:
+            fig.inline = not _EXPLORED_SCATTER.match(fig.name)
+    for sec, som in zip((s for s in sections if s.stage == "train-som"), explorer["soms"], strict=True):
+        if som.get("prototypes"):
+            for fig in sec.figures:
+                fig.inline = not fig.name.startswith("train-som-prototypes")
 
 
 def run_report(config: ReportConfig, folders: list[Path | str], out_dir: Path | str) -> dict[str, Any]:
@@ -93,6 +112,7 @@ def run_report(config: ReportConfig, folders: list[Path | str], out_dir: Path | 
     images = RowImages(inputs)
     findings = build_findings(sections, inputs, images, config.seed)
     explorer, explorer_note = build_explorer(sections, config, inputs, images)
+    _leave_to_explorer(sections, explorer)
     overview = Table(
         "Artefacts",
         ["stage", "folder", "created", "seconds", "command"],

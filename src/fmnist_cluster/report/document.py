@@ -81,12 +81,14 @@ class Table:
 
 @dataclass
 class Figure:
-    """A PNG figure with a caption; ``name`` is a slug, ``group`` the heading it is shown under."""
+    """A PNG figure with a caption; ``name`` is a slug, ``group`` the heading it is shown under;
+    ``inline`` False when the explorer shows the same thing (the page then links the file)."""
 
     name: str
     caption: str
     png: bytes
     group: str = "Figures"
+    inline: bool = True
 
 
 @dataclass

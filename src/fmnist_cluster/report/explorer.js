@@ -53,8 +53,8 @@
   // ---- images: one pool of 28x28 tiles -------------------------------------------------
   let tiles = null;
   const SIDE = data.images ? data.images.side : 28;
-  function tileCanvas(index, scale, pixels) {
-    const src = pixels || tiles;
+  function tileCanvas(index, scale) {
+    const src = tiles;
     const c = document.createElement("canvas");
     c.width = SIDE * scale;
     c.height = SIDE * scale;
@@ -72,7 +72,7 @@
     ctx.putImageData(img, 0, 0);
     return c;
   }
-  function montage(canvas, indices, pixels, perRow, scale) {
+  function montage(canvas, indices, perRow, scale) {
     const n = Math.min(indices.length, MONTAGE_MAX);
     const cols = Math.max(1, Math.min(perRow, n));
     const rows = Math.ceil(n / cols);
@@ -83,7 +83,7 @@
     ctx.fillStyle = "#cccccc";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     for (let k = 0; k < n; k++) {
-      ctx.drawImage(tileCanvas(indices[k], scale, pixels), (k % cols) * step, Math.floor(k / cols) * step);
+      ctx.drawImage(tileCanvas(indices[k], scale), (k % cols) * step, Math.floor(k / cols) * step);
     }
     canvas.hidden = n === 0;
   }
@@ -272,7 +272,7 @@
       selText.textContent = picked.length + " rows selected on " + maps[state.map].name +
         (picked.length > MONTAGE_MAX ? " (the first " + MONTAGE_MAX + " shown)" : "") + ".";
       root.setAttribute("data-selected", String(picked.length));
-      if (pointImages && tiles) montage(mont, picked.map((i) => pointImages[i]), null, 20, picked.length > 60 ? 1 : 2);
+      if (pointImages && tiles) montage(mont, picked.map((i) => pointImages[i]), 20, picked.length > 60 ? 1 : 2);
     }
     function pos(ev) {
       const r = canvas.getBoundingClientRect();
@@ -367,36 +367,23 @@
         images: s.images ? i32(s.images) : null,
         labels: s.labels ? i32(s.labels) : null,
         dominant: s.dominant ? i32(s.dominant) : null,
-        protos: null,
+        atlas: null,
       };
       layout = som;
       info.textContent = "No neuron chosen.";
       proto.textContent = "";
       samples.hidden = true;
       panel.removeAttribute("data-neuron");
-      const ready = s.prototypes ? inflate(s.prototypes) : Promise.resolve(null);
-      return ready.then((p) => {
-        som.protos = p;
-        som.atlas = p ? atlas(p, count, s.cols) : null;
+      let ready = Promise.resolve(null);
+      if (s.prototypes) {
+        const img = new Image();
+        img.src = "data:image/png;base64," + s.prototypes;
+        ready = img.decode().then(() => img);
+      }
+      return ready.then((img) => {
+        som.atlas = img;
         drawSom();
       });
-    }
-    function atlas(pixels, count, cols) {
-      const c = document.createElement("canvas");
-      c.width = cols * SIDE;
-      c.height = Math.ceil(count / cols) * SIDE;
-      const actx = c.getContext("2d");
-      const img = actx.createImageData(c.width, c.height);
-      for (let i = 0; i < count; i++) {
-        const ox = (i % cols) * SIDE, oy = Math.floor(i / cols) * SIDE;
-        for (let p = 0; p < SIDE * SIDE; p++) {
-          const o = ((oy + Math.floor(p / SIDE)) * c.width + ox + (p % SIDE)) * 4;
-          img.data[o] = img.data[o + 1] = img.data[o + 2] = 255 - pixels[i * SIDE * SIDE + p];
-          img.data[o + 3] = 255;
-        }
-      }
-      actx.putImageData(img, 0, 0);
-      return c;
     }
     function centre(i) {
       return [2 + (som.coords[2 * i] - som.x0 + 0.5) * som.cell, 2 + (som.coords[2 * i + 1] - som.y0 + 0.5) * som.cell];
@@ -444,11 +431,14 @@
       panel.setAttribute("data-neuron", String(k));
       panel.setAttribute("data-samples", String(members.length));
       proto.textContent = "";
-      if (som.protos) {
+      if (som.atlas) {
         el("div", proto, { class: "note", text: "prototype" });
-        proto.appendChild(tileCanvas(k, 4, som.protos));
+        const big = el("canvas", proto, { id: "ex-prototype", width: String(SIDE * 4), height: String(SIDE * 4) });
+        const bctx = big.getContext("2d");
+        bctx.imageSmoothingEnabled = false;
+        bctx.drawImage(som.atlas, col * SIDE, row * SIDE, SIDE, SIDE, 0, 0, SIDE * 4, SIDE * 4);
       }
-      if (som.images && tiles) montage(samples, members.map((i) => som.images[i]), null, 12, 2);
+      if (som.images && tiles) montage(samples, members.map((i) => som.images[i]), 12, 2);
       else samples.hidden = true;
     }
     canvas.addEventListener("click", (ev) => {

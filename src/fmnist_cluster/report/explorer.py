@@ -116,6 +116,7 @@ def _point_colourings(
 
 
 def _som_payload(sec: Section, pool: ImagePool, inputs: dict[str, str]) -> dict[str, Any] | None:
+    from fmnist_cluster import plots
     from fmnist_cluster.cluster import _recorded_images
     from fmnist_cluster.data import load_dataset
     from fmnist_cluster.plots import as_images
@@ -132,8 +133,12 @@ def _som_payload(sec: Section, pool: ImagePool, inputs: dict[str, str]) -> dict[
         "prototypes": None,
     }
     if flat.shape[1] == 784:
-        protos = to_uint8(flat.reshape(n_neurons, 28, 28))
-        item["prototypes"] = base64.b64encode(zlib.compress(protos.tobytes(), 9)).decode()
+        # one PNG atlas, rows × cols tiles in grid order, dark on white (PNG's filters suit the
+        # smooth prototypes better than plain zlib)
+        tiles = 255 - to_uint8(flat.reshape(n_neurons, 28, 28))
+        atlas = tiles.reshape(item["rows"], item["cols"], 28, 28).transpose(0, 2, 1, 3)
+        png = plots.grey_png(atlas.reshape(item["rows"] * 28, item["cols"] * 28))
+        item["prototypes"] = base64.b64encode(png).decode()
     if "dominant" in arrays:
         item["dominant"] = _b64(arrays["dominant"], "i4")
     bmu = arrays.get("bmu_test")

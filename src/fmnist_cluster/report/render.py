@@ -100,8 +100,13 @@ def _html_section(section: Section) -> str:
     tables = "".join(html_table(t) for t in section.tables)
     groups = []
     for name, figs in figure_groups(section.figures):
-        inner = f'<div class="figs">{"".join(_html_figure(f) for f in figs)}</div>'
-        opened = " open" if len(figs) <= OPEN_FIGURES else ""
+        inner = f'<div class="figs">{"".join(_html_figure(f) for f in figs if f.inline)}</div>'
+        linked = [f for f in figs if not f.inline]
+        if linked:
+            files = ", ".join(f'<a href="figures/{f.name}.png">{html_text(f.caption)}</a>' for f in linked)
+            explorer = '<a href="#explorer-section">explorer</a>'
+            inner += f'<p class="note">Interactive in the {explorer}; static copies: {files}.</p>'
+        opened = " open" if len(figs) - len(linked) <= OPEN_FIGURES else ""
         groups.append(f"<details{opened}><summary>{html_text(name)} ({len(figs)})</summary>{inner}</details>")
     return (
         f'<section id="{html_text(section.anchor)}"><h2>{html_text(section.title)}</h2>{meta}{tables}'
