@@ -587,6 +587,40 @@ def test_a_box_selection_exports_the_right_ids(
     assert browser.find_element("id", "ex-montage").is_displayed()
 
 
+def test_a_lasso_selection_exports_the_points_inside_it(
+    browser: object, explorer_page: Path, study: dict[str, Path], request: pytest.FixtureRequest
+) -> None:
+    import urllib.parse
+
+    from matplotlib.path import Path as Polygon
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, explorer_page, request)
+    Select(browser.find_element("id", "ex-mode")).select_by_value("lasso")
+    canvas = browser.find_element("id", "ex-canvas")
+    browser.execute_script("arguments[0].scrollIntoView()", canvas)
+    n = len(np.load(study["embed"] / "embedding.npz")["index"])
+    screen = np.array(
+        browser.execute_script("return [...Array(arguments[0]).keys()].map(fmnistExplorer.scatter.screenOf)", n)
+    )
+    # a triangle over the middle of the map
+    (x0, y0), (x1, y1) = screen.min(0), screen.max(0)
+    corners = [(x0 + 0.1 * (x1 - x0), y0 + 0.9 * (y1 - y0)), (x0 + 0.5 * (x1 - x0), y0 + 0.05 * (y1 - y0))]
+    corners.append((x0 + 0.95 * (x1 - x0), y0 + 0.9 * (y1 - y0)))
+    chain = _pointer(browser, canvas, *corners[0]).click_and_hold()
+    for (ax, ay), (bx, by) in zip(corners, [*corners[1:], corners[0]], strict=True):
+        chain = chain.move_by_offset(round(bx - ax), round(by - ay))
+    chain.release().perform()
+    _shot(browser, request, "lasso")
+    root = browser.find_element("id", "explorer")
+    path = np.array(json.loads(root.get_attribute("data-selection-path")))
+    expected = np.flatnonzero(Polygon(path).contains_points(screen))
+    assert 0 < len(expected) < n
+    href = browser.find_element("id", "ex-csv").get_attribute("href")
+    lines = urllib.parse.unquote(href.split(",", 1)[1]).strip().splitlines()
+    assert [int(line.split(",")[0]) for line in lines[1:]] == expected.tolist()
+
+
 def test_clicking_a_neuron_shows_its_samples(
     browser: object, explorer_page: Path, study: dict[str, Path], request: pytest.FixtureRequest
 ) -> None:

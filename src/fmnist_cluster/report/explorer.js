@@ -250,6 +250,7 @@
       } else {
         for (let i = 0; i < n; i++) if (Number.isFinite(sx[i]) && inPolygon(sx[i], sy[i], d.path)) picked.push(i);
         root.removeAttribute("data-selection-box");
+        root.setAttribute("data-selection-path", JSON.stringify(d.path));
       }
       setSelection(picked);
     }
@@ -300,7 +301,8 @@
     window.addEventListener("mouseup", () => {
       const d = state.drag;
       if (!d) return;
-      if (Math.abs(d.x1 - d.x0) + Math.abs(d.y1 - d.y0) >= 3) finishSelection();
+      // a drag, not a click: the pointer went at least 3 px away from where it was pressed
+      if (d.path.some(([x, y]) => Math.abs(x - d.x0) + Math.abs(y - d.y0) >= 3)) finishSelection();
       state.drag = null;
       draw();
     });
