@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_MD_LINE_START = re.compile(r"^(\s*\d*)([#+>.)-])")
 
 
 def slug(text: str, fallback: str = "item", limit: int = 48) -> str:
@@ -31,10 +32,12 @@ def html_text(value: Any) -> str:
 
 
 def md_text(value: Any) -> str:
-    """Any value as Markdown text that renders literally: HTML is escaped, Markdown syntax
-    characters are backslash-escaped, line breaks become spaces."""
+    """Any value as Markdown text that renders literally: HTML is escaped, the characters of
+    inline Markdown syntax (and a list or heading marker at the start) are backslash-escaped,
+    line breaks become spaces."""
     text = html.escape(str(value), quote=False).replace("\r", " ").replace("\n", " ")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", text)
 
 
 def fmt(value: Any) -> str:

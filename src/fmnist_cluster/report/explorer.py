@@ -117,7 +117,7 @@ def _point_colourings(
 
 def _som_payload(sec: Section, pool: ImagePool, inputs: dict[str, str]) -> dict[str, Any] | None:
     from fmnist_cluster import plots
-    from fmnist_cluster.cluster import _recorded_images
+    from fmnist_cluster.cluster import recorded_images
     from fmnist_cluster.data import load_dataset
     from fmnist_cluster.plots import as_images
 
@@ -142,7 +142,7 @@ def _som_payload(sec: Section, pool: ImagePool, inputs: dict[str, str]) -> dict[
     if "dominant" in arrays:
         item["dominant"] = _b64(arrays["dominant"], "i4")
     bmu = arrays.get("bmu_test")
-    folder = _recorded_images(sec.manifest)
+    folder = recorded_images(sec.manifest)
     if bmu is None or folder is None:
         return item
     try:
