@@ -245,9 +245,12 @@ def test_report_round_trip(study: dict[str, Path], tmp_path: Path, monkeypatch: 
         "findings-images-1",
     ):
         assert expected in names, expected
-    # the findings: no explainer output here, so the decoding describes the labels
+    # the findings: the explainer's verdict and one row per label with its rule
     findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
-    assert "No explainer output" in findings and "decoded classes" in findings
+    explanation = json.loads((study["cluster"] / "explanation.json").read_text())
+    assert f"Verdict: {explanation['verdict']}" in findings
+    for entry in explanation["labels"]:
+        assert (entry["rule"] or "–") in parser.cells
     decoding = json.loads((study["cluster"] / "decoding.json").read_text())
     for entry in decoding["labels"]:
         assert entry["summary"].split("≈", 1)[1].strip() in parser.cells
@@ -288,8 +291,17 @@ def test_findings_from_the_explainer(study: dict[str, Path], tmp_path: Path) -> 
 
 
 def test_findings_say_when_there_is_no_explanation(study: dict[str, Path], tmp_path: Path) -> None:
+    decoded = tmp_path / "cluster-decoded"
+    shutil.copytree(study["cluster"], decoded)
+    for name in ("explanation.json", "explanation.npz", *(p.name for p in (decoded / "figures").glob("explain-*"))):
+        (decoded / name if name.startswith("explanation") else decoded / "figures" / name).unlink()
+    _rehash(decoded)
+    _, page, _ = report(tmp_path, decoded, name="decoded")
+    findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert "No explainer output (explanation.json)" in findings and "decoded classes" in findings
+    assert findings.count('<img class="strip"') == len(json.loads((decoded / "decoding.json").read_text())["labels"])
     bare = tmp_path / "cluster-bare"
-    shutil.copytree(study["cluster"], bare)
+    shutil.copytree(decoded, bare)
     (bare / "decoding.json").unlink()
     _rehash(bare)
     _, page, md = report(tmp_path, bare)
