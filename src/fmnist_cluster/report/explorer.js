@@ -477,6 +477,7 @@
       return null;
     })
     .then(() => {
+      if (!data.maps.length) root.setAttribute("data-rendered-points", "0");
       root.setAttribute("data-ready-ms", String(Math.round(performance.now())));
       root.setAttribute("data-ready", "1");
     })

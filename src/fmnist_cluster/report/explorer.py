@@ -8,7 +8,8 @@ drawn neuron by neuron; a click shows the neuron's prototype and its test images
 
 Everything goes into the page as one JSON object: numbers as base64 little-endian typed
 arrays, images as one zlib-compressed blob of 28×28 uint8 tiles (each distinct image once,
-shared by the maps and the SOMs), decompressed in the browser with ``DecompressionStream``.
+shared by the maps and the SOMs), decompressed in the browser with ``DecompressionStream``,
+and each SOM's prototypes as one PNG atlas in grid order.
 """
 
 from __future__ import annotations

@@ -153,7 +153,9 @@ def _label_rows_explained(
     return block
 
 
-def _label_rows_decoded(sec: Section, decoding: dict[str, Any], inputs: dict[str, str], images: RowImages, seed: int):
+def _label_rows_decoded(
+    sec: Section, decoding: dict[str, Any], inputs: dict[str, str], images: RowImages, seed: int
+) -> Block:
     block = Block("findings-labels", "What the mystery labels mean")
     block.lines.append(
         f"No explainer output (explanation.json) in {sec.folder}: the labels are described by their decoded "
