@@ -118,8 +118,8 @@ def _point_colourings(
 
 def _som_payload(sec: Section, pool: ImagePool, inputs: dict[str, str]) -> dict[str, Any] | None:
     from fmnist_cluster import plots
-    from fmnist_cluster.cluster import recorded_images
     from fmnist_cluster.data import load_dataset
+    from fmnist_cluster.features import recorded_images
     from fmnist_cluster.plots import as_images
 
     arrays = read_npz(sec.folder, "som.npz", "train-som", inputs, ("weights", "coords"))

@@ -2,7 +2,7 @@
 
 Both stages record their input file (``input``, ``input_sha256``, ``split``, ``n`` in their
 ``metrics.json``); the images are found the way ``cluster`` finds them
-(:func:`fmnist_cluster.cluster.load_features`: pixels are their own images, an encoding names
+(:func:`fmnist_cluster.features.load_features`: pixels are their own images, an encoding names
 its ``preprocess`` folder in its manifest). When the input moved or changed, there are none.
 """
 
@@ -50,7 +50,7 @@ class RowImages:
 
     def __call__(self, metrics: dict[str, Any]) -> np.ndarray | None:
         """(N, 28, 28) uint8 images of the rows, or None when they cannot be found."""
-        from fmnist_cluster.cluster import load_features
+        from fmnist_cluster.features import load_features
         from fmnist_cluster.plots import as_images
 
         raw, split = metrics.get("input"), metrics.get("split")
