@@ -348,8 +348,9 @@ def report(
     ] = None,
     out: OutOpt = Path("outputs/report"),
 ) -> None:
-    """Gather the figures and tables of the given artefact folders into one self-contained HTML
-    page (report.html, figures embedded) and a Markdown summary (report.md with figures/)."""
+    """One self-contained HTML page of the given artefact folders (report.html: the findings
+    first, an interactive explorer of the embeddings and SOMs, then every table and figure) and
+    a Markdown summary (report.md with figures/)."""
     from fmnist_cluster.config import ReportConfig
     from fmnist_cluster.report import DEFAULT_INPUTS, run_report
 
@@ -358,7 +359,8 @@ def report(
     summary = _run(lambda: run_report(cfg, folders, out))
     console.print(
         f"[green]report[/]: {summary['n_inputs']} artefact(s), {summary['n_figures']} figures, "
-        f"{summary['n_tables']} tables -> {out}/report.html, {out}/report.md"
+        f"{summary['n_tables']} tables, explorer of {summary['explorer_points']} points "
+        f"-> {out}/report.html ({summary['html_bytes'] / 1e6:.1f} MB), {out}/report.md"
     )
 
 

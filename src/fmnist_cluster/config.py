@@ -468,7 +468,7 @@ class ReportConfig(StrictModel):
     title : str
         Heading of the report.
     max_points : int
-        Points drawn in each scatter plot (a seeded sample beyond that).
+        Points drawn in each scatter plot and in the explorer (a seeded sample beyond that).
     include_json : bool
         Also list every metrics file of the inputs as a JSON block in the HTML.
     seed : int
