@@ -68,20 +68,29 @@ def main() -> None:
     classes = np.concatenate([data.y_train, data.y_test])
     every = {k: np.concatenate([train[k], test[k]]) for k in train}
     print(f"{len(classes)} images loaded in {loaded - start:.1f} s; 14 properties in {props_seconds:.1f} s")
-    print("| rule | drawn | verdict | found | test agreement | chance | seconds |")
-    print("|---|---|---|---|---|---|---|")
+    print("| rule | drawn | verdict | found | test agreement | chance | seconds | anchor tree: agreement, s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    one_hot = np.eye(10)[classes]
+    features = np.column_stack([every[k] for k in every] + [one_hot])
 
     def run(name: str, drawn: str, y: np.ndarray) -> None:
+        from sklearn.tree import DecisionTreeClassifier
+
         began = time.perf_counter()
         result = explain(
             Evidence(y[:n], y[n:], train, test, data.y_train, data.y_test, FASHION_CLASSES, "content"), seed=0
         )
         seconds = time.perf_counter() - began
+        # anchor: an opaque tree on every property and the classes, fitted on the same training rows
+        began = time.perf_counter()
+        tree = DecisionTreeClassifier(min_samples_leaf=20, random_state=0).fit(features[:n], y[:n])
+        anchor = time.perf_counter() - began
+        tree_agreement = float(np.mean(tree.predict(features[n:]) == y[n:]))
         guess = result["best_guess"] or {"kind": "-", "properties": []}
         found = f"{guess['kind']} {' '.join(guess['properties'])}".strip()
         print(
             f"| {name} | {drawn} | {result['verdict']} | {found} | {result['agreement']:.4f} | "
-            f"{result['chance']:.4f} | {seconds:.1f} |"
+            f"{result['chance']:.4f} | {seconds:.1f} | {tree_agreement:.4f}, {anchor:.1f} | {seconds / anchor:.1f} |"
         )
 
     for kind in RULE_KINDS:
