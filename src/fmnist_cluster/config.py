@@ -16,7 +16,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from fmnist_cluster.errors import FmnistError
-from fmnist_cluster.explain.properties import PROPERTIES
 
 
 class StrictModel(BaseModel):
@@ -335,6 +334,8 @@ class ExplainConfig(StrictModel):
     @field_validator("properties")
     @classmethod
     def _known_properties(cls, value: list[str] | None) -> list[str] | None:
+        from fmnist_cluster.explain.properties import PROPERTIES  # declared there, with the formulas
+
         if value is not None:
             for name in value:
                 if name not in PROPERTIES:
