@@ -29,11 +29,12 @@ import json
 import os
 import platform
 import shutil
+import stat
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -110,6 +111,16 @@ def sha256_file(path: Path | str) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """Hex sha256 of arrays' shapes, dtypes and bytes: a fingerprint of training data."""
+    digest = hashlib.sha256()
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(memoryview(arr).cast("B"))
     return digest.hexdigest()
 
 
@@ -194,7 +205,7 @@ def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def read_manifest(folder: Path | str, producer: str) -> dict[str, Any]:
+def read_manifest(folder: Path | str, producer: str, option: str = "--input") -> dict[str, Any]:
     """Read and check ``manifest.json`` of an upstream artefact folder.
 
     Parameters
@@ -203,10 +214,16 @@ def read_manifest(folder: Path | str, producer: str) -> dict[str, Any]:
         The upstream stage's output folder.
     producer : str
         The command that makes it, quoted in errors, e.g. ``fmnist-cluster preprocess``.
+    option : str
+        The command-line option that names the folder, quoted in errors (``--input``, ``--model``).
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise FmnistError(
+            f"{option} {folder} is a file, not an artefact folder; pass the output folder of `{producer}`"
+        )
     if not folder.is_dir():
-        raise FmnistError(f"input folder {folder} does not exist; run `{producer}` first (or pass --input)")
+        raise FmnistError(f"input folder {folder} does not exist; run `{producer}` first (or pass {option})")
     mpath = folder / MANIFEST
     if not mpath.is_file():
         raise FmnistError(
@@ -217,12 +234,22 @@ def read_manifest(folder: Path | str, producer: str) -> dict[str, Any]:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise FmnistError(f"{mpath} is not valid JSON; run `{producer}` again") from None
-    if not isinstance(manifest, dict) or "stage" not in manifest or "outputs" not in manifest:
-        raise FmnistError(f"{mpath} is not an fmnist-cluster manifest; run `{producer}` again")
+    if (
+        not isinstance(manifest, dict)
+        or not isinstance(manifest.get("stage"), str)
+        or not isinstance(manifest.get("outputs"), dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest["outputs"].items())
+    ):
+        raise FmnistError(
+            f"{mpath} is not an fmnist-cluster manifest (needs a 'stage' string and an 'outputs' mapping of "
+            f"file names to sha256); run `{producer}` again"
+        )
     return manifest
 
 
-def require_file(folder: Path | str, name: str, producer: str, stage: str | None = None) -> tuple[Path, str]:
+def require_file(
+    folder: Path | str, name: str, producer: str, stage: str | tuple[str, ...] | None = None, option: str = "--input"
+) -> tuple[Path, str]:
     """Locate one file of a finished upstream artefact and check it against its manifest.
 
     Parameters
@@ -233,8 +260,10 @@ def require_file(folder: Path | str, name: str, producer: str, stage: str | None
         File inside it, e.g. ``data.npz``.
     producer : str
         The command that makes it (quoted in errors).
-    stage : str or None
-        If given, the stage name the manifest must carry (e.g. ``preprocess``).
+    stage : str, tuple of str or None
+        If given, the stage name(s) the manifest may carry (e.g. ``preprocess``).
+    option : str
+        The command-line option that names the folder, quoted in errors.
 
     Returns
     -------
@@ -244,20 +273,27 @@ def require_file(folder: Path | str, name: str, producer: str, stage: str | None
     Raises
     ------
     FmnistError
-        Folder, manifest or file missing, wrong stage, or file changed since it was written.
+        Folder, manifest or file missing, wrong stage, a file the manifest does not list, or a
+        file changed since it was written.
     """
     folder = Path(folder)
-    manifest = read_manifest(folder, producer)
-    if stage is not None and manifest.get("stage") != stage:
+    manifest = read_manifest(folder, producer, option)
+    stages = (stage,) if isinstance(stage, str) else stage
+    if stages is not None and manifest["stage"] not in stages:
         raise FmnistError(
-            f"{folder} was written by `{manifest.get('stage')}`, not `{stage}`; pass the output folder of `{producer}`"
+            f"{option} {folder} was written by `{manifest['stage']}`, not `{' or '.join(stages)}`; "
+            f"pass the output folder of `{producer}`"
         )
     path = folder / name
     if not path.is_file():
         raise FmnistError(f"{path} is missing; run `{producer}` to make it")
-    digest = sha256_file(path)
     expected = manifest["outputs"].get(name)
-    if expected is not None and expected != digest:
+    if expected is None:
+        raise FmnistError(
+            f"{path} is not listed in {folder / MANIFEST}, so it was not written by that run; run `{producer}` again"
+        )
+    digest = sha256_file(path)
+    if expected != digest:
         raise FmnistError(
             f"{path} does not match the sha256 in its manifest (changed or damaged since it was written); "
             f"run `{producer}` again"
@@ -303,13 +339,97 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def check_out_dir(out_dir: Path | str, stage: str, inputs: Iterable[tuple[str, Path | str | None]] = ()) -> None:
+    """Refuse an ``--out`` folder that would destroy an upstream artefact.
+
+    Parameters
+    ----------
+    out_dir : path
+        The output folder a stage is about to write.
+    stage : str
+        The stage that writes it; a folder holding a finished artefact of another stage is refused.
+    inputs : iterable of (option, path)
+        The folders the stage reads (e.g. ``[("--input", ...), ("--model", ...)]``); ``--out``
+        may be none of them.
+
+    Raises
+    ------
+    FmnistError
+        ``--out`` is a file, one of the inputs, or a finished artefact of another stage.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FmnistError(f"--out {out} is a file, not a folder; pass a folder for the {stage} artefact")
+    here = out.resolve()
+    for option, folder in inputs:
+        if folder is not None and Path(folder).resolve() == here:
+            raise FmnistError(
+                f"--out {out} is also the {option} folder; writing there would replace what {stage} reads, "
+                "pass another --out"
+            )
+    mpath = out / MANIFEST
+    if mpath.is_file():
+        try:
+            other = json.loads(mpath.read_text(encoding="utf-8")).get("stage")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+            other = None
+        if isinstance(other, str) and other != stage:
+            raise FmnistError(
+                f"--out {out} holds a finished `{other}` artefact; {stage} would replace it, pass another --out "
+                "(or delete that folder first)"
+            )
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two folders (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return done == 0
+
+
+def _carry_over(old: Path, new: Path, skip: set[str]) -> None:
+    """Hard-link (or copy) every file of ``old`` not named in ``skip`` into ``new`` (same relative path):
+    checkpoints, study databases and the user's own files survive a publication; the previous
+    run's outputs do not."""
+    for path in sorted(old.rglob("*")):
+        rel = path.relative_to(old).as_posix()
+        if rel in skip or (path.is_dir() and not path.is_symlink()) or rel.split("/")[0].startswith(".staging-"):
+            continue
+        target = new / rel
+        if target.exists() or target.is_symlink():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            os.symlink(os.readlink(path), target)
+            continue
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
 @dataclass
 class StageRun:
     """Collects a stage's outputs in a staging folder and publishes them atomically.
 
     Use as a context manager; call :meth:`commit` at the end of a successful stage. Leaving
     the block without commit (an exception) deletes the staging folder and leaves the
-    output folder as it was.
+    output folder as it was (a folder this run created, still empty, is removed).
+
+    The staging folder is a sibling of the output folder. :meth:`commit` writes the manifest
+    into it, links in the files of the old folder that are not outputs of the previous run
+    (checkpoints, a study database, the user's own files), then swaps the two folders in one
+    atomic rename: a reader sees the old artefact or the new one, never a mixture, and
+    outputs the new run no longer writes disappear with the old folder.
 
     Parameters
     ----------
@@ -333,30 +453,55 @@ class StageRun:
     _staging: Path | None = None
     _names: list[str] = field(default_factory=list)
     _start: float = field(default_factory=time.perf_counter)
+    _created: bool = False
 
     def __enter__(self) -> StageRun:
         self.out_dir = Path(self.out_dir)
+        if self.out_dir.is_symlink():
+            self.out_dir = self.out_dir.resolve()
+        check_out_dir(self.out_dir, self.stage)
+        self._created = not self.out_dir.exists()
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.out_dir, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+            parent = self.out_dir.absolute().parent
+            for stale in [*parent.glob(f".{self.out_dir.name}.staging-*"), *self.out_dir.glob(".staging-*")]:
+                pid = stale.name.rsplit(".staging-", 1)[1].split("-")[0]
+                if not (pid.isdigit() and _pid_alive(int(pid))):
+                    shutil.rmtree(stale, ignore_errors=True)
+            self._staging = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.staging-{os.getpid()}-", dir=parent))
         except OSError as exc:
+            self._remove_if_new()
             raise FmnistError(
-                f"cannot create output folder {self.out_dir} ({exc.strerror}); pass a writable --out"
+                f"cannot write output folder {self.out_dir} ({exc.strerror or exc}); pass a writable --out"
             ) from None
-        for stale in self.out_dir.glob(".staging-*"):
-            pid = stale.name.split("-")[1]
-            if not (pid.isdigit() and _pid_alive(int(pid))):
-                shutil.rmtree(stale, ignore_errors=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.out_dir))
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
+            self._remove_if_new()
+
+    def _remove_if_new(self) -> None:
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.out_dir.rmdir()  # only when still empty
 
     # -- inputs and timings -------------------------------------------------------------
     def add_input(self, path: Path | str, digest: str | None = None) -> None:
-        """Record an input file's sha256 in the manifest."""
+        """Record an input file's sha256 in the manifest.
+
+        Raises
+        ------
+        FmnistError
+            The input lies inside the output folder, which publishing would replace.
+        """
+        if Path(path).resolve().parent == self.out_dir.resolve():
+            raise FmnistError(
+                f"{path} is an input of {self.stage} but lies in its --out folder {self.out_dir}; pass another --out"
+            )
         self.inputs[str(path)] = digest or sha256_file(path)
 
     @contextlib.contextmanager
@@ -405,7 +550,8 @@ class StageRun:
         return target
 
     def commit(self) -> dict[str, Any]:
-        """Publish staged files and write ``manifest.json`` last; returns the manifest."""
+        """Write ``manifest.json`` beside the staged files and swap them in as the output folder
+        in one rename; returns the manifest."""
         if self._staging is None:
             raise RuntimeError("StageRun.commit called outside its with-block")
         outputs = {}
@@ -425,14 +571,33 @@ class StageRun:
             "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
             **self.extra,
         }
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.out_dir / MANIFEST)
-        for name in outputs:
-            final = self.out_dir / name
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._staging / name, final)
-        save_json(self.out_dir / MANIFEST, manifest)
+        staging = self._staging
+        (staging / MANIFEST).write_text(dumps_json(manifest), encoding="utf-8")
+        try:
+            self._publish(staging, outputs)
+        except OSError as exc:
+            raise FmnistError(
+                f"cannot publish into {self.out_dir} ({exc.strerror or exc}); the previous artefact is kept, "
+                "pass a writable --out"
+            ) from None
+        self._created = False
         return manifest
+
+    def _publish(self, staging: Path, outputs: dict[str, str]) -> None:
+        """Swap the finished staging folder in for the output folder (see the class notes)."""
+        skip = {MANIFEST, *outputs}
+        with contextlib.suppress(FmnistError, KeyError):
+            skip.update(read_manifest(self.out_dir, "")["outputs"])
+        _carry_over(self.out_dir, staging, skip)
+        os.chmod(staging, stat.S_IMODE(self.out_dir.stat().st_mode))
+        if _exchange(staging, self.out_dir):
+            shutil.rmtree(staging, ignore_errors=True)
+        else:  # no atomic swap on this system: two renames, the window between them holds no folder at all
+            old = staging.with_name(staging.name + "-old")
+            os.rename(self.out_dir, old)
+            os.rename(staging, self.out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        self._staging = None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -18,7 +18,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgressBar
 
 from fmnist_cluster import __version__
-from fmnist_cluster.config import PreprocessConfig, load_config
+from fmnist_cluster.artefacts import check_out_dir
+from fmnist_cluster.config import (
+    ClusterConfig,
+    CnnConfig,
+    EmbedConfig,
+    EncodeConfig,
+    PreprocessConfig,
+    SomConfig,
+    TuneConfig,
+    load_config,
+)
 from fmnist_cluster.errors import FmnistError
 
 app = typer.Typer(
@@ -58,6 +68,20 @@ SetOpt = Annotated[
 ]
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")]
+
+
+def _overrides(model: type[BaseModel], key: str, none: str = "none") -> str:
+    """Help text "Overrides 'key' (default: value)." with the default read from the config model."""
+    value: Any = model()
+    for part in key.split("."):
+        value = getattr(value, part)
+    shown = none if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return f"Overrides '{key}' (default: {shown})."
+
+
+def _guard(out: Path, stage: str, **inputs: Path | None) -> None:
+    """Refuse an --out that is one of the stage's input folders or another stage's artefact."""
+    _run(lambda: check_out_dir(out, stage, [(f"--{name}", path) for name, path in inputs.items()]))
 
 
 # -- progress and errors ------------------------------------------------------------------
@@ -163,7 +187,7 @@ def _run(call: Callable[[], Any]) -> Any:
         try:
             result = call()
         except FmnistError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         finally:
             seen = set()
@@ -171,7 +195,7 @@ def _run(call: Callable[[], Any]) -> Any:
                 text = str(w.message)
                 if text not in seen and w.category.__module__.startswith("fmnist_cluster"):
                     seen.add(text)
-                    err_console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
     return result
 
 
@@ -200,7 +224,7 @@ def preprocess(
         str | None,
         typer.Option(
             help="Image source: sample (shipped, offline), idx, kaggle-csv, twisted-csv, torchvision. "
-            "Overrides the config's 'source' (default: sample).",
+            + _overrides(PreprocessConfig, "source"),
             show_default=False,
         ),
     ] = None,
@@ -224,6 +248,7 @@ def preprocess(
     from fmnist_cluster.data import run_preprocess
 
     cfg = _run(lambda: _load(PreprocessConfig, config, sets, {"source": source, "path": path, "limit": limit}))
+    _guard(out, "preprocess", path=Path(cfg.path).expanduser() if cfg.path else None)
     with _progress() as progress:
         metrics = _run(lambda: run_preprocess(cfg, out, progress))
     console.print(
@@ -273,7 +298,7 @@ def cluster(
     split: Annotated[
         str | None,
         typer.Option(
-            help="Rows to cluster: test, train or all. Overrides 'split' (default: test).", show_default=False
+            help="Rows to cluster: test, train or all. " + _overrides(ClusterConfig, "split"), show_default=False
         ),
     ] = None,
 ) -> None:
@@ -282,9 +307,9 @@ def cluster(
     (ARI, NMI, homogeneity, completeness, purity, contingency, silhouette); with --originals
     and/or --reference, decode what each mystery label is made of (decoding.json)."""
     from fmnist_cluster.cluster import run_cluster
-    from fmnist_cluster.config import ClusterConfig
 
     cfg = _run(lambda: _load(ClusterConfig, config, sets, {"split": split}))
+    _guard(out, "cluster", input=input_dir, images=images, originals=originals, reference=reference)
     with _progress() as progress:
         summary = _run(lambda: run_cluster(cfg, input_dir, out, images, originals, reference, progress))
     parts = []
@@ -311,15 +336,15 @@ def embed(
     out: OutOpt = Path("outputs/embed"),
     split: Annotated[
         str | None,
-        typer.Option(help="Rows to embed: test, train or all. Overrides 'split' (default: test).", show_default=False),
+        typer.Option(help="Rows to embed: test, train or all. " + _overrides(EmbedConfig, "split"), show_default=False),
     ] = None,
 ) -> None:
     """Embed features in 2-D with PCA (plus explained variance), t-SNE and, when umap-learn is
     installed, UMAP; write embedding.npz (reused by report) and scatter plots by label."""
-    from fmnist_cluster.config import EmbedConfig
     from fmnist_cluster.embed import run_embed
 
     cfg = _run(lambda: _load(EmbedConfig, config, sets, {"split": split}))
+    _guard(out, "embed", input=input_dir)
     with _progress() as progress:
         summary = _run(lambda: run_embed(cfg, input_dir, out, progress))
     console.print(
@@ -356,6 +381,7 @@ def report(
 
     cfg = _run(lambda: _load(ReportConfig, config, sets, {}))
     folders = list(inputs) if inputs else [p for p in DEFAULT_INPUTS if (p / "manifest.json").is_file()]
+    _run(lambda: check_out_dir(out, "report", [("--input", folder) for folder in folders]))
     summary = _run(lambda: run_report(cfg, folders, out))
     console.print(
         f"[green]report[/]: {summary['n_inputs']} artefact(s), {summary['n_figures']} figures, "
@@ -377,19 +403,19 @@ def train_som(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="batch (torch Kohonen batch map) or minisom. Overrides 'som.engine' (default: batch).",
+            help="batch (torch Kohonen batch map) or minisom. " + _overrides(SomConfig, "som.engine"),
             show_default=False,
         ),
     ] = None,
     epochs: Annotated[
         float | None,
         typer.Option(
-            help="Epochs (batch) or passes (minisom). Overrides 'som.epochs' (default: 10).", show_default=False
+            help="Epochs (batch) or passes (minisom). " + _overrides(SomConfig, "som.epochs"), show_default=False
         ),
     ] = None,
     device: Annotated[
         str | None,
-        typer.Option(help="auto, cpu or cuda. Overrides 'train.device' (default: auto).", show_default=False),
+        typer.Option(help="auto, cpu or cuda. " + _overrides(SomConfig, "train.device"), show_default=False),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted batch run from OUT/checkpoint.npz.")
@@ -399,15 +425,17 @@ def train_som(
     with per-epoch QE/TE, checkpoints and resume; write som.npz, metrics.json (QE, TE, neuron
     usage, purity, neuron-majority test accuracy) and figures: U-matrix with class markers, hit
     map, IQR outlier neurons, labels map, prototypes, winner samples, largest-QE samples."""
-    from fmnist_cluster.config import SomConfig
     from fmnist_cluster.som import run_train_som
 
     cfg = _run(
         lambda: _load(SomConfig, config, sets, {"som.engine": engine, "som.epochs": epochs, "train.device": device})
     )
+    _guard(out, "train-som", input=input_dir)
     with _progress() as progress:
         m = _run(lambda: run_train_som(cfg, input_dir, out, progress, resume=resume))
     acc = f", test accuracy {m['test_accuracy']:.3f}" if "test_accuracy" in m else ""
+    if "test_accuracy_in_sample" in m:
+        acc = f", accuracy {m['test_accuracy_in_sample']:.3f} on the test rows (in-sample: pooled, trained on them)"
     console.print(
         f"[green]train-som[/]: {m['engine']} {cfg.som.rows}x{cfg.som.cols} on {m['n_fit']} rows in "
         f"{m['train_seconds']:.1f} s: QE {m['qe']:.3f}, TE {m['te']:.4f}{acc} -> {out}"
@@ -428,7 +456,7 @@ def tune(
         str | None,
         typer.Option(
             help="Optuna storage URL shared by many workers (sqlite:///x.db, postgresql://...). "
-            "Overrides 'storage' (default: sqlite file OUT/study.db).",
+            + _overrides(TuneConfig, "storage", none="sqlite file OUT/study.db"),
             show_default=False,
         ),
     ] = None,
@@ -436,7 +464,7 @@ def tune(
         int | None,
         typer.Option(
             "--n-trials",
-            help="Finished trials the study should reach. Overrides 'n_trials' (default: 30).",
+            help="Finished trials the study should reach. " + _overrides(TuneConfig, "n_trials"),
             show_default=False,
         ),
     ] = None,
@@ -445,10 +473,10 @@ def tune(
     scored on held-out rows by QE and TE (Pareto front, or a scalar score with pruning). Start
     several workers on one --storage to share a study; a restarted run keeps finished trials.
     Writes best.yaml (a train-som --config), trials.csv and figures."""
-    from fmnist_cluster.config import TuneConfig
     from fmnist_cluster.tune import run_tune
 
     cfg = _run(lambda: _load(TuneConfig, config, sets, {"storage": storage, "n_trials": n_trials}))
+    _guard(out, "tune", input=input_dir)
     with _progress() as progress:
         s = _run(lambda: run_tune(cfg, input_dir, out, progress))
     console.print(
@@ -469,16 +497,19 @@ def train_cnn(
         Path, typer.Option("--out", "-o", help="Output artefact folder (model.pt, metrics, figures).")
     ] = Path("outputs/cnn"),
     epochs: Annotated[
-        int | None, typer.Option(help="Training epochs. Overrides 'train.epochs' (default: 15).", show_default=False)
+        int | None,
+        typer.Option(help="Training epochs. " + _overrides(CnnConfig, "train.epochs"), show_default=False),
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="auto, cpu or cuda. Overrides 'device' (default: auto).", show_default=False)
+        str | None, typer.Option(help="auto, cpu or cuda. " + _overrides(CnnConfig, "device"), show_default=False)
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option(help="torch CPU threads. Overrides 'threads' (default: one per core).", show_default=False),
+        typer.Option(
+            help="torch CPU threads. " + _overrides(CnnConfig, "threads", none="one per core"), show_default=False
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Overrides 'seed' (default: 0).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(help=_overrides(CnnConfig, "seed"), show_default=False)] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue an interrupted run from OUT/train-state.pt (same config and data)."),
@@ -491,10 +522,10 @@ def train_cnn(
     metrics.json (test accuracy, loss, per-class accuracy, right/wrong counts, images/s),
     predictions.npz, learning_curves.png, confusion_matrix.png and misclassified.png."""
     from fmnist_cluster.cnn import run_train_cnn
-    from fmnist_cluster.config import CnnConfig
 
     extra = {"train.epochs": epochs, "device": device, "threads": threads, "seed": seed}
     cfg = _run(lambda: _load(CnnConfig, config, sets, extra))
+    _guard(out, "train-cnn", input=input_dir)
     with _progress() as progress:
         m = _run(lambda: run_train_cnn(cfg, input_dir, out, progress, resume=resume))
     console.print(
@@ -524,13 +555,13 @@ def encode(
     layer: Annotated[
         str | None,
         typer.Option(
-            help="Named layer to take the output of (see --list-layers). Overrides 'layer' "
-            "(default: the last dense layer before the output layer).",
+            help="Named layer to take the output of (see --list-layers). "
+            + _overrides(EncodeConfig, "layer", none="the last dense layer before the output layer"),
             show_default=False,
         ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="auto, cpu or cuda. Overrides 'device' (default: auto).", show_default=False)
+        str | None, typer.Option(help="auto, cpu or cuda. " + _overrides(EncodeConfig, "device"), show_default=False)
     ] = None,
     list_layers: Annotated[
         bool, typer.Option("--list-layers", help="Print the model's named layers with their output shapes and exit.")
@@ -540,7 +571,6 @@ def encode(
     batches) for the train and test images, written as data.npz (float32 (N, D) features, the
     labels, class names and layer name) that cluster, embed and train-som read like pixels.
     Example: encode --model outputs/cnn --input outputs/data --layer dense64."""
-    from fmnist_cluster.config import EncodeConfig
     from fmnist_cluster.encode import list_layers as layers_of
     from fmnist_cluster.encode import run_encode
 
@@ -554,6 +584,7 @@ def encode(
             typer.echo(f"  {r['name']:<{width}}  {r['type']:<11} {shape:>10}  ({r['size']} values){mark}")
         return
     cfg = _run(lambda: _load(EncodeConfig, config, sets, {"layer": layer, "device": device}))
+    _guard(out, "encode", input=input_dir, model=model)
     with _progress() as progress:
         m = _run(lambda: run_encode(cfg, model, input_dir, out, progress))
     console.print(

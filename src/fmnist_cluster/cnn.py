@@ -42,6 +42,7 @@ from fmnist_cluster.artefacts import (
     NULL_PROGRESS,
     Progress,
     StageRun,
+    array_digest,
     atomic_write_bytes,
     keep_freed_memory,
     require_file,
@@ -221,8 +222,15 @@ class Network(nn.Sequential):
         for spec in specs:
             layer = _make_layer(spec, shape, n_classes)
             layer.eval()
-            with torch.no_grad():
-                probe = layer(probe)
+            try:
+                with torch.no_grad():
+                    probe = layer(probe)
+            except RuntimeError as exc:  # e.g. a kernel or pool window larger than its input
+                detail = str(exc).strip().splitlines()
+                raise FmnistError(
+                    f"layer '{spec.name}' ({spec.type}) cannot take an input of shape {shape} "
+                    f"({detail[0] if detail else 'no detail'}); use a smaller kernel/size or fewer layers before it"
+                ) from None
             shape = tuple(int(s) for s in probe.shape[1:])
             if min(shape) < 1:
                 raise FmnistError(
@@ -567,6 +575,7 @@ class CNNClassifier:
         seed = int(self.random_state)
         fingerprint = self._fingerprint(arch, train, augment, k)
         fingerprint["n_images"] = len(y)
+        fingerprint["data_sha256"] = array_digest(x, y) if state_path is not None else None
         fingerprint["precision"] = precision
         layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
         keep_freed_memory()
@@ -644,6 +653,11 @@ class CNNClassifier:
                         done = 25 if (step + 1) % 25 == 0 else (step + 1) % 25
                         bar.advance(done, epoch=epoch + 1, loss=float(loss_sum) / seen, acc=float(correct) / seen)
                 seconds = time.perf_counter() - tick
+                if not math.isfinite(float(loss_sum)) or not all(torch.isfinite(p).all() for p in net.parameters()):
+                    raise FmnistError(
+                        f"training diverged in epoch {epoch + 1} (the loss or the weights became NaN or infinite) "
+                        f"with train.lr={train.lr}; lower train.lr (the previous model, if any, is kept)"
+                    )
                 train_seconds += seconds
                 trained += seen
                 record = {
@@ -776,6 +790,11 @@ def _read_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         raise FmnistError(f"{path} is not a train-cnn training state; run without --resume")
     saved = state["fingerprint"]
     for key in fingerprint:
+        if saved.get(key) != fingerprint[key] and key == "data_sha256":
+            raise FmnistError(
+                f"{path} was saved by a run on other data (the training images or labels differ); "
+                "resume with the same --input, or run without --resume"
+            )
         if saved.get(key) != fingerprint[key]:
             raise FmnistError(
                 f"{path} was saved by a run with a different '{key}' (another architecture, K, data or setting); "
@@ -805,13 +824,15 @@ def checkpoint_bytes(network: Network, class_names: Sequence[str] | None, test_f
     )
 
 
-def load_checkpoint(model_dir: Path | str) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(model_dir: Path | str, option: str = "--model") -> tuple[nn.Module, dict[str, Any]]:
     """Load the network saved by ``train-cnn`` in ``model_dir``.
 
     Parameters
     ----------
     model_dir : path
         The ``train-cnn`` output folder (holding ``model.pt`` and ``manifest.json``).
+    option : str
+        The option that names the folder, quoted in errors.
 
     Returns
     -------
@@ -827,7 +848,7 @@ def load_checkpoint(model_dir: Path | str) -> tuple[nn.Module, dict[str, Any]]:
         Missing folder or file, a file changed since training, or one that is not a readable
         checkpoint or whose weights do not fit its architecture.
     """
-    path, _ = require_file(model_dir, MODEL_FILE, PRODUCER, stage="train-cnn")
+    path, _ = require_file(model_dir, MODEL_FILE, PRODUCER, stage="train-cnn", option=option)
     return _load_checkpoint_file(path)
 
 
@@ -851,6 +872,10 @@ def _load_checkpoint_file(path: Path) -> tuple[Network, dict[str, Any]]:
             f"({detail[-1].strip() if detail else 'no detail'}); "
             f"the file is from another model or damaged, run `{PRODUCER}` again"
         ) from None
+    if not all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()):
+        raise FmnistError(
+            f"{path} holds NaN or infinite weights (a diverged training); run `{PRODUCER}` again with a lower train.lr"
+        )
     net.eval()
     names = blob["class_names"]
     info = {

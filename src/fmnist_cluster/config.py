@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fmnist_cluster.errors import FmnistError
 
+MAX_EPOCHS = 10_000
+"""Most epochs a training config accepts."""
+MAX_NEURONS = 10_000
+"""Most neurons of a SOM (rows x cols)."""
+
 
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors, values are validated."""
@@ -154,8 +159,8 @@ class KMeansConfig(StrictModel):
     @field_validator("k_range")
     @classmethod
     def _check_k_range(cls, value: list[int]) -> list[int]:
-        if len(value) != 2 or value[0] < 2 or value[1] < value[0]:
-            raise ValueError("k_range needs [low, high] with 2 <= low <= high")
+        if len(value) != 2 or value[0] < 2 or value[1] < value[0] or value[1] > 1000:
+            raise ValueError("k_range needs [low, high] with 2 <= low <= high <= 1000")
         return value
 
 
@@ -629,7 +634,7 @@ class CnnTrainConfig(StrictModel):
     nesterov: bool = False
     weight_decay: float = Field(default=0.02, ge=0)
     batch_size: int = Field(default=128, gt=0)
-    epochs: int = Field(default=30, gt=0)
+    epochs: int = Field(default=30, gt=0, le=MAX_EPOCHS)
     schedule: Literal["constant", "onecycle", "cosine", "step"] = "onecycle"
     warmup: float = Field(default=0.2, gt=0, lt=1)
     label_smoothing: float = Field(default=0.05, ge=0, lt=1)
@@ -785,14 +790,14 @@ class SomMapConfig(StrictModel):
     """
 
     engine: Literal["batch", "minisom"] = "batch"
-    rows: int = Field(default=50, ge=1)
-    cols: int = Field(default=50, ge=1)
+    rows: int = Field(default=50, ge=1, le=1000)
+    cols: int = Field(default=50, ge=1, le=1000)
     topology: Literal["rectangular", "hexagonal"] = "rectangular"
     neighbourhood: Literal["gaussian", "bubble", "triangle", "mexican_hat"] = "gaussian"
     init: Literal["pca", "random"] = "pca"
     sigma: float | None = Field(default=4.5, gt=0)
     sigma_end: float = Field(default=0.665, gt=0)
-    epochs: float = Field(default=13, gt=0)
+    epochs: float = Field(default=13, gt=0, le=MAX_EPOCHS)
     schedule: Literal["exponential", "linear"] = "exponential"
     learning_rate: float = Field(default=0.5, gt=0)
     decay_function: Literal["asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero"] = "asymptotic_decay"
@@ -800,10 +805,15 @@ class SomMapConfig(StrictModel):
         "asymptotic_decay"
     )
     order: Literal["random", "sequential"] = "random"
-    steps: int | None = Field(default=None, ge=1)
+    steps: int | None = Field(default=None, ge=1, le=10**9)
 
     @model_validator(mode="after")
     def _check_engine_options(self) -> SomMapConfig:
+        if self.rows * self.cols > MAX_NEURONS:
+            raise ValueError(
+                f"a {self.rows}x{self.cols} map has {self.rows * self.cols} neurons; at most {MAX_NEURONS} "
+                "(its neuron-to-neuron distances must fit in memory), e.g. 100x100"
+            )
         if self.engine == "batch":
             if self.neighbourhood == "mexican_hat":
                 raise ValueError(
@@ -877,6 +887,14 @@ class SomConfig(StrictModel):
     train: SomTrainConfig = SomTrainConfig()
     analysis: SomAnalysisConfig = SomAnalysisConfig()
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_winner_neurons(self) -> SomConfig:
+        n = self.som.rows * self.som.cols
+        bad = [k for k in self.analysis.winner_neurons or [] if not 0 <= k < n]
+        if bad:
+            raise ValueError(f"analysis.winner_neurons {bad} out of range; neurons of this map are 0..{n - 1}")
+        return self
 
 
 class SearchParam(StrictModel):
@@ -963,6 +981,24 @@ class TuneConfig(StrictModel):
 M = TypeVar("M", bound=BaseModel)
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKeyError(f"key '{key}' appears twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
@@ -1014,19 +1050,56 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(getattr(current, "model_fields", {}))
 
 
+def _inner_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The config model inside a field's annotation (``X``, ``list[X]``, ``dict[str, X]``, ``X | None``)
+    and whether the field is a mapping whose keys come next in an error location."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    is_dict = getattr(annotation, "__origin__", None) is dict
+    for arg in getattr(annotation, "__args__", ()):
+        found, _ = _inner_model(arg)
+        if found is not None:
+            return found, is_dict
+    return None, is_dict
+
+
+def _field_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` cut to the config key it names: pydantic appends union members (``k.int``)."""
+    out: list[Any] = []
+    current: type[BaseModel] | None = model
+    key_next = False
+    for part in loc:
+        if isinstance(part, int) or key_next:
+            key_next = False
+        elif current is not None and part in current.model_fields:
+            current, key_next = _inner_model(current.model_fields[part].annotation)
+        else:
+            break
+        out.append(part)
+    return tuple(out)
+
+
 def _format_validation(model: type[BaseModel], err: ValidationError, origin: str) -> str:
     errors = err.errors()
     first = errors[0]
-    loc = tuple(first["loc"])
-    dotted = ".".join(str(p) for p in loc) or "(top level)"
     if first["type"] == "extra_forbidden":
+        loc = tuple(first["loc"])
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
         valid = ", ".join(_valid_keys(model, loc[:-1])) or "(none)"
         msg = f"unknown config key '{dotted}' in {origin}; valid: {valid}"
+        rest = len(errors) - 1
     else:
+        loc = _field_loc(model, tuple(first["loc"]))
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        same = [e for e in errors if _field_loc(model, tuple(e["loc"])) == loc and e["type"] != "extra_forbidden"]
+        texts = [str(e["msg"]).removeprefix("Value error, ") for e in same]
+        text = texts[0] + "".join(f", or {t.removeprefix('Input should be ')}" for t in texts[1:])
         got = first.get("input")
-        msg = f"config key '{dotted}' in {origin}: {first['msg']} (got {got!r})"
-    if len(errors) > 1:
-        msg += f" (and {len(errors) - 1} more problem(s))"
+        shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+        msg = f"config key '{dotted}' in {origin}: {text} (got {shown})"
+        rest = len(errors) - len(same)
+    if rest > 0:
+        msg += f" (and {rest} more problem(s))"
     return msg
 
 
@@ -1057,11 +1130,15 @@ def load_config(model: type[M], path: Path | str | None = None, overrides: list[
     if path is not None:
         path = Path(path)
         origin = str(path)
+        if path.is_dir():
+            raise FmnistError(f"--config {path} is a folder; pass a YAML file (e.g. configs/<stage>.yaml)")
         if not path.is_file():
             raise FmnistError(f"config file {path} does not exist; pass an existing YAML file to --config")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+        except _DuplicateKeyError as exc:
+            raise FmnistError(f"config file {path}: {exc}; keep one of them") from None
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
             where = getattr(exc, "problem_mark", None)
             line = f" (line {where.line + 1})" if where is not None else ""
             raise FmnistError(f"config file {path}{line} is not valid YAML; fix its syntax") from exc

@@ -36,6 +36,10 @@ _IDX_FILES = {
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
 _KAGGLE_FILES = {"train": "fashion-mnist_train.csv", "test": "fashion-mnist_test.csv"}
+MAX_LABEL = 999
+"""Largest label any stage accepts (K <= 1000): one bound, checked where labels enter."""
+FEATURE_STAGES = ("preprocess", "encode")
+"""Stages whose ``data.npz`` :func:`load_dataset` reads."""
 
 
 @dataclass
@@ -170,7 +174,9 @@ def load_idx_folder(folder: Path | str) -> Dataset:
             raise FmnistError(
                 f"{ipath} has {len(images)} images but {lpath} has {len(labels)} labels; use matching files"
             )
-        _check_labels(labels.astype(np.int64), lpath, max_label=len(FASHION_CLASSES) - 1)
+        if len(images) == 0:
+            raise FmnistError(f"{ipath} holds 0 images; pass a file with at least one image")
+        check_labels(labels, lpath, max_label=len(FASHION_CLASSES) - 1)
         arrays[f"x_{split}"] = images
         arrays[f"y_{split}"] = labels.astype(np.int64)
     return Dataset(
@@ -256,14 +262,16 @@ def read_csv_matrix(path: Path | str, n_columns: int, what: str) -> tuple[np.nda
         raise FmnistError(
             f"{path} is not a well-formed CSV ({str(exc).strip().splitlines()[-1]}); every row needs {n_columns} cells"
         ) from None
+    except UnicodeDecodeError:  # before ValueError, its base class
+        raise FmnistError(
+            f"{path} is not a text CSV file (a compressed or binary file?); pass the plain-text CSV"
+        ) from None
     except (ValueError, TypeError):
         frame = pd.read_csv(path, header=0, dtype=object, engine="c", na_filter=True)
         if frame.shape[1] != n_columns:
             raise FmnistError(f"{path} has {frame.shape[1]} columns; expected {what}") from None
         _diagnose_text(path, frame)
         raise FmnistError(f"{path} holds a cell that is not a number; fix it") from None
-    except UnicodeDecodeError:
-        raise FmnistError(f"{path} is not a text CSV file; pass the right file") from None
     if frame.shape[1] != n_columns:
         raise FmnistError(f"{path} has {frame.shape[1]} columns; expected {what}")
     if len(frame) == 0:
@@ -291,11 +299,21 @@ def _check_integers(values: np.ndarray, path: Path, columns: list[str], low: int
         )
 
 
-def _check_labels(labels: np.ndarray, path: Path, max_label: int | None = None) -> None:
+def check_labels(labels: np.ndarray, path: Path | str, max_label: int = MAX_LABEL) -> None:
+    """The one range check of labels wherever they enter: integers in ``0..max_label``.
+
+    Raises
+    ------
+    FmnistError
+        A negative label or one above ``max_label`` (by default :data:`MAX_LABEL`), named with its file.
+    """
     if labels.size and labels.min() < 0:
-        raise FmnistError(f"{path} holds label {int(labels.min())}; labels must be integers >= 0")
-    if max_label is not None and labels.size and labels.max() > max_label:
-        raise FmnistError(f"{path} holds label {int(labels.max())}; labels must be in 0..{max_label}")
+        raise FmnistError(f"{path} holds label {int(labels.min())}; labels must be integers in 0..{max_label}")
+    if labels.size and labels.max() > max_label:
+        raise FmnistError(
+            f"{path} holds label {int(labels.max())}; labels must be integers in 0..{max_label} "
+            f"(at most {max_label + 1} labels)"
+        )
 
 
 def _pixels_from_csv(values: np.ndarray, path: Path, columns: list[str]) -> np.ndarray:
@@ -328,16 +346,18 @@ def load_twisted_folder(folder: Path | str) -> Dataset:
                 )
         xv, xcols = read_csv_matrix(xpath, N_PIXELS, f"{N_PIXELS} pixel columns")
         yv, ycols = read_csv_matrix(ypath, 1, "1 label column")
-        _check_integers(yv, ypath, ycols, 0, None, "labels")
+        _check_integers(yv, ypath, ycols, 0, MAX_LABEL, "labels")
         if len(xv) != len(yv):
             raise FmnistError(f"{xpath} has {len(xv)} rows but {ypath} has {len(yv)}; each image needs one label")
         out[f"x_{split}"] = _pixels_from_csv(xv, xpath, xcols)
         out[f"y_{split}"] = yv[:, 0].astype(np.int64)
     k = int(max(out["y_train"].max(), out["y_test"].max())) + 1
-    missing = sorted(set(range(k)) - set(np.unique(out["y_train"]).tolist()))
-    if missing:
+    missing = np.setdiff1d(np.arange(k), out["y_train"])
+    if missing.size:
+        shown = ", ".join(str(int(v)) for v in missing[:10])
+        shown += f" and {missing.size - 10} more" if missing.size > 10 else ""
         raise FmnistError(
-            f"{folder / 'y_train.csv'} never uses label(s) {missing} although labels go up to {k - 1}; "
+            f"{folder / 'y_train.csv'} never uses label(s) {shown} although labels go up to {k - 1}; "
             "labels must be 0..K-1 with every value present in training"
         )
     return Dataset(
@@ -501,8 +521,17 @@ def load_source(config: PreprocessConfig) -> Dataset:
 
 
 def _check_source(config: PreprocessConfig) -> None:
-    if config.source in ("idx", "kaggle-csv", "twisted-csv") and not config.path:
-        raise FmnistError(f"source '{config.source}' needs a data folder; pass --path DIR (or set path: in the config)")
+    if config.source in ("idx", "kaggle-csv", "twisted-csv"):
+        if not config.path:
+            raise FmnistError(
+                f"source '{config.source}' needs a data folder; pass --path DIR (or set path: in the config)"
+            )
+        folder = Path(config.path).expanduser()
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise FmnistError(
+                f"data folder {folder} {what}; pass the folder holding the {config.source} files with --path"
+            )
 
 
 def _source_files(config: PreprocessConfig) -> list[Path]:
@@ -641,7 +670,12 @@ def run_preprocess(config: PreprocessConfig, out_dir: Path | str, progress: Prog
     return metrics
 
 
-def load_dataset(folder: Path | str, producer: str = "fmnist-cluster preprocess") -> tuple[Dataset, str]:
+def load_dataset(
+    folder: Path | str,
+    producer: str = "fmnist-cluster preprocess",
+    stages: tuple[str, ...] = FEATURE_STAGES,
+    option: str = "--input",
+) -> tuple[Dataset, str]:
     """Load the ``data.npz`` of a ``preprocess`` or ``encode`` artefact folder.
 
     Parameters
@@ -650,6 +684,10 @@ def load_dataset(folder: Path | str, producer: str = "fmnist-cluster preprocess"
         The upstream output folder.
     producer : str
         The command quoted in errors when the folder is missing or incomplete.
+    stages : tuple of str
+        Stages whose output is accepted (default ``preprocess`` and ``encode``).
+    option : str
+        The option naming the folder, quoted in errors.
 
     Returns
     -------
@@ -659,9 +697,10 @@ def load_dataset(folder: Path | str, producer: str = "fmnist-cluster preprocess"
     Raises
     ------
     FmnistError
-        Missing folder, manifest or file; wrong arrays; labels and features that disagree.
+        Missing folder, manifest or file; a folder of another stage; wrong arrays; labels out of
+        range; labels and features that disagree.
     """
-    path, digest = require_file(folder, DATA_FILE, producer)
+    path, digest = require_file(folder, DATA_FILE, producer, stage=stages, option=option)
     arrays = load_npz(path, ("x_train", "x_test"), producer)
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     for name, x in (("x_train", x_train), ("x_test", x_test)):
@@ -679,8 +718,7 @@ def load_dataset(folder: Path | str, producer: str = "fmnist-cluster preprocess"
         if y is not None:
             if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
                 raise FmnistError(f"{path}: y_{split} is {y.dtype} shaped {y.shape}; expected {len(x)} integer labels")
-            if y.size and y.min() < 0:
-                raise FmnistError(f"{path}: y_{split} holds negative labels; labels must be 0..K-1")
+            check_labels(y, f"{path}: y_{split}")
             y = y.astype(np.int64)
         ys[split] = y
     names = arrays.get("class_names")

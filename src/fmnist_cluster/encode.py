@@ -195,6 +195,11 @@ def run_encode(
                     model, dataset.x_test, layer, config.batch_size, config.device, progress, "encode test"
                 )
             seconds = time.perf_counter() - tick
+        if not (np.isfinite(x_train).all() and np.isfinite(x_test).all()):
+            raise FmnistError(
+                f"layer '{layer}' of the model in {model_dir} gives NaN or infinite features for these images; "
+                "check that --input is prepared like the training images, or retrain the model"
+            )
         n = len(x_train) + len(x_test)
         encoded = Dataset(x_train, dataset.y_train, x_test, dataset.y_test, dataset.class_names, layer=layer)
         metrics = {

@@ -32,7 +32,15 @@ import numpy as np
 import torch
 from scipy.linalg import eigh
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, keep_freed_memory, load_npz, save_npz
+from fmnist_cluster.artefacts import (
+    NULL_PROGRESS,
+    Progress,
+    StageRun,
+    array_digest,
+    keep_freed_memory,
+    load_npz,
+    save_npz,
+)
 from fmnist_cluster.errors import FmnistError, FmnistWarning
 
 TOPOLOGIES = ("rectangular", "hexagonal")
@@ -552,9 +560,10 @@ class BatchSOM(_SomBase):
         grid = SomGrid(self.rows, self.cols, self.topology)
         sigmas = self.sigmas()
         signature = self._signature(x.shape[1])
+        data_digest = array_digest(x) if checkpoint is not None else ""
         start_epoch, history = 0, []
         if resume and checkpoint is not None and Path(checkpoint).is_file():
-            weights, start_epoch, history = self._load_checkpoint(Path(checkpoint), signature, x.shape[1])
+            weights, start_epoch, history = self._load_checkpoint(Path(checkpoint), signature, x.shape[1], data_digest)
         else:
             weights = self.init_weights(x)
         xt = _as_tensor(x)
@@ -589,6 +598,7 @@ class BatchSOM(_SomBase):
                     epoch=np.array(epoch + 1),
                     history=np.array(json.dumps(history)),
                     signature=np.array(signature),
+                    data=np.array(data_digest),
                 )
             if callback is not None:
                 callback(entry)
@@ -637,7 +647,9 @@ class BatchSOM(_SomBase):
             dist[s : s + len(xc)] = torch.linalg.vector_norm(xc - w[b1], dim=1).double().cpu().numpy()
         return sums, counts, bmu, bmu2, dist
 
-    def _load_checkpoint(self, path: Path, signature: str, width: int) -> tuple[np.ndarray, int, list[dict]]:
+    def _load_checkpoint(
+        self, path: Path, signature: str, width: int, data_digest: str
+    ) -> tuple[np.ndarray, int, list[dict]]:
         arrays = load_npz(path, ("weights", "epoch", "history", "signature"), "train-som without --resume")
         weights = arrays["weights"]
         if weights.ndim != 2 or weights.shape[1] != width:
@@ -650,6 +662,12 @@ class BatchSOM(_SomBase):
             raise FmnistError(
                 f"checkpoint {path} was written with other map settings ({stored}); "
                 f"use the same config, or drop --resume to start afresh"
+            )
+        stored_data = str(arrays["data"].reshape(-1)[0]) if "data" in arrays else None
+        if stored_data != data_digest:
+            raise FmnistError(
+                f"checkpoint {path} was trained on other data (the training rows differ); "
+                f"resume with the same --input and settings, or drop --resume to start afresh"
             )
         epoch = int(arrays["epoch"].reshape(-1)[0])
         return weights.astype(np.float32), epoch, json.loads(str(arrays["history"].reshape(-1)[0]))
@@ -1012,12 +1030,17 @@ def run_train_som(
         with run.timer("analyse"):
             n_classes = dataset.n_classes
             metrics, arrays = analyse(engine, x_fit, y_fit, x_test, y_test, n_classes, config.train.chunk_size)
+            if config.train.pool:  # the test rows were trained on: their scores are in-sample, and say so
+                for key in [k for k in ("test_qe", "test_te", "test_accuracy") if k in metrics]:
+                    metrics[f"{key}_in_sample"] = metrics.pop(key)
         metrics = {
             "engine": config.som.engine,
             "n_fit": len(x_fit),
             "n_test": len(x_test),
             "pooled": config.train.pool,
             "test_is_held_out": not config.train.pool,
+            "in_sample": ["qe", "te", "train_accuracy"]
+            + ([f"{k}_in_sample" for k in ("test_qe", "test_te", "test_accuracy")] if config.train.pool else []),
             "n_features": int(x_fit.shape[1]),
             "epochs_run": engine.n_epochs_,
             "train_seconds": round(engine.train_seconds_, 3),

@@ -138,9 +138,12 @@ _FIGURE_GROUPS = (
 )
 
 
+_ANY_PRODUCER = "fmnist-cluster preprocess|train-som|tune|train-cnn|encode|cluster|embed"
+
+
 def producer(stage: str) -> str:
     """The command that writes a stage's folder (for error messages)."""
-    return f"fmnist-cluster {stage}" if stage in STAGE_ORDER else "the fmnist-cluster stage that writes it"
+    return f"fmnist-cluster {stage}" if stage in STAGE_ORDER else _ANY_PRODUCER
 
 
 def metric_label(key: str) -> str:
@@ -212,11 +215,13 @@ def read_npz(folder: Path, name: str, stage: str, inputs: dict[str, str], requir
 
 def collect(folder: Path, inputs: dict[str, str]) -> Section:
     """Read one artefact folder: its figures and the tables of its JSON outputs."""
-    manifest = read_manifest(folder, "the fmnist-cluster stage that writes it")
+    manifest = read_manifest(folder, _ANY_PRODUCER)
     stage = str(manifest["stage"])
     known = stage if stage in STAGE_ORDER else "other"
     section = Section(stage, folder, manifest)
     outputs = sorted(str(n) for n in manifest["outputs"] if safe_output(str(n)))
+    for name in outputs:  # every file the report stands on matches its manifest, not only those it shows
+        require_file(folder, name, producer(stage))
     for name in outputs:
         if name.endswith(".png"):
             path, digest = require_file(folder, name, producer(stage))
