@@ -1038,13 +1038,15 @@ def parse_override(item: str) -> tuple[str, Any]:
 def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Field names of the (nested) model that ``loc`` points into."""
     current: Any = model
+    key_next = False
     for part in loc:
+        if isinstance(part, int) or key_next:  # a list index or a mapping key: same model below
+            key_next = False
+            continue
         fields = getattr(current, "model_fields", None)
         if fields is None or part not in fields:
             return []
-        annotation = fields[part].annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        current, key_next = _inner_model(fields[part].annotation)
         if current is None:
             return []
     return sorted(getattr(current, "model_fields", {}))

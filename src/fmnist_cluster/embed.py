@@ -122,6 +122,8 @@ def run_embed(
         else:
             skipped["umap"] = "the optional package umap-learn is not installed (pip install umap-learn)"
     n = len(features.x)
+    if n < 2:
+        raise FmnistError(f"{features.path} has {n} {config.split} row(s); embed needs at least 2 (try --split all)")
     with StageRun("embed", Path(out_dir), config.model_dump(mode="json"), seed=config.seed) as run:
         run.add_input(features.path, features.digest)
         x, _ = reduce_features(features.x, ReduceConfig(standardize=config.standardize), config.seed)

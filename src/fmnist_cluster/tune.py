@@ -197,13 +197,19 @@ def run_tune(
         x = x[np.sort(rng.choice(len(x), config.limit, replace=False))]
     fit_idx, val_idx = _split(len(x), config.holdout, config.seed)
     x_fit, x_val = x[fit_idx], x[val_idx]
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FmnistError(f"cannot create output folder {out_dir} ({exc.strerror}); pass a writable --out") from None
     url = _storage_url(config, out_dir)
     optuna.logging.set_verbosity(logging.WARNING)
-    study = _open_study(config, url)
+    try:
+        study = _open_study(config, url)
+    except FmnistError:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed run leaves no new empty --out
+        raise
 
     def objective(trial: Any) -> Any:
         params = {key: _suggest(trial, key, param) for key, param in config.space.items()}
