@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 OUT ?= outputs
 FMNIST ?= ../shared/data/fashion-mnist
 
-.PHONY: help install test lint format demo bench-data bench-cnn bench-groupings bench-explain sample clean
+.PHONY: help install test lint format demo robustness bench-data bench-cnn bench-groupings bench-explain sample clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ study: som-study mystery-study ## Both studies, then one report over everything:
 	$(CLI) report $(foreach s,data som som-seed tune,--input $(OUT)/som-study/$(s)) \
 		$(foreach s,data cnn-reference cnn encoding cluster cluster-published embed,--input $(MYSTERY)/$(s)) \
 		--out $(OUT)/study/report
+
+robustness: $(STAMP) ## Run every hostile-input case of benchmarks/robustness.py and write docs/robustness.md (about a minute)
+	$(PY) benchmarks/robustness.py --doc docs/robustness.md
 
 bench-data: $(STAMP) ## Time preprocess on the real IDX folder and a 60,000-row Twisted CSV
 	$(PY) benchmarks/preprocess.py --data $(FMNIST)
