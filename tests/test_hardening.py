@@ -245,3 +245,17 @@ def test_resume_of_a_som_checkpoint_from_other_data_is_refused(tmp_path: Path) -
     make_engine(cfg).fit(x, checkpoint=tmp_path / "c.npz", resume=True)  # same data: fine
     with pytest.raises(FmnistError, match="trained on other data"):
         make_engine(cfg).fit(x + 1, checkpoint=tmp_path / "c.npz", resume=True)
+
+
+def test_out_may_not_be_the_current_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for out in (Path("."), Path(".."), tmp_path):
+        with pytest.raises(FmnistError, match="is the current folder or holds it"):
+            check_out_dir(out, "demo")
+
+
+def test_empty_folders_of_the_user_survive_a_publication(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    (out / "keep" / "empty").mkdir(parents=True)
+    _publish(out, {"a.npz": b"1"})
+    assert (out / "keep" / "empty").is_dir() and _consistent(out)

@@ -361,6 +361,11 @@ def check_out_dir(out_dir: Path | str, stage: str, inputs: Iterable[tuple[str, P
     if out.exists() and not out.is_dir():
         raise FmnistError(f"--out {out} is a file, not a folder; pass a folder for the {stage} artefact")
     here = out.resolve()
+    if Path.cwd().resolve().is_relative_to(here):
+        raise FmnistError(
+            f"--out {out} is the current folder or holds it; a stage replaces its --out folder as a whole, "
+            "pass a folder of its own (e.g. outputs/<name>)"
+        )
     for option, folder in inputs:
         if folder is not None and Path(folder).resolve() == here:
             raise FmnistError(
@@ -402,9 +407,13 @@ def _carry_over(old: Path, new: Path, skip: set[str]) -> None:
     run's outputs do not."""
     for path in sorted(old.rglob("*")):
         rel = path.relative_to(old).as_posix()
-        if rel in skip or (path.is_dir() and not path.is_symlink()) or rel.split("/")[0].startswith(".staging-"):
+        if rel in skip or rel.split("/")[0].startswith(".staging-"):
             continue
         target = new / rel
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):  # an empty folder of the user's; folders with files come with them
+                target.mkdir(parents=True, exist_ok=True)
+            continue
         if target.exists() or target.is_symlink():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
