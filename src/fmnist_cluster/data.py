@@ -711,7 +711,9 @@ def load_dataset(
         if not np.isfinite(x).all():
             raise FmnistError(f"{path}: {name} holds NaN or infinite values; run `{producer}` again")
     if len(x_train) == 0:
-        raise FmnistError(f"{path} has no training samples (x_train has no rows); run `{producer}` on a non-empty source")
+        raise FmnistError(
+            f"{path} has no training samples (x_train has no rows); run `{producer}` on a non-empty source"
+        )
     if x_train.shape[1:] != x_test.shape[1:]:
         raise FmnistError(f"{path}: x_train rows are {x_train.shape[1:]} but x_test rows are {x_test.shape[1:]}")
     ys: dict[str, np.ndarray | None] = {}
