@@ -936,11 +936,20 @@ class TuneConfig(StrictModel):
     limit : int or None
         Use at most this many training rows (seeded) per trial, before the holdout split.
     storage : str or None
-        Optuna storage URL (``sqlite:///path.db``, ``postgresql://...``); None: a SQLite
-        file ``study.db`` in the output folder.
+        Optuna database URL (``postgresql+psycopg://user@host/db``, ``mysql+pymysql://...``) for
+        workers on many machines; None: the journal file ``study.journal`` in the output folder.
     study_name : str
     seed : int
-        Seed of the TPE sampler and the holdout split.
+        Seed of the holdout split and of the samplers (each worker derives its own from it).
+    workers : int
+        Worker processes this command starts on this host (1: trials run in the command itself).
+    heartbeat_interval : int
+        Seconds between a database worker's heartbeats while it runs a trial.
+    grace_period : int
+        Seconds without a heartbeat after which a database trial counts as dead: it is failed
+        and queued again.
+    max_retry : int
+        How often the trial of a dead worker is queued again (0: never).
     """
 
     base: SomConfig = SomConfig(som=SomMapConfig(rows=10, cols=10), train=SomTrainConfig(device="auto"))
@@ -954,6 +963,10 @@ class TuneConfig(StrictModel):
     storage: str | None = None
     study_name: str = "som"
     seed: int = 0
+    workers: int = Field(default=1, ge=1, le=64)
+    heartbeat_interval: int = Field(default=10, ge=1)
+    grace_period: int = Field(default=30, ge=2)
+    max_retry: int = Field(default=1, ge=0)
 
 
 # --------------------------------------------------------------------------------------
