@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -150,13 +151,20 @@ def _tune(cfg: Path, data: Path, out: Path, n: int, *extra: str) -> subprocess.P
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _running_trial(load: object, proc: subprocess.Popen, timeout: float = 90) -> optuna.trial.FrozenTrial:
-    """Wait until ``proc`` (or one of its workers) has a trial running; that trial."""
+def _running_trial(
+    load: Callable[[], optuna.Study], proc: subprocess.Popen, pid: int | None = None, timeout: float = 90
+) -> optuna.trial.FrozenTrial:
+    """Wait until ``proc`` (or one of its workers; the one with process id ``pid`` if given) has a
+    trial running; that trial."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
         try:
-            running = [t for t in _states(load(), TrialState.RUNNING) if "worker" in t.user_attrs]
+            running = [
+                t
+                for t in _states(load(), TrialState.RUNNING)
+                if "worker" in t.user_attrs and pid in (None, t.user_attrs["worker"]["pid"])
+            ]
         except (KeyError, FileNotFoundError):
             continue
         if running:
