@@ -396,11 +396,14 @@ class TSNEConfig(StrictModel):
     Attributes
     ----------
     enabled : bool
-        Compute a 2-D t-SNE (``sklearn.manifold.TSNE``, Barnes-Hut).
+        Compute a 2-D t-SNE.
+    method : {'fft', 'barnes-hut'}
+        ``fft``: openTSNE's FFT-accelerated interpolation (time linear in the rows);
+        ``barnes-hut``: ``sklearn.manifold.TSNE``.
     perplexity : float
         Effective neighbour count.
     max_iter : int
-        Optimisation steps (at least 250).
+        Optimisation steps (at least 250), the first 250 with early exaggeration.
     pca_components : int
         Features are first projected on this many principal components (the usual speed-up).
     max_points : int or None
@@ -408,8 +411,9 @@ class TSNEConfig(StrictModel):
     """
 
     enabled: bool = True
+    method: Literal["fft", "barnes-hut"] = "fft"
     perplexity: float = Field(default=30.0, gt=1)
-    max_iter: int = Field(default=1000, ge=250)
+    max_iter: int = Field(default=750, ge=250)
     pca_components: int = Field(default=50, gt=1)
     max_points: int | None = Field(default=None, gt=10)
 
@@ -432,6 +436,22 @@ class UMAPConfig(StrictModel):
     min_dist: float = Field(default=0.1, ge=0)
 
 
+class QualityConfig(StrictModel):
+    """Neighbourhood-preservation scores of every embedding (section ``quality`` of ``embed``).
+
+    Attributes
+    ----------
+    k : int
+        Neighbours of trustworthiness and k-NN preservation.
+    points : int or None
+        Rows scored: all up to this many, else a seeded sample of this many (each ranked against
+        every row); None: all rows.
+    """
+
+    k: int = Field(default=10, ge=1)
+    points: int | None = Field(default=5000, gt=10)
+
+
 class EmbedConfig(StrictModel):
     """Configuration of ``embed``.
 
@@ -446,6 +466,7 @@ class EmbedConfig(StrictModel):
         Components kept for the explained-variance curve.
     tsne : TSNEConfig
     umap : UMAPConfig
+    quality : QualityConfig
     threads : int or None
         CPU threads of t-SNE; None uses one per core.
     seed : int
@@ -457,6 +478,7 @@ class EmbedConfig(StrictModel):
     pca_components: int = Field(default=50, gt=1)
     tsne: TSNEConfig = Field(default_factory=TSNEConfig)
     umap: UMAPConfig = Field(default_factory=UMAPConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     threads: int | None = Field(default=None, gt=0)
     seed: int = 0
 
