@@ -14,6 +14,7 @@ the exact value, not the value of a smaller data set).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -53,13 +54,8 @@ def neighbourhood_scores(
         queries = np.sort(np.random.default_rng(seed).choice(n, points, replace=False))
     emb_nn = NearestNeighbors(n_neighbors=k + 1).fit(embedding)
     emb_idx = _without_self(emb_nn.kneighbors(embedding[queries], return_distance=False), queries, k)
-    feats = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    sq = (feats * feats).sum(1)
     penalty, kept = 0.0, 0
-    for start in range(0, len(queries), CHUNK):
-        rows = torch.from_numpy(queries[start : start + CHUNK])
-        d = sq[rows, None] + sq[None, :] - 2.0 * feats[rows] @ feats.T
-        d[torch.arange(len(rows)), rows] = torch.inf
+    for start, d in _squared_distances(x, queries):
         orig = torch.topk(d, k, dim=1, largest=False).indices
         emb = torch.from_numpy(emb_idx[start : start + CHUNK])
         kept += int((emb[:, :, None] == orig[:, None, :]).any(2).sum())
@@ -75,6 +71,34 @@ def neighbourhood_scores(
         "points": m,
         "exact": m == n,
     }
+
+
+def exact_neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest other rows of every row of ``x`` (exact, Euclidean): indices and
+    distances, both (N, k), nearest first."""
+    import torch
+
+    idx = np.empty((len(x), k), dtype=np.int64)
+    dist = np.empty((len(x), k), dtype=np.float32)
+    for start, d in _squared_distances(x, np.arange(len(x))):
+        near = torch.topk(d, k, dim=1, largest=False)
+        idx[start : start + len(d)] = near.indices.numpy()
+        dist[start : start + len(d)] = near.values.clamp_(min=0).sqrt_().numpy()
+    return idx, dist
+
+
+def _squared_distances(x: np.ndarray, queries: np.ndarray) -> Iterator[tuple[int, Any]]:
+    """(offset, squared distances of a chunk of ``queries`` rows to every row), each row's
+    distance to itself set to infinity."""
+    import torch
+
+    feats = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    sq = (feats * feats).sum(1)
+    for start in range(0, len(queries), CHUNK):
+        rows = torch.from_numpy(queries[start : start + CHUNK])
+        d = sq[rows, None] + sq[None, :] - 2.0 * feats[rows] @ feats.T
+        d[torch.arange(len(rows)), rows] = torch.inf
+        yield start, d
 
 
 def _without_self(idx: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
