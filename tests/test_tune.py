@@ -148,14 +148,25 @@ def _tune(cfg: Path, data: Path, out: Path, n: int, *extra: str) -> subprocess.P
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     args = [sys.executable, "-m", "fmnist_cluster", "tune", "--config", str(cfg), "--input", str(data)]
     args += ["--out", str(out), "--n-trials", str(n), *extra]
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_default_sigint,  # a shell's background job would otherwise pass SIGINT on ignored
+    )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _running_trial(
     load: Callable[[], optuna.Study], proc: subprocess.Popen, pid: int | None = None, timeout: float = 90
 ) -> optuna.trial.FrozenTrial:
-    """Wait until ``proc`` (or one of its workers; the one with process id ``pid`` if given) has a
-    trial running; that trial."""
+    """Wait until ``proc`` (or one of its workers; the one with process id ``pid`` if given) is
+    training the map of a trial; that trial."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -163,7 +174,7 @@ def _running_trial(
             running = [
                 t
                 for t in _states(load(), TrialState.RUNNING)
-                if "worker" in t.user_attrs and pid in (None, t.user_attrs["worker"]["pid"])
+                if t.params and "worker" in t.user_attrs and pid in (None, t.user_attrs["worker"]["pid"])
             ]
         except (KeyError, FileNotFoundError):
             continue
@@ -203,14 +214,14 @@ def test_worker_seeds_differ_by_slot_history_and_host() -> None:
 
 def test_workers_share_one_study_and_its_budget(tmp_path: Path, data_dir: Path) -> None:
     """--workers 3 and, on the same --out, a second command: one budget, no repeated parameter set."""
-    cfg, out = _config(tmp_path, **_slow(300, 400)), tmp_path / "tune"
-    procs = [_tune(cfg, data_dir, out, 9, "--workers", "3"), _tune(cfg, data_dir, out, 9)]
+    cfg, out = _config(tmp_path, **SLOW), tmp_path / "tune"
+    procs = [_tune(cfg, data_dir, out, 12, "--workers", "3"), _tune(cfg, data_dir, out, 12)]
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     study = _journal(out)
     complete = _states(study, TrialState.COMPLETE)
-    assert len(complete) == 9
-    assert len(set(_param_sets(complete))) == 9
+    assert len(complete) == 12
+    assert len(set(_param_sets(complete))) == 12
     assert not _states(study, TrialState.RUNNING)
     assert len({(t.user_attrs["worker"]["pid"]) for t in complete}) >= 2
 
@@ -247,7 +258,7 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path: Path, data_dir: Path
     assert study.trials[killed.number].state == TrialState.FAIL
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
-    assert retry[0].params == killed.params
+    assert retry[0].params == killed.params == study.trials[killed.number].params
     assert len(_states(study, TrialState.COMPLETE)) == n and not _states(study, TrialState.RUNNING)
 
 

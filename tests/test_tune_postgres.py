@@ -106,5 +106,5 @@ def test_three_workers_one_killed_mid_trial(tmp_path: Path, data_dir: Path, post
     assert len(set(_param_sets(complete))) == n
     assert study.trials[killed.number].state == TrialState.FAIL
     retry = [t for t in complete if t.system_attrs.get("failed_trial") == killed.number]
-    assert len(retry) == 1 and retry[0].params == killed.params
+    assert len(retry) == 1 and retry[0].params == killed.params == study.trials[killed.number].params
     assert not _states(study, TrialState.RUNNING)

@@ -15,7 +15,8 @@
 * Retries. A trial failed because its worker died is queued again with the same parameters
   (``RetryHeartbeatStaleTrialCallback``), at most ``max_retry`` times.
 * Seeds. A worker's sampler seed is derived from the run seed, its slot, the number of trials
-  already in the study and, on a database, its host: two workers, or a restarted worker,
+  already in the study and, on a database (whose workers may each have their own output
+  folder, so their own slot 0), its host and process id: two workers, or a restarted worker,
   never draw the same parameter sets. The first worker of a new local study uses the run
   seed itself, so a single-process run is reproducible.
 * Budget. ``n_trials`` counts finished (complete or pruned) trials of the whole study. A

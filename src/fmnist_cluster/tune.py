@@ -219,7 +219,7 @@ def _work(
 
         reap()
         n_existing = len(study.get_trials(deepcopy=False))
-        host = slot.host if store.is_rdb else None
+        host = f"{slot.host}/{slot.pid}" if store.is_rdb else None  # database workers share no slot folder
         study.sampler = _sampler(config, worker_seed(config.seed, slot.slot, n_existing, host))
 
         def objective(trial: Any) -> Any:
