@@ -101,6 +101,10 @@ som-study: $(STAMP) ## SOM study on all 70,000 images: 50x50 map on the 60,000 t
 bench-som: $(STAMP) ## Benchmark the SOM engines (MiniSom, XPySom if installed, ours) on 60,000 x 784, 50x50
 	$(PY) benchmarks/som.py --data $(FMNIST) --out $(OUT)/bench-som/som.json
 
+.PHONY: bench-embed
+bench-embed: $(STAMP) ## Time t-SNE (openTSNE against scikit-learn) on 10,000 x 64, then on all 70,000 images
+	$(PY) benchmarks/embed.py --data $(FMNIST) --out $(OUT)/bench-embed/embed.json
+
 sample: $(STAMP) ## Rebuild the shipped sample from the real data in $(FMNIST)
 	$(PY) scripts/build_sample.py $(FMNIST)
 

@@ -16,6 +16,7 @@ from fmnist_cluster.artefacts import load_npz
 from fmnist_cluster.cli import app
 from fmnist_cluster.config import EmbedConfig, load_config
 from fmnist_cluster.embed import pca_embedding, tsne_embedding
+from fmnist_cluster.quality import neighbourhood_scores
 from tests.test_cluster import blobs, write_features
 
 runner = CliRunner()
@@ -33,14 +34,35 @@ def test_pca_of_rank_two_data_explains_everything() -> None:
     assert ratios[0] > ratios[1]
 
 
-def test_tsne_keeps_blobs_apart() -> None:
+@pytest.mark.parametrize("method", ["fft", "barnes-hut"])
+def test_tsne_keeps_blobs_apart(method: str) -> None:
     from sklearn.neighbors import KNeighborsClassifier
 
     x, y = blobs(n=150, k=3, dims=10, seed=7)
-    coords = tsne_embedding(x, perplexity=10, max_iter=250, pca_components=5, threads=1)
+    coords = tsne_embedding(x, perplexity=10, max_iter=250, pca_components=5, threads=1, method=method)
     assert coords.shape == (150, 2) and np.isfinite(coords).all()
     knn = KNeighborsClassifier(5).fit(coords, y)
     assert knn.score(coords, y) > 0.98
+
+
+def test_neighbourhood_scores_match_scikit_learn_and_known_answers() -> None:
+    from sklearn.manifold import trustworthiness
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 12)).astype(np.float32)
+    noisy = x[:, :2] + 0.5 * rng.normal(size=(400, 2)).astype(np.float32)
+    exact = neighbourhood_scores(x, noisy, k=10, points=None)
+    assert exact["exact"] and exact["points"] == 400
+    assert exact["trustworthiness"] == pytest.approx(trustworthiness(x, noisy, n_neighbors=10), abs=1e-6)
+    plane = x[:, :2].copy()  # features that are 2-D already: the embedding keeps every neighbour
+    same = neighbourhood_scores(plane, plane * 3.0 + 1.0, k=5)
+    assert same["trustworthiness"] == pytest.approx(1.0) and same["knn_preservation"] == pytest.approx(1.0)
+    sampled = neighbourhood_scores(x, noisy, k=10, points=200, seed=1)
+    assert not sampled["exact"] and sampled["points"] == 200
+    assert sampled["trustworthiness"] == pytest.approx(exact["trustworthiness"], abs=0.02)
+    assert sampled["knn_preservation"] == pytest.approx(exact["knn_preservation"], abs=0.05)
+    with pytest.raises(ValueError, match="k must be between 1 and"):
+        neighbourhood_scores(x[:10], noisy[:10], k=5)
 
 
 def test_embed_cli_writes_coordinates_and_figures(tmp_path: Path) -> None:
@@ -55,6 +77,10 @@ def test_embed_cli_writes_coordinates_and_figures(tmp_path: Path) -> None:
     assert 0.5 < arrays["explained_variance_ratio"].sum() <= 1.0 + 1e-6
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["methods"][:2] == ["pca", "tsne"] and metrics["n"] == 120 and "tsne" in metrics["seconds"]
+    for method in metrics["methods"]:  # four well-separated blobs: neighbourhoods are mostly kept
+        score = metrics["quality"][method]
+        assert score["k"] == 10 and score["exact"] and 0.8 < score["trustworthiness"] <= 1.0
+        assert 0.0 < score["knn_preservation"] <= 1.0
     for fig in ("pca-variance", "pca-by-label", "tsne-by-label"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     again = runner.invoke(app, ["embed", "--input", str(enc), "--out", str(tmp_path / "e2"), *FAST])

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,14 @@ import optuna
 import pytest
 import torch
 import yaml
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from fmnist_cluster.cli import app
 from fmnist_cluster.config import SomConfig, TuneConfig, load_config
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.study import worker_seed
 from fmnist_cluster.tune import apply_params, pareto_mask
 
 runner = CliRunner()
@@ -47,6 +51,19 @@ def data_dir(idx_dir: Path, tmp_path: Path) -> Path:
     result = runner.invoke(app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+def _journal(out: Path) -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    return optuna.load_study(study_name="som", storage=storage)
+
+
+def _states(study: optuna.Study, state: TrialState) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if t.state == state]
+
+
+def _param_sets(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
+    return [tuple(sorted(t.params.items())) for t in trials]
 
 
 def _config(tmp_path: Path, **changes: object) -> Path:
@@ -91,9 +108,9 @@ def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_di
         ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "4"],
     )
     assert result.exit_code == 0, result.output
-    for name in ("best.yaml", "trials.csv", "metrics.json", "history.png", "pareto.png", "study.db", "manifest.json"):
+    for name in ("best.yaml", "trials.csv", "metrics.json", "history.png", "pareto.png", "study.journal"):
         assert (out / name).is_file(), name
-    study = optuna.load_study(study_name="som", storage=f"sqlite:///{out / 'study.db'}")
+    study = _journal(out)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 4
     assert len({t.values[0] for t in complete}) > 1  # trained maps differ in quality
@@ -116,65 +133,145 @@ def test_scalar_objective_with_pruning(tmp_path: Path, data_dir: Path) -> None:
     assert "tune" in result.output and (out / "best.yaml").is_file()
 
 
-def _worker(cfg: Path, data: Path, out: Path, storage: str, n: int, seed: int) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = [
-        sys.executable,
-        "-m",
-        "fmnist_cluster",
-        "tune",
-        "--config",
-        str(cfg),
-        "--input",
-        str(data),
-        "--out",
-        str(out),
-        "--storage",
-        storage,
-        "--n-trials",
-        str(n),
-        "--set",
-        f"seed={seed}",
-    ]
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _slow(low: int, high: int) -> dict:
+    """A search space whose trials take a while (``low`` to ``high`` epochs: 1,500 take about 1.5 s)."""
+    return {
+        "space": {"som.sigma": {"low": 0.5, "high": 2.0}, "som.epochs": {"low": low, "high": high, "integer": True}}
+    }
 
 
-def test_two_workers_share_one_study(tmp_path: Path, data_dir: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    cfg = _config(tmp_path)
-    procs = [_worker(cfg, data_dir, tmp_path / f"w{i}", storage, 4, i) for i in range(2)]
-    outputs = [p.communicate(timeout=120)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
-    study = optuna.load_study(study_name="som", storage=storage)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert 4 <= len(complete) <= 5  # a worker may finish one trial that was in flight at the limit
-    assert len({t.number for t in complete}) == len(complete)
+SLOW = _slow(1500, 2000)
 
 
-def test_killed_run_keeps_finished_trials(tmp_path: Path, data_dir: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 'kill.db'}"
-    cfg = _config(tmp_path)
-    proc = _worker(cfg, data_dir, tmp_path / "k", storage, 500, 0)
-    deadline = time.time() + 60
-    done: list = []
-    while time.time() < deadline:
-        time.sleep(0.5)
+def _tune(cfg: Path, data: Path, out: Path, n: int, *extra: str) -> subprocess.Popen:
+    """``tune`` as its own process (so that it can be killed or interrupted)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    args = [sys.executable, "-m", "fmnist_cluster", "tune", "--config", str(cfg), "--input", str(data)]
+    args += ["--out", str(out), "--n-trials", str(n), *extra]
+    return subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_default_sigint,  # a shell's background job would otherwise pass SIGINT on ignored
+    )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _running_trial(
+    load: Callable[[], optuna.Study], proc: subprocess.Popen, pid: int | None = None, timeout: float = 90
+) -> optuna.trial.FrozenTrial:
+    """Wait until ``proc`` (or one of its workers; the one with process id ``pid`` if given) is
+    training the map of a trial; that trial."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
         try:
-            study = optuna.load_study(study_name="som", storage=storage)
-        except KeyError:
+            running = [
+                t
+                for t in _states(load(), TrialState.RUNNING)
+                if t.params and "worker" in t.user_attrs and pid in (None, t.user_attrs["worker"]["pid"])
+            ]
+        except (KeyError, FileNotFoundError):
             continue
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(done) >= 2:
-            break
+        if running:
+            return running[0]
+    proc.kill()
+    raise AssertionError(f"no trial started: {proc.communicate()[0]}")
+
+
+def test_out_with_url_characters_keeps_the_study_inside_it(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "runs" / "a?b=1%2x#y"
+    result = runner.invoke(
+        app,
+        ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [out.name]
+    assert len(_states(_journal(out), TrialState.COMPLETE)) == 2
+
+
+def test_restart_samples_new_parameter_sets(tmp_path: Path, data_dir: Path) -> None:
+    cfg, out = _config(tmp_path), tmp_path / "tune"
+    for n in (3, 6):
+        result = runner.invoke(
+            app, ["tune", "--config", str(cfg), "--input", str(data_dir), "--out", str(out), "--n-trials", str(n)]
+        )
+        assert result.exit_code == 0, result.output
+    sets = _param_sets(_states(_journal(out), TrialState.COMPLETE))
+    assert len(sets) == 6 and len(set(sets)) == 6
+
+
+def test_worker_seeds_differ_by_slot_history_and_host() -> None:
+    assert worker_seed(7, 0, 0, None) == 7  # a single fresh run keeps the run seed: reproducible
+    seeds = {worker_seed(7, slot, n, host) for slot in range(4) for n in (0, 5) for host in (None, "a", "b")}
+    assert len(seeds) == 24
+
+
+def test_workers_share_one_study_and_its_budget(tmp_path: Path, data_dir: Path) -> None:
+    """--workers 3 and, on the same --out, a second command: one budget, no repeated parameter set."""
+    cfg, out = _config(tmp_path, **SLOW), tmp_path / "tune"
+    procs = [_tune(cfg, data_dir, out, 12, "--workers", "3"), _tune(cfg, data_dir, out, 12)]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    study = _journal(out)
+    complete = _states(study, TrialState.COMPLETE)
+    assert len(complete) == 12
+    assert len(set(_param_sets(complete))) == 12
+    assert not _states(study, TrialState.RUNNING)
+    assert len({(t.user_attrs["worker"]["pid"]) for t in complete}) >= 2
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigint_stops_with_one_line(tmp_path: Path, data_dir: Path, workers: str) -> None:
+    cfg, out = _config(tmp_path, **SLOW), tmp_path / "tune"
+    proc = _tune(cfg, data_dir, out, 100, "--workers", workers)
+    _running_trial(lambda: _journal(out), proc)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, output
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted:"), output
+    assert "run the same command again" in lines[0]
+    study = _journal(out)
+    assert not _states(study, TrialState.RUNNING) and _states(study, TrialState.FAIL)
+
+
+def test_killed_worker_trial_fails_and_is_retried(tmp_path: Path, data_dir: Path) -> None:
+    """SIGKILL leaves no trial RUNNING for ever: the next worker fails it and runs it again."""
+    cfg, out = _config(tmp_path, **SLOW), tmp_path / "tune"
+    proc = _tune(cfg, data_dir, out, 100)
+    killed = _running_trial(lambda: _journal(out), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert len(done) >= 2
-    before = {
-        t.number: t.values
-        for t in optuna.load_study(study_name="som", storage=storage).trials
-        if t.state == optuna.trial.TrialState.COMPLETE
-    }
-    target = len(before) + 2
+    assert _journal(out).trials[killed.number].state == TrialState.RUNNING
+    n = len(_states(_journal(out), TrialState.COMPLETE)) + 1
+    result = runner.invoke(
+        app, ["tune", "--config", str(cfg), "--input", str(data_dir), "--out", str(out), "--n-trials", str(n)]
+    )
+    assert result.exit_code == 0, result.output
+    study = _journal(out)
+    assert study.trials[killed.number].state == TrialState.FAIL
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == killed.params == study.trials[killed.number].params
+    assert len(_states(study, TrialState.COMPLETE)) == n and not _states(study, TrialState.RUNNING)
+
+
+def test_database_storage_fails_a_dead_workers_trial_by_heartbeat(tmp_path: Path, data_dir: Path) -> None:
+    """A database study (here SQLite; PostgreSQL in test_tune_postgres.py) detects dead workers by
+    their missing heartbeat and retries their trial."""
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    cfg, out = _config(tmp_path, **SLOW, heartbeat_interval=1, grace_period=2), tmp_path / "tune"
+    proc = _tune(cfg, data_dir, out, 100, "--storage", storage)
+    killed = _running_trial(lambda: optuna.load_study(study_name="som", storage=storage), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n = len(_states(optuna.load_study(study_name="som", storage=storage), TrialState.COMPLETE)) + 2
     result = runner.invoke(
         app,
         [
@@ -184,18 +281,15 @@ def test_killed_run_keeps_finished_trials(tmp_path: Path, data_dir: Path) -> Non
             "--input",
             str(data_dir),
             "--out",
-            str(tmp_path / "k"),
+            str(out),
+            "--n-trials",
+            str(n),
             "--storage",
             storage,
-            "--n-trials",
-            str(target),
         ],
     )
     assert result.exit_code == 0, result.output
-    after = {
-        t.number: t.values
-        for t in optuna.load_study(study_name="som", storage=storage).trials
-        if t.state == optuna.trial.TrialState.COMPLETE
-    }
-    assert all(after[k] == v for k, v in before.items())
-    assert len(after) == target
+    study = optuna.load_study(study_name="som", storage=storage)
+    assert study.trials[killed.number].state == TrialState.FAIL
+    assert any(t.system_attrs.get("failed_trial") == killed.number for t in _states(study, TrialState.COMPLETE))
+    assert len(_states(study, TrialState.COMPLETE)) == n

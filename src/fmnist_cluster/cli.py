@@ -455,8 +455,15 @@ def tune(
     storage: Annotated[
         str | None,
         typer.Option(
-            help="Optuna storage URL shared by many workers (sqlite:///x.db, postgresql://...). "
-            + _overrides(TuneConfig, "storage", none="sqlite file OUT/study.db"),
+            help="Optuna database URL shared by workers on many machines (postgresql+psycopg://user@host/db). "
+            + _overrides(TuneConfig, "storage", none="the journal file OUT/study.journal"),
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes to run on this host, all on one study. " + _overrides(TuneConfig, "workers"),
             show_default=False,
         ),
     ] = None,
@@ -470,12 +477,14 @@ def tune(
     ] = None,
 ) -> None:
     """Bayesian optimisation (Optuna TPE) of train-som settings: every trial trains a map and is
-    scored on held-out rows by QE and TE (Pareto front, or a scalar score with pruning). Start
-    several workers on one --storage to share a study; a restarted run keeps finished trials.
-    Writes best.yaml (a train-som --config), trials.csv and figures."""
+    scored on held-out rows by QE and TE (Pareto front, or a scalar score with pruning). --workers N
+    runs N processes on one study; machines sharing one --storage database add more. A restarted
+    run keeps finished trials; Ctrl-C stops every worker. Writes best.yaml (a train-som
+    --config), trials.csv and figures."""
     from fmnist_cluster.tune import run_tune
 
-    cfg = _run(lambda: _load(TuneConfig, config, sets, {"storage": storage, "n_trials": n_trials}))
+    overrides = {"storage": storage, "n_trials": n_trials, "workers": workers}
+    cfg = _run(lambda: _load(TuneConfig, config, sets, overrides))
     _guard(out, "tune", input=input_dir)
     with _progress() as progress:
         s = _run(lambda: run_tune(cfg, input_dir, out, progress))

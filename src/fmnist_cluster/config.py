@@ -401,11 +401,14 @@ class TSNEConfig(StrictModel):
     Attributes
     ----------
     enabled : bool
-        Compute a 2-D t-SNE (``sklearn.manifold.TSNE``, Barnes-Hut).
+        Compute a 2-D t-SNE.
+    method : {'fft', 'barnes-hut'}
+        ``fft``: openTSNE's FFT-accelerated interpolation (time linear in the rows);
+        ``barnes-hut``: ``sklearn.manifold.TSNE``.
     perplexity : float
         Effective neighbour count.
     max_iter : int
-        Optimisation steps (at least 250).
+        Optimisation steps (at least 250), the first 250 with early exaggeration.
     pca_components : int
         Features are first projected on this many principal components (the usual speed-up).
     max_points : int or None
@@ -413,8 +416,9 @@ class TSNEConfig(StrictModel):
     """
 
     enabled: bool = True
+    method: Literal["fft", "barnes-hut"] = "fft"
     perplexity: float = Field(default=30.0, gt=1)
-    max_iter: int = Field(default=1000, ge=250)
+    max_iter: int = Field(default=750, ge=250)
     pca_components: int = Field(default=50, gt=1)
     max_points: int | None = Field(default=None, gt=10)
 
@@ -437,6 +441,22 @@ class UMAPConfig(StrictModel):
     min_dist: float = Field(default=0.1, ge=0)
 
 
+class QualityConfig(StrictModel):
+    """Neighbourhood-preservation scores of every embedding (section ``quality`` of ``embed``).
+
+    Attributes
+    ----------
+    k : int
+        Neighbours of trustworthiness and k-NN preservation.
+    points : int or None
+        Rows scored: all up to this many, else a seeded sample of this many (each ranked against
+        every row); None: all rows.
+    """
+
+    k: int = Field(default=10, ge=1)
+    points: int | None = Field(default=5000, gt=10)
+
+
 class EmbedConfig(StrictModel):
     """Configuration of ``embed``.
 
@@ -451,6 +471,7 @@ class EmbedConfig(StrictModel):
         Components kept for the explained-variance curve.
     tsne : TSNEConfig
     umap : UMAPConfig
+    quality : QualityConfig
     threads : int or None
         CPU threads of t-SNE; None uses one per core.
     seed : int
@@ -462,6 +483,7 @@ class EmbedConfig(StrictModel):
     pca_components: int = Field(default=50, gt=1)
     tsne: TSNEConfig = Field(default_factory=TSNEConfig)
     umap: UMAPConfig = Field(default_factory=UMAPConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     threads: int | None = Field(default=None, gt=0)
     seed: int = 0
 
@@ -954,11 +976,20 @@ class TuneConfig(StrictModel):
     limit : int or None
         Use at most this many training rows (seeded) per trial, before the holdout split.
     storage : str or None
-        Optuna storage URL (``sqlite:///path.db``, ``postgresql://...``); None: a SQLite
-        file ``study.db`` in the output folder.
+        Optuna database URL (``postgresql+psycopg://user@host/db``, ``mysql+pymysql://...``) for
+        workers on many machines; None: the journal file ``study.journal`` in the output folder.
     study_name : str
     seed : int
-        Seed of the TPE sampler and the holdout split.
+        Seed of the holdout split and of the samplers (each worker derives its own from it).
+    workers : int
+        Worker processes this command starts on this host (1: trials run in the command itself).
+    heartbeat_interval : int
+        Seconds between a database worker's heartbeats while it runs a trial.
+    grace_period : int
+        Seconds without a heartbeat after which a database trial counts as dead: it is failed
+        and queued again.
+    max_retry : int
+        How often the trial of a dead worker is queued again (0: never).
     """
 
     base: SomConfig = SomConfig(som=SomMapConfig(rows=10, cols=10), train=SomTrainConfig(device="auto"))
@@ -972,6 +1003,10 @@ class TuneConfig(StrictModel):
     storage: str | None = None
     study_name: str = "som"
     seed: int = 0
+    workers: int = Field(default=1, ge=1, le=64)
+    heartbeat_interval: int = Field(default=10, ge=1)
+    grace_period: int = Field(default=30, ge=2)
+    max_retry: int = Field(default=1, ge=0)
 
 
 # --------------------------------------------------------------------------------------

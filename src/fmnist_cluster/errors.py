@@ -21,5 +21,11 @@ class FmnistError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class Interrupted(FmnistError):
+    """The user stopped a long command (SIGINT, Ctrl-C); exit code 130 like any interrupted program."""
+
+    exit_code = 130
+
+
 class FmnistWarning(UserWarning):
     """Something the user should look at, but not an error (the CLI shows it in yellow)."""

@@ -124,8 +124,9 @@ class SomGrid:
 
     def distances(self) -> np.ndarray:
         """(K, K) Euclidean distances between neuron positions."""
-        diff = self.coords[:, None, :] - self.coords[None, :, :]
-        return np.sqrt((diff**2).sum(-1))
+        from scipy.spatial.distance import cdist
+
+        return cdist(self.coords, self.coords)
 
     def are_neighbours(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Boolean array: neurons ``a[n]`` and ``b[n]`` are adjacent (distinct) cells."""
@@ -133,11 +134,12 @@ class SomGrid:
         return (d > 0) & (d <= self.neighbour_radius)
 
     def neighbour_pairs(self) -> np.ndarray:
-        """(P, 2) int array of neighbour pairs (a < b)."""
-        d = self.distances()
-        a, b = np.nonzero((d > 0) & (d <= self.neighbour_radius))
-        keep = a < b
-        return np.stack([a[keep], b[keep]], axis=1)
+        """(P, 2) int array of neighbour pairs (a < b), sorted."""
+        from scipy.spatial import cKDTree
+
+        pairs = cKDTree(self.coords).query_pairs(self.neighbour_radius, output_type="ndarray")
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        return pairs.astype(np.int64).reshape(-1, 2)
 
 
 # --------------------------------------------------------------------------------------
@@ -442,6 +444,9 @@ class BatchSOM(_SomBase):
     n_epochs_ : int
         Epochs actually run (fewer after an early stop).
     train_seconds_ : float
+    fit_units_ : tuple of ndarray
+        Best unit, second-best unit and distance to the best unit of every training row under
+        the trained map (the last ``history_`` entry's QE and TE come from them).
     """
 
     def __init__(
@@ -612,6 +617,7 @@ class BatchSOM(_SomBase):
         n_run = len(history)
         bmu, bmu2, dist = best_units(w, xt, self.chunk_size, dev)
         history.append({"epoch": n_run, "sigma": None, **_epoch_metrics(grid, bmu, bmu2, dist)})
+        self.fit_units_ = (bmu, bmu2, dist)
         self.weights_ = w.cpu().numpy()
         self.grid_ = grid
         self.history_ = history
@@ -910,8 +916,11 @@ def analyse(
     y_test: np.ndarray | None,
     n_classes: int,
     chunk_size: int = 2048,
+    fit_units: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Metrics and per-neuron arrays of a fitted map.
+    """Metrics and per-neuron arrays of a fitted map; ``fit_units`` are the best units,
+    second-best units and distances of ``x_fit`` when already known (the batch engine's
+    ``fit_units_``), so that they are not searched twice.
 
     Returns
     -------
@@ -925,7 +934,7 @@ def analyse(
     """
     grid, w = som.grid_, som.weights_
     k = grid.n_neurons
-    bmu, bmu2, dist = best_units(w, x_fit, chunk_size)
+    bmu, bmu2, dist = fit_units if fit_units is not None else best_units(w, x_fit, chunk_size)
     hits = hit_map(bmu, k)
     outliers, low, high = outlier_neurons(hits)
     metrics: dict[str, Any] = {
@@ -1029,7 +1038,8 @@ def run_train_som(
                 engine.fit(x_fit, progress=progress)
         with run.timer("analyse"):
             n_classes = dataset.n_classes
-            metrics, arrays = analyse(engine, x_fit, y_fit, x_test, y_test, n_classes, config.train.chunk_size)
+            units = getattr(engine, "fit_units_", None)
+            metrics, arrays = analyse(engine, x_fit, y_fit, x_test, y_test, n_classes, config.train.chunk_size, units)
             if config.train.pool:  # the test rows were trained on: their scores are in-sample, and say so
                 for key in [k for k in ("test_qe", "test_te", "test_accuracy") if k in metrics]:
                     metrics[f"{key}_in_sample"] = metrics.pop(key)

@@ -1,0 +1,268 @@
+"""Optuna studies shared by many ``tune`` workers: storage, worker identity, dead workers, budget.
+
+* Storage. By default a journal file ``study.journal`` in the output folder (Optuna's
+  ``JournalStorage`` with a file backend: safe for several processes on one host, opened by
+  path, so no character of ``--out`` is ever read as part of a URL). A database URL
+  (``postgresql+psycopg://...``, ``mysql+pymysql://...``) serves workers on many machines; it
+  is opened with heartbeats, so a trial whose worker stops beating for ``grace_period``
+  seconds is failed by the next worker that starts a trial.
+* Worker identity. Every worker holds an exclusive lock on one numbered slot file in
+  ``OUT/.tune-workers/`` while it runs and writes a fresh token into it. Each trial records
+  its worker's host, process id, slot and token; the kernel drops the lock when a process
+  dies, however it dies, so a running trial whose slot is free (or holds another token)
+  belongs to a dead worker. Such trials (journal storage) are failed when a worker starts
+  and before every trial.
+* Retries. A trial failed because its worker died is queued again with the same parameters
+  (``RetryHeartbeatStaleTrialCallback``), at most ``max_retry`` times.
+* Seeds. A worker's sampler seed is derived from the run seed, its slot, the number of trials
+  already in the study and, on a database (whose workers may each have their own output
+  folder, so their own slot 0), its host and process id: two workers, or a restarted worker,
+  never draw the same parameter sets. The first worker of a new local study uses the run
+  seed itself, so a single-process run is reproducible.
+* Budget. ``n_trials`` counts finished (complete or pruned) trials of the whole study. A
+  worker starts a trial only while finished plus running trials are below it, waits while
+  the rest are running elsewhere (to take over a retry if one fails), and a trial that still
+  finds the budget taken once it has its number fails at once without training (a race of
+  two workers starting together).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist_cluster.errors import FmnistError
+
+JOURNAL_FILE = "study.journal"
+WORKER_DIR = ".tune-workers"
+WORKER_ATTR = "worker"
+#: a running trial that never recorded its worker is taken for dead after this many seconds
+UNCLAIMED_SECONDS = 60.0
+#: how often a worker waiting for other workers' trials looks at the study again
+POLL_SECONDS = 0.5
+
+
+class OverBudget(Exception):
+    """Raised inside a trial that another worker's trial already made unnecessary."""
+
+
+@dataclass
+class StudyStorage:
+    """An opened Optuna storage and how to name it in messages."""
+
+    storage: Any
+    shown: str
+    is_rdb: bool
+
+
+def shown_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show it as given
+        return url
+
+
+def _driver_url(url: str) -> str:
+    """``postgresql://`` means psycopg2 to SQLAlchemy; use psycopg 3 when only it is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None:
+        if importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def open_storage(
+    url: str | None, out_dir: Path, heartbeat_interval: int, grace_period: int, max_retry: int
+) -> StudyStorage:
+    """The storage of a study: the journal file ``OUT/study.journal`` or the database ``url``."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url is None:
+        path = out_dir / JOURNAL_FILE
+        try:
+            return StudyStorage(JournalStorage(JournalFileBackend(str(path))), str(path), False)
+        except OSError as exc:
+            raise FmnistError(f"cannot open the study journal {path} ({exc.strerror}); pass a writable --out") from None
+    shown = shown_url(url)
+    try:
+        storage = optuna.storages.RDBStorage(
+            _driver_url(url),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if max_retry else None,
+        )
+    except Exception as exc:  # database URLs fail with many driver-specific types
+        raise FmnistError(
+            f"cannot open Optuna storage {shown} ({type(exc).__name__}: {_first_line(exc)}); check --storage"
+        ) from None
+    return StudyStorage(storage, shown, True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+
+# -- worker identity ---------------------------------------------------------------------
+@dataclass
+class WorkerSlot:
+    """The numbered slot a live worker holds (see the module docstring)."""
+
+    slot: int
+    token: str
+    host: str
+    pid: int
+    fd: int
+
+    def info(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "slot": self.slot, "token": self.token}
+
+
+@contextlib.contextmanager
+def worker_slot(out_dir: Path) -> Iterator[WorkerSlot]:
+    """Hold the lowest free slot in ``OUT/.tune-workers/`` for the duration of the block."""
+    folder = out_dir / WORKER_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FmnistError(f"cannot create {folder} ({exc.strerror}); pass a writable --out") from None
+    slot = 0
+    while True:
+        fd = os.open(folder / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            os.close(fd)
+            slot += 1
+    token = uuid.uuid4().hex
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, token.encode(), 0)
+    try:
+        yield WorkerSlot(slot, token, socket.gethostname(), os.getpid(), fd)
+    finally:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def worker_alive(info: dict[str, Any], out_dir: Path) -> bool | None:
+    """Whether the worker a trial recorded still runs: True, False, or None (another host)."""
+    if info.get("host") != socket.gethostname():
+        return None
+    path = out_dir / WORKER_DIR / f"slot-{int(info.get('slot', -1))}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: by our worker, or by a later one in the same slot
+            holder = os.pread(fd, 64, 0).decode(errors="replace")
+            return not holder or holder == info.get("token")
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def worker_seed(seed: int, slot: int, n_existing: int, host: str | None) -> int:
+    """The sampler seed of one worker (see the module docstring)."""
+    if slot == 0 and n_existing == 0 and host is None:
+        return seed
+    words = [seed & 0xFFFFFFFF, slot, n_existing] + ([zlib.crc32(host.encode())] if host is not None else [])
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+# -- dead workers and the budget ---------------------------------------------------------
+def fail_dead_trials(study: Any, store: StudyStorage, out_dir: Path, max_retry: int) -> list[int]:
+    """Fail the running trials of dead workers and queue their retries; their numbers."""
+    import copy
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    if store.is_rdb:
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        optuna.storages.fail_stale_trials(study)
+        after = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        return sorted(t.number for t in after if t.number not in before)
+    failed = []
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        info = trial.user_attrs.get(WORKER_ATTR)
+        if info is None:
+            started = trial.datetime_start.timestamp() if trial.datetime_start else now
+            dead = now - started > UNCLAIMED_SECONDS
+        else:
+            dead = worker_alive(info, out_dir) is False
+        if not dead:
+            continue
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first, or it finished meanwhile
+        failed.append(trial.number)
+        if max_retry:  # the retry must not inherit the dead worker's identity
+            frozen = copy.deepcopy(study._storage.get_trial(trial._trial_id))
+            frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k != WORKER_ATTR}
+            RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
+    return failed
+
+
+def counts(study: Any) -> tuple[int, int]:
+    """Finished (complete or pruned) and running trials of the study."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return len(trials) - running, running
+
+
+def check_budget(study: Any, number: int, n_trials: int) -> None:
+    """Raise :class:`OverBudget` when the trials before trial ``number`` already fill the budget."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    if sum(t.number < number for t in study.get_trials(deepcopy=False, states=states)) >= n_trials:
+        raise OverBudget(f"the budget of {n_trials} trials was reached by other workers")
+
+
+def run_budget(
+    study: Any,
+    run_one: Callable[[], None],
+    reap: Callable[[], Any],
+    n_trials: int,
+    deadline: float | None,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run trials (``run_one`` runs one) until the study holds ``n_trials`` finished trials,
+    the ``deadline`` (a ``time.monotonic`` value) passes or ``stop()`` says so."""
+    while not stop() and (deadline is None or time.monotonic() < deadline):
+        reap()
+        finished, running = counts(study)
+        if finished >= n_trials:
+            return
+        if finished + running >= n_trials:
+            time.sleep(POLL_SECONDS)  # the rest run elsewhere; stay to retry one that fails
+            continue
+        run_one()
