@@ -29,8 +29,10 @@ from fmnist_cluster.explain.search import Evidence, explain
 from tests.rules import RULE_KINDS, draw_rule
 
 runner = CliRunner()
-#: Rules are drawn at random on every run; set FMNIST_RULE_SEED to replay a failure.
-RULE_SEED = int(os.environ.get("FMNIST_RULE_SEED", secrets.randbelow(2**31)))
+#: Rules are drawn at random from these seeds (reproducible in CI); FMNIST_RULE_SEED=N draws
+#: from seed N instead, FMNIST_RULE_SEED=random from a fresh one (printed on failure).
+_SEED = os.environ.get("FMNIST_RULE_SEED")
+RULE_SEEDS = [secrets.randbelow(2**31)] if _SEED == "random" else [int(_SEED)] if _SEED else [20261124, 7, 2026]
 
 
 # -- properties -------------------------------------------------------------------------
@@ -172,16 +174,17 @@ def sample() -> dict:
     }
 
 
+@pytest.mark.parametrize("rule_seed", RULE_SEEDS)
 @pytest.mark.parametrize("kind", RULE_KINDS)
-def test_explainer_finds_a_random_rule(sample: dict, kind: str) -> None:
-    rng = np.random.default_rng([RULE_SEED, RULE_KINDS.index(kind)])
+def test_explainer_finds_a_random_rule(sample: dict, kind: str, rule_seed: int) -> None:
+    rng = np.random.default_rng([rule_seed, RULE_KINDS.index(kind)])
     y, rule = draw_rule(kind, rng, sample["classes"], sample["all"])
     n = len(sample["y_train"])
     evidence = Evidence(
         y[:n], y[n:], sample["train"], sample["test"], sample["y_train"], sample["y_test"], FASHION_CLASSES, "content"
     )
     result = explain(evidence, seed=int(rng.integers(1000)))
-    where = f"rule {rule} (FMNIST_RULE_SEED={RULE_SEED}); explanation {result['best_guess']}"
+    where = f"rule {rule} (FMNIST_RULE_SEED={rule_seed}); explanation {result['best_guess']}"
     assert set(result) >= {"verdict", "agreement", "chance", "best", "candidates"}
     tried = {c["kind"] for c in result["candidates"]}
     assert tried == {"class-grouping", "property-bins", "class-and-property"}, where
