@@ -1034,7 +1034,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``value`` at the dotted key ``dotted`` (``a.b.c``) of a nested dict, creating levels."""
     keys = dotted.split(".")
     node = tree
     for key in keys[:-1]:
@@ -1186,7 +1187,7 @@ def load_config(model: type[M], path: Path | str | None = None, overrides: list[
         tree = loaded
     for item in overrides or []:
         key, value = parse_override(item)
-        _set_dotted(tree, key, value)
+        set_dotted(tree, key, value)
     if overrides:
         origin = f"{origin} with --set overrides"
     try:

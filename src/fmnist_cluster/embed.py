@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
-from fmnist_cluster.cluster import FeatureSet, figure_name, load_features
+from fmnist_cluster.cluster import figure_name
 from fmnist_cluster.config import EmbedConfig, ReduceConfig
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.features import FeatureSet, load_features
 
 EMBEDDING_FILE = "embedding.npz"
 METHOD_TITLES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -174,7 +175,7 @@ def run_embed(
         Rows, methods computed, variance of the first two components, seconds per method.
     """
     from fmnist_cluster import plots
-    from fmnist_cluster.cluster import reduce_features
+    from fmnist_cluster.features import reduce_features
 
     features = load_features(input_dir, config.split, images=None, find_images=False)
     methods = ["pca"] + (["tsne"] if config.tsne.enabled else [])

@@ -296,7 +296,9 @@ def majority_accuracy(labels: np.ndarray, bmu: np.ndarray, y: np.ndarray) -> flo
     return float((labels[np.asarray(bmu)] == np.asarray(y)).mean())
 
 
-def _epoch_metrics(grid: SomGrid, bmu: np.ndarray, bmu2: np.ndarray, dist: np.ndarray) -> dict[str, float]:
+def epoch_metrics(grid: SomGrid, bmu: np.ndarray, bmu2: np.ndarray, dist: np.ndarray) -> dict[str, float]:
+    """Quantisation error (mean distance to the best unit) and topographic error (share of rows
+    whose two best units are not neighbours; NaN on a one-neuron map)."""
     te = float(1.0 - grid.are_neighbours(bmu, bmu2).mean()) if grid.n_neurons > 1 else float("nan")
     return {"qe": float(dist.mean()), "te": te}
 
@@ -586,7 +588,7 @@ class BatchSOM(_SomBase):
         for epoch in range(start_epoch, self.epochs):
             approx = sub if (sub is not None and epoch < self.epochs - self.exact_epochs) else None
             sums, counts, bmu, bmu2, dist = self._accumulate(xt, w, dev, approx)
-            entry = {"epoch": epoch, "sigma": float(sigmas[epoch]), **_epoch_metrics(grid, bmu, bmu2, dist)}
+            entry = {"epoch": epoch, "sigma": float(sigmas[epoch]), **epoch_metrics(grid, bmu, bmu2, dist)}
             if sub is not None:
                 entry["search"] = "exact" if approx is None else f"pca{self.search_dims}"
             history.append(entry)
@@ -616,7 +618,7 @@ class BatchSOM(_SomBase):
         self.train_seconds_ = time.perf_counter() - t0
         n_run = len(history)
         bmu, bmu2, dist = best_units(w, xt, self.chunk_size, dev)
-        history.append({"epoch": n_run, "sigma": None, **_epoch_metrics(grid, bmu, bmu2, dist)})
+        history.append({"epoch": n_run, "sigma": None, **epoch_metrics(grid, bmu, bmu2, dist)})
         self.fit_units_ = (bmu, bmu2, dist)
         self.weights_ = w.cpu().numpy()
         self.grid_ = grid
@@ -840,7 +842,7 @@ class MiniSomEngine(_SomBase):
     @staticmethod
     def _errors(w: np.ndarray, x: np.ndarray, grid: SomGrid) -> dict[str, float]:
         bmu, bmu2, dist = best_units(w, x)
-        return _epoch_metrics(grid, bmu, bmu2, dist)
+        return epoch_metrics(grid, bmu, bmu2, dist)
 
 
 # --------------------------------------------------------------------------------------
@@ -938,7 +940,7 @@ def analyse(
     hits = hit_map(bmu, k)
     outliers, low, high = outlier_neurons(hits)
     metrics: dict[str, Any] = {
-        **_epoch_metrics(grid, bmu, bmu2, dist),
+        **epoch_metrics(grid, bmu, bmu2, dist),
         "neurons": k,
         "neurons_used": int((hits > 0).sum()),
         "neuron_usage": float((hits > 0).mean()),
@@ -956,7 +958,7 @@ def analyse(
     }
     if len(x_test):
         tb, tb2, td = best_units(w, x_test, chunk_size)
-        test = _epoch_metrics(grid, tb, tb2, td)
+        test = epoch_metrics(grid, tb, tb2, td)
         metrics.update(test_qe=test["qe"], test_te=test["te"])
         arrays["bmu_test"] = tb
     if y_fit is not None and n_classes > 0:

@@ -36,9 +36,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
-from fmnist_cluster.config import SearchParam, SomConfig, TuneConfig, _set_dotted, config_to_yaml
+from fmnist_cluster.config import SearchParam, SomConfig, TuneConfig, config_to_yaml, set_dotted
 from fmnist_cluster.errors import FmnistError, Interrupted
-from fmnist_cluster.som import _epoch_metrics, best_units, flatten, make_engine
+from fmnist_cluster.som import best_units, epoch_metrics, flatten, make_engine
 from fmnist_cluster.study import (
     WORKER_ATTR,
     OverBudget,
@@ -81,7 +81,7 @@ def apply_params(base: SomConfig, params: dict[str, Any], clamp: bool = True) ->
             node = node[part]
         if not isinstance(node, dict) or parts[-1] not in node:
             raise FmnistError(f"'{key}' is not a train-som config key")
-        _set_dotted(tree, key, value)
+        set_dotted(tree, key, value)
     som = tree["som"]
     if clamp and som.get("sigma") is not None and som["sigma"] < som["sigma_end"]:
         som["sigma_end"] = som["sigma"]
@@ -258,7 +258,7 @@ def _trial(config: TuneConfig, trial: Any, x_fit: np.ndarray, x_val: np.ndarray)
     start = time.perf_counter()
     engine.fit(x_fit, callback=report)
     bmu, bmu2, dist = best_units(engine.weights_, x_val, som_cfg.train.chunk_size)
-    m = _epoch_metrics(engine.grid_, bmu, bmu2, dist)
+    m = epoch_metrics(engine.grid_, bmu, bmu2, dist)
     trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
     trial.set_user_attr("train_qe", engine.history_[-1]["qe"])
     if config.objective == "pareto":
