@@ -61,3 +61,20 @@ def test_a_task_that_fails_prints_no_progress(log, monkeypatch):
             task.advance(5)
             raise RuntimeError("boom")
     assert log.getvalue() == ""
+
+
+def test_parser_errors_end_in_one_error_line(monkeypatch, capsys) -> None:
+    import pytest
+
+    from fmnist_cluster import cli
+
+    monkeypatch.setattr("sys.argv", ["fmnist-cluster", "train-cnn", "--epochs", "1e12"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: Invalid value for '--epochs'")
+    monkeypatch.setattr("sys.argv", ["fmnist-cluster", "--version"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 0 and "fmnist-cluster" in capsys.readouterr().out

@@ -603,5 +603,17 @@ def encode(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    The option parser's own errors (a value of the wrong type, an unknown option) end like every
+    other error of the toolkit: one ``error:`` line and exit code 2, not a usage box.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        message = getattr(exc, "format_message", None)
+        if callable(message) and isinstance(getattr(exc, "exit_code", None), int):
+            err_console.print(f"[bold red]error:[/] {escape(message())}", highlight=False, soft_wrap=True)
+            raise SystemExit(exc.exit_code) from None
+        raise
+    raise SystemExit(code if isinstance(code, int) else 0)
