@@ -71,6 +71,9 @@ from fmnist_cluster.config import (
 )
 from fmnist_cluster.data import write_idx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import make_images
+
 COMMANDS = ("preprocess", "train-som", "tune", "train-cnn", "encode", "cluster", "embed", "report")
 MODELS: dict[str, type[BaseModel]] = {
     "preprocess": PreprocessConfig,
@@ -397,19 +400,10 @@ def yaml_cases() -> list[Case]:
 # -- source files ---------------------------------------------------------------------------
 
 
-def _images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
-    for i, y in enumerate(labels):
-        images[i, 2 + 2 * y : 4 + 2 * y, :] = 250
-    return images, labels
-
-
 def _write_sources(raw: Path) -> None:
     idx = raw / "idx"
     for prefix, n, seed in (("train", 50, 0), ("t10k", 20, 1)):
-        images, labels = _images(n, seed)
+        images, labels = make_images(n, seed)
         write_idx(idx / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(idx / f"{prefix}-labels-idx1-ubyte.gz", labels)
     mapping = np.array([0, 1, 0, 1, 2, 2, 0, 2, 1, 2])
@@ -418,7 +412,7 @@ def _write_sources(raw: Path) -> None:
     kg.mkdir(parents=True)
     header = ",".join(str(i) for i in range(784))
     for split, n, seed in (("train", 40, 0), ("test", 20, 1)):
-        images, labels = _images(n, seed)
+        images, labels = make_images(n, seed)
         flat = images.reshape(n, -1)
         np.savetxt(tw / f"x_{split}.csv", flat, fmt="%d", delimiter=",", header=header, comments="")
         np.savetxt(tw / f"y_{split}.csv", mapping[labels], fmt="%d", header="0", comments="")

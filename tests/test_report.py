@@ -23,6 +23,7 @@ from fmnist_cluster.cli import app
 from fmnist_cluster.config import CnnConfig, ReportConfig, SomConfig, load_config
 from fmnist_cluster.report.document import md_text, slug
 from fmnist_cluster.report.findings import cnn_design, is_tutorial_som
+from tests.browser import chrome_options
 from tests.conftest import write_twisted
 
 runner = CliRunner()
@@ -452,16 +453,7 @@ def browser() -> object:
         pytest.skip(
             "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
         )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chrome
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
+    options = chrome_options(chrome)
     options.add_argument("--force-device-scale-factor=1")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     try:
