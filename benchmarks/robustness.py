@@ -72,7 +72,7 @@ from fmnist_cluster.config import (
 from fmnist_cluster.data import write_idx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import make_images
+from tests.conftest import make_images, write_idx_folder
 
 COMMANDS = ("preprocess", "train-som", "tune", "train-cnn", "encode", "cluster", "embed", "report")
 MODELS: dict[str, type[BaseModel]] = {
@@ -401,11 +401,7 @@ def yaml_cases() -> list[Case]:
 
 
 def _write_sources(raw: Path) -> None:
-    idx = raw / "idx"
-    for prefix, n, seed in (("train", 50, 0), ("t10k", 20, 1)):
-        images, labels = make_images(n, seed)
-        write_idx(idx / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(idx / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    write_idx_folder(raw / "idx")
     mapping = np.array([0, 1, 0, 1, 2, 2, 0, 2, 1, 2])
     tw, kg = raw / "twisted", raw / "kaggle"
     tw.mkdir(parents=True)

@@ -20,15 +20,19 @@ def make_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.uint8)
 
 
-@pytest.fixture
-def idx_dir(tmp_path: Path) -> Path:
-    """A folder with the four gzipped IDX files: 50 train and 20 test images."""
-    folder = tmp_path / "idx"
-    for prefix, n, seed in (("train", 50, 0), ("t10k", 20, 1)):
+def write_idx_folder(folder: Path, n_train: int = 50, n_test: int = 20) -> Path:
+    """The four gzipped IDX files of ``make_images`` (train seed 0, test seed 1) in ``folder``."""
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
         images, labels = make_images(n, seed)
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return folder
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    """A folder with the four gzipped IDX files: 50 train and 20 test images."""
+    return write_idx_folder(tmp_path / "idx")
 
 
 def write_twisted(folder: Path, n_train: int = 40, n_test: int = 20, mapping: np.ndarray | None = None) -> Path:

@@ -27,9 +27,9 @@ from fmnist_cluster.cnn import (
     predict_proba,
 )
 from fmnist_cluster.config import AugmentConfig, CnnConfig, CnnTrainConfig, EncodeConfig, load_config
-from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset, write_idx
+from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
 from fmnist_cluster.errors import FmnistError
-from tests.conftest import make_images, write_twisted
+from tests.conftest import make_images, write_idx_folder, write_twisted
 
 runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -74,11 +74,7 @@ def tiny_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """preprocess output of 300 train and 100 test images whose label is a bright bar."""
-    folder = tmp_path / "idx"
-    for prefix, n, seed in (("train", 300, 0), ("t10k", 100, 1)):
-        images, labels = make_images(n, seed)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    folder = write_idx_folder(tmp_path / "idx", 300, 100)
     out = tmp_path / "data"
     result = runner.invoke(app, ["preprocess", "--source", "idx", "--path", str(folder), "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -83,15 +83,10 @@ def parse(page: str) -> Page:
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small mystery study: originals, a Twisted set, a SOM, a CNN, clustering with decoding,
     embedding."""
-    from fmnist_cluster.data import write_idx
-    from tests.conftest import make_images
+    from tests.conftest import write_idx_folder
 
     root = tmp_path_factory.mktemp("study")
-    idx = root / "idx"
-    for prefix, n, seed in (("train", 50, 0), ("t10k", 20, 1)):
-        images, labels = make_images(n, seed)
-        write_idx(idx / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(idx / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    idx = write_idx_folder(root / "idx")
     mapping = np.array([2, 0, 1, 0, 2, 1, 1, 2, 0, 2])
     twisted_csv = write_twisted(root / "tw-csv", 50, 20, mapping)
     paths = {name: root / name for name in ("orig", "tw", "som", "cnn", "cluster", "embed")}
