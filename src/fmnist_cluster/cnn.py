@@ -28,7 +28,7 @@ import time
 import warnings
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,8 @@ from fmnist_cluster.artefacts import (
 )
 from fmnist_cluster.config import AugmentConfig, CnnConfig, CnnTrainConfig, LayerSpec
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset, stratified_indices
-from fmnist_cluster.errors import FmnistError, FmnistWarning
+from fmnist_cluster.device import resolve_device, torch_threads
+from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
 
 MODEL_FILE = "model.pt"
 STATE_FILE = "train-state.pt"
@@ -57,7 +58,6 @@ CHECKPOINT_FORMAT = "fmnist-cluster-cnn"
 CHECKPOINT_VERSION = 1
 PRODUCER = "fmnist-cluster train-cnn"
 INPUT_SHAPE = (1, 28, 28)
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 _MONTAGE_MAX = 40
 
@@ -67,37 +67,8 @@ class CnnWarning(FmnistWarning):
 
 
 # --------------------------------------------------------------------------------------
-# devices and threads
+# precision
 # --------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str) -> torch.device:
-    """Turn ``auto``, ``cpu`` or ``cuda`` into a torch device.
-
-    Raises
-    ------
-    FmnistError
-        Unknown name, or ``cuda`` on a machine without a usable CUDA device.
-    """
-    if device not in DEVICES:
-        raise FmnistError(f"unknown device '{device}'; valid: {', '.join(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise FmnistError("device 'cuda' was asked for but no CUDA device is available; use --device cpu or auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run a block with ``threads`` torch CPU threads (None: leave as is), then restore."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -958,6 +929,8 @@ def run_train_cnn(
     k = dataset.n_classes
     names = label_names(k, dataset.class_names)
     state_path = out_dir / STATE_FILE
+    with user_errors("device"):
+        resolve_device(config.device)
     with StageRun("train-cnn", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
         run.add_input(data_dir / DATA_FILE, digest)
         model = CNNClassifier(

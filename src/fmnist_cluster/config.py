@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
+from fmnist_cluster.device import Device
 from fmnist_cluster.errors import FmnistError
 
 MAX_EPOCHS = 10_000
@@ -283,7 +284,7 @@ class DecodeConfig(StrictModel):
     leak_ratio: float = Field(default=0.25, ge=0, lt=1)
     montage_images: int = Field(default=20, gt=0)
     batch_size: int = Field(default=512, gt=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
 
 
 class ExplainConfig(StrictModel):
@@ -733,7 +734,7 @@ class CnnConfig(StrictModel):
     architecture: list[LayerSpec] = Field(default_factory=_default_architecture, min_length=1)
     train: CnnTrainConfig = Field(default_factory=CnnTrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     threads: int | None = Field(default=None, gt=0)
     seed: int = 0
 
@@ -766,7 +767,7 @@ class EncodeConfig(StrictModel):
 
     layer: str | None = None
     batch_size: int = Field(default=256, gt=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     threads: int | None = Field(default=None, gt=0)
 
 
@@ -879,7 +880,7 @@ class SomTrainConfig(StrictModel):
     chunk_size: int = Field(default=2048, ge=1)
     search_dims: int = Field(default=64, ge=0)
     exact_epochs: int = Field(default=2, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     early_stop_tol: float | None = Field(default=None, ge=0)
     patience: int = Field(default=2, ge=1)
 

@@ -29,7 +29,8 @@ from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, read_manifest
 from fmnist_cluster.cluster.metrics import contingency
 from fmnist_cluster.config import DecodeConfig
 from fmnist_cluster.data import DATA_FILE, load_dataset
-from fmnist_cluster.errors import FmnistError, FmnistWarning
+from fmnist_cluster.device import resolve_device
+from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
 
 N_CLASSES = 10
 
@@ -120,19 +121,6 @@ def load_originals(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...
     return images, classes, dataset.class_names, digest
 
 
-def resolve_device(name: str) -> str:
-    if name != "auto":
-        if name == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise FmnistError("decode.device is cuda but no CUDA device is available; use auto or cpu")
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def reference_predict(
     images: np.ndarray, model_dir: Path | str, config: DecodeConfig
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -161,9 +149,11 @@ def reference_predict(
             f"{model_dir} predicts {info.get('n_classes')} classes without the 10 Fashion-MNIST names; train the "
             "reference model on the original data (preprocess --source idx, no relabel) and pass it to --reference"
         )
+    with user_errors("decode.device"):
+        device = str(resolve_device(config.device))
     x = np.asarray(images, dtype=np.float32).reshape(len(images), 1, 28, 28)
     flip = bool(info.get("test_flip", False))
-    proba = predict_proba(model, x, batch_size=config.batch_size, device=resolve_device(config.device), test_flip=flip)
+    proba = predict_proba(model, x, batch_size=config.batch_size, device=device, test_flip=flip)
     return np.asarray(np.argmax(proba, axis=1), dtype=np.int64), tuple(str(n) for n in names)
 
 

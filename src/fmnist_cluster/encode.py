@@ -25,12 +25,11 @@ from fmnist_cluster.cnn import (
     describe_layers,
     fold_batchnorm,
     load_checkpoint,
-    resolve_device,
-    torch_threads,
 )
 from fmnist_cluster.config import EncodeConfig
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.device import resolve_device, torch_threads
+from fmnist_cluster.errors import FmnistError, user_errors
 
 
 class _Captured(Exception):
@@ -181,6 +180,8 @@ def run_encode(
             f"the model in {model_dir} was trained for K={k_model} labels but {data_path} has K={k_data}; "
             "encode the data the model was trained on, or retrain it on this data"
         )
+    with user_errors("device"):
+        resolve_device(config.device)
     with StageRun("encode", Path(out_dir), {**config.model_dump(mode="json"), "layer": layer}) as run:
         run.add_input(model_dir / MODEL_FILE)
         run.add_input(data_path, digest)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class FmnistError(Exception):
     """A problem the user can fix: bad input, bad config, missing upstream artefact.
@@ -29,3 +32,19 @@ class Interrupted(FmnistError):
 
 class FmnistWarning(UserWarning):
     """Something the user should look at, but not an error (the CLI shows it in yellow)."""
+
+
+@contextlib.contextmanager
+def user_errors(where: str) -> Iterator[None]:
+    """Turn a library ``ValueError`` raised inside the block into :class:`FmnistError`.
+
+    Estimators and helpers raise ``ValueError`` for bad arguments, like scikit-learn's; a stage
+    wraps the call that takes the user's setting so the message reaches the user as one line,
+    prefixed with ``where`` (the config key or file at fault).
+    """
+    try:
+        yield
+    except FmnistError:
+        raise
+    except ValueError as exc:
+        raise FmnistError(f"{where}: {exc}") from exc

@@ -41,14 +41,14 @@ from fmnist_cluster.artefacts import (
     load_npz,
     save_npz,
 )
-from fmnist_cluster.errors import FmnistError, FmnistWarning
+from fmnist_cluster.device import resolve_device
+from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
 
 TOPOLOGIES = ("rectangular", "hexagonal")
 BATCH_NEIGHBOURHOODS = ("gaussian", "bubble", "triangle")
 MINISOM_NEIGHBOURHOODS = ("gaussian", "mexican_hat", "bubble", "triangle")
 INITS = ("pca", "random")
 SCHEDULES = ("exponential", "linear")
-DEVICES = ("auto", "cpu", "cuda")
 ORDERS = ("random", "sequential")
 LR_DECAYS = ("asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero")
 SIGMA_DECAYS = ("asymptotic_decay", "inverse_decay_to_one", "linear_decay_to_one")
@@ -63,16 +63,6 @@ class SomWarning(FmnistWarning):
 def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise FmnistError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``'auto'`` -> CUDA when available, else CPU; ``'cuda'`` without a GPU is an error."""
-    _check_choice("device", device, DEVICES)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise FmnistError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
-    return torch.device(device)
 
 
 # --------------------------------------------------------------------------------------
@@ -1030,6 +1020,8 @@ def run_train_som(
     ckpt = out_dir / CHECKPOINT
     if resume and not ckpt.is_file():
         warnings.warn(f"--resume: no checkpoint in {out_dir}; training from the start", SomWarning, stacklevel=2)
+    with user_errors("train.device"):
+        resolve_device(config.train.device)
     torch.manual_seed(config.seed)
     with StageRun("train-som", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
         run.add_input(Path(input_dir) / "data.npz", digest)
