@@ -48,7 +48,7 @@ from fmnist_cluster.artefacts import (
     require_file,
 )
 from fmnist_cluster.config import AugmentConfig, CnnConfig, CnnTrainConfig, LayerSpec
-from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset, stratified_indices
+from fmnist_cluster.data import DATA_FILE, Dataset, label_names, load_dataset, stratified_indices
 from fmnist_cluster.device import resolve_device, torch_threads
 from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
 
@@ -865,13 +865,6 @@ def _load_checkpoint_file(path: Path) -> tuple[Network, dict[str, Any]]:
 # --------------------------------------------------------------------------------------
 # the train-cnn stage
 # --------------------------------------------------------------------------------------
-
-
-def label_names(n_classes: int, class_names: Sequence[str] | None) -> list[str]:
-    """Names of labels 0..K-1: the class names where known, else ``label k``."""
-    if class_names is not None and len(class_names) == n_classes:
-        return [str(n) for n in class_names]
-    return [f"label {k}" for k in range(n_classes)]
 
 
 def _check_training_data(dataset: Dataset, where: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,13 @@ class Dataset:
         if self.layer is not None:
             arrays["layer"] = np.array(self.layer, dtype=str)
         return arrays
+
+
+def label_names(n_classes: int, class_names: Sequence[str] | None) -> list[str]:
+    """Names of labels 0..K-1: the class names where known, else ``label k`` (mystery labels)."""
+    if class_names is not None and len(class_names) >= n_classes:
+        return [str(n) for n in class_names[:n_classes]]
+    return [f"label {k}" for k in range(n_classes)]
 
 
 # --------------------------------------------------------------------------------------

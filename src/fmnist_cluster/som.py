@@ -893,13 +893,6 @@ def _fit_data(dataset: Any, pool: bool) -> tuple[np.ndarray, np.ndarray | None]:
     return x, y
 
 
-def class_names_for(dataset: Any, n_classes: int) -> list[str]:
-    """The data set's class names, or ``label k`` for mystery labels."""
-    if dataset.class_names is not None and len(dataset.class_names) >= n_classes:
-        return list(dataset.class_names[:n_classes])
-    return [f"label {k}" for k in range(n_classes)]
-
-
 def analyse(
     som: _SomBase,
     x_fit: np.ndarray,
@@ -998,7 +991,7 @@ def run_train_som(
         The metrics written to ``metrics.json``.
     """
     from fmnist_cluster import plots
-    from fmnist_cluster.data import load_dataset
+    from fmnist_cluster.data import label_names, load_dataset
 
     out_dir = Path(out_dir)
     engine = make_engine(config)
@@ -1052,7 +1045,7 @@ def run_train_som(
             "history": engine.history_,
         }
         with run.timer("figures"):
-            names = class_names_for(dataset, n_classes)
+            names = label_names(n_classes, dataset.class_names)
             _save_figures(run, plots, config, engine, arrays, metrics, names, x_fit, dataset.is_image)
         run.save_npz("som.npz", **{k: v for k, v in arrays.items() if k not in ("bmu_fit", "dist_fit")})
         run.save_json("metrics.json", metrics)
