@@ -1288,7 +1288,7 @@ def build_fixtures(ws: Path) -> None:
 
 def _other_data_checkpoints(ws: Path) -> None:
     """A train-som checkpoint and a train-cnn state saved on other data (same settings and size)."""
-    from fmnist_cluster.cnn import CNNClassifier
+    from fmnist_cluster.cnn import Trainer
     from fmnist_cluster.config import load_config
     from fmnist_cluster.data import load_dataset
     from fmnist_cluster.som import make_engine
@@ -1301,16 +1301,18 @@ def _other_data_checkpoints(ws: Path) -> None:
     make_engine(som_cfg).fit(x[::-1] * np.float32(0.9), checkpoint=ws / "ckpt" / "checkpoint.npz")
     mystery, _ = load_dataset(ws / "mystery")
     cnn_cfg = load_config(CnnConfig, None, TINY["train-cnn"])
-    model = CNNClassifier(
+    y_other = rng.permutation(mystery.y_train)
+    Trainer(state_path=ws / "ckpt" / "train-state.pt").train(
+        mystery.x_train,
+        y_other,
+        n_classes=mystery.n_classes,
         architecture=cnn_cfg.architecture,
         train=cnn_cfg.train,
         augment=cnn_cfg.augment,
         device="cpu",
         threads=1,
-        random_state=0,
+        seed=0,
     )
-    y_other = rng.permutation(mystery.y_train)
-    model.fit(mystery.x_train, y_other, n_classes=mystery.n_classes, state_path=ws / "ckpt" / "train-state.pt")
 
 
 def _snapshot(ws: Path) -> dict[str, str]:

@@ -11,7 +11,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from fmnist_cluster import cnn as cnn_module
 from fmnist_cluster.artefacts import StageRun, sha256_file
 from fmnist_cluster.cli import app
 from fmnist_cluster.cnn import (
@@ -19,12 +18,14 @@ from fmnist_cluster.cnn import (
     STATE_FILE,
     CNNClassifier,
     Network,
+    Trainer,
     augment_batch,
     checkpoint_bytes,
     load_checkpoint,
     lr_factor,
     n_parameters,
     predict_proba,
+    training,
 )
 from fmnist_cluster.config import AugmentConfig, CnnConfig, CnnTrainConfig, EncodeConfig, load_config
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
@@ -173,7 +174,7 @@ def test_own_network_default_layer_is_dense64() -> None:
     ],
 )
 def test_architecture_that_does_not_fit_its_input(layers: list[dict], fragment: str) -> None:
-    with pytest.raises(FmnistError) as info:
+    with pytest.raises(ValueError) as info:
         Network(layers, n_classes=3)
     assert fragment in str(info.value)
 
@@ -209,7 +210,9 @@ def test_onecycle_warms_up_peaks_and_anneals() -> None:
 # -- training -----------------------------------------------------------------------------
 def fit_tiny(seed: int = 0, **train: Any) -> CNNClassifier:
     x, y = tiny_images(300, 0)
-    model = CNNClassifier(TINY, {**TINY_TRAIN, **train}, NO_AUGMENT, threads=1, device="cpu", random_state=seed)
+    model = CNNClassifier(
+        architecture=TINY, train={**TINY_TRAIN, **train}, augment=NO_AUGMENT, threads=1, device="cpu", random_state=seed
+    )
     return model.fit(x, y)
 
 
@@ -236,7 +239,9 @@ def test_test_flip_averages_an_image_and_its_mirror() -> None:
     assert not np.allclose(single, mirrored, atol=1e-4)  # the mirror really is a second view
     symmetric = 0.5 * (x + x[..., ::-1])
     np.testing.assert_allclose(predict_proba(net, symmetric, test_flip=True), predict_proba(net, symmetric), atol=1e-6)
-    np.testing.assert_allclose(model.predict_proba(x, test_flip=False), single, atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(x), both, atol=1e-6)  # test_flip is on by default
+    model.set_params(augment={**NO_AUGMENT, "test_flip": False})
+    np.testing.assert_allclose(model.predict_proba(x), single, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -246,13 +251,13 @@ def test_test_flip_averages_an_image_and_its_mirror() -> None:
 def test_precision_auto_follows_the_hardware(
     monkeypatch: pytest.MonkeyPatch, asked: str, supported: bool, expected: str
 ) -> None:
-    monkeypatch.setattr(cnn_module, "bf16_supported", lambda device: supported)
-    assert cnn_module.resolve_precision(asked, torch.device("cpu")) == expected
+    monkeypatch.setattr(training, "bf16_supported", lambda device: supported)
+    assert training.resolve_precision(asked, torch.device("cpu")) == expected
 
 
 def test_unknown_precision_is_refused() -> None:
-    with pytest.raises(FmnistError, match="unknown precision 'fp8'; valid: auto, fp32, bf16"):
-        cnn_module.resolve_precision("fp8", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown precision 'fp8'; valid: auto, fp32, bf16"):
+        training.resolve_precision("fp8", torch.device("cpu"))
     with pytest.raises(FmnistError, match=r"train\.precision"):
         load_config(CnnConfig, None, ["train.precision=half"])
 
@@ -280,6 +285,62 @@ def test_early_stopping_ends_training_and_keeps_the_best_epoch() -> None:
     assert model.n_epochs_ == 3 and model.best_epoch_ == 1
 
 
+def test_follows_the_scikit_learn_estimator_contract() -> None:
+    from sklearn.base import clone
+
+    params = {"architecture": TINY, "train": {**TINY_TRAIN, "epochs": 1}, "augment": NO_AUGMENT, "threads": 1}
+    model = CNNClassifier(**params, device="cpu", random_state=3)
+    assert model.get_params() == {**params, "device": "cpu", "random_state": 3}
+    assert model.get_params()["train"] is params["train"]  # stored exactly as given
+    twin = clone(model)
+    assert twin is not model and twin.get_params() == model.get_params()
+    assert twin.set_params(random_state=4) is twin and twin.random_state == 4 and model.random_state == 3
+    with pytest.raises(TypeError):
+        CNNClassifier(TINY)  # type: ignore[misc]  # hyperparameters are keyword-only
+    x, y = tiny_images(120, 0)
+    names = np.array([f"class {c}" for c in range(10)])[y]  # any labels, not only 0..K-1
+    assert model.fit(x, names) is model
+    assert list(model.classes_) == sorted(set(names)) and model.n_classes_ == len(model.classes_)
+    assert set(model.predict(x[:10])) <= set(names) and model.predict_proba(x[:10]).shape == (10, model.n_classes_)
+    assert not hasattr(clone(model), "network_")  # clone keeps the settings, not the learned state
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "fragment"),
+    [
+        ({"device": "tpu"}, ValueError, "unknown device 'tpu'; valid: auto, cpu, cuda"),
+        ({"train": {"schedule": "linear"}}, ValueError, "train.schedule"),
+        ({"train": {"optimiser": "sgd"}}, ValueError, "train.optimiser"),
+        ({"train": "fast"}, TypeError, "train must be a CnnTrainConfig"),
+        ({"augment": {"shift": 20}}, ValueError, "augment.shift"),
+        ({"threads": 0}, ValueError, "threads must be > 0"),
+        ({"random_state": 1.5}, TypeError, "random_state must be an int"),
+        ({"architecture": [{"name": "d", "type": "dense", "units": "classes"}]}, ValueError, "add a flatten layer"),
+    ],
+)
+def test_bad_hyperparameters_raise_value_or_type_error_in_fit(params: dict, error: type, fragment: str) -> None:
+    model = CNNClassifier(**{"architecture": TINY, "train": TINY_TRAIN, "device": "cpu", **params})  # stored as given
+    x, y = tiny_images(40, 0)
+    with pytest.raises(error) as info:
+        model.fit(x, y)
+    assert fragment in str(info.value) and not isinstance(info.value, FmnistError)
+
+
+def test_bad_images_or_labels_and_unfitted_prediction_raise_value_error() -> None:
+    from sklearn.exceptions import NotFittedError
+
+    model = CNNClassifier(architecture=TINY, train=TINY_TRAIN, device="cpu")
+    x, y = tiny_images(40, 0)
+    with pytest.raises(ValueError, match=r"shaped \(N, 1, 28, 28\)"):
+        model.fit(x.reshape(40, -1), y)
+    with pytest.raises(ValueError, match="one per image"):
+        model.fit(x, y[:-1])
+    with pytest.raises(ValueError, match="at least 2"):
+        model.fit(x, np.zeros(40, int))
+    with pytest.raises(NotFittedError):
+        model.predict(x)
+
+
 class _KillAfterEpoch:
     """A progress reporter that raises once the given epoch has been saved (a simulated kill)."""
 
@@ -302,22 +363,31 @@ class _KillAfterEpoch:
 
 def test_resume_after_a_kill_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
     x, y = tiny_images(300, 0)
-    kw = {"architecture": TINY, "train": TINY_TRAIN, "augment": NO_AUGMENT, "threads": 1, "device": "cpu"}
-    straight = CNNClassifier(**kw).fit(x, y)
+    settings = {
+        "n_classes": 10,
+        "architecture": CnnConfig(architecture=TINY).architecture,
+        "train": CnnTrainConfig(**TINY_TRAIN),
+        "augment": AugmentConfig(**NO_AUGMENT),
+        "threads": 1,
+        "device": "cpu",
+    }
+    straight = Trainer().train(x, y, **settings)
     state = tmp_path / STATE_FILE
     with pytest.raises(KeyboardInterrupt):
-        CNNClassifier(**kw).fit(x, y, state_path=state, progress=_KillAfterEpoch(2))
+        Trainer(progress=_KillAfterEpoch(2), state_path=state).train(x, y, **settings)
     assert state.is_file()
-    resumed = CNNClassifier(**kw).fit(x, y, state_path=state, resume=True)
-    assert resumed.resumed_from_ == 2 and len(resumed.history_) == 3
-    sa, sb = straight.network_.state_dict(), resumed.network_.state_dict()
+    resumed = Trainer(state_path=state, resume=True).train(x, y, **settings)
+    assert resumed.resumed_from == 2 and len(resumed.history) == 3
+    sa, sb = straight.network.state_dict(), resumed.network.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert [h["train_loss"] for h in straight.history_] == [h["train_loss"] for h in resumed.history_]
-    other = CNNClassifier(**{**kw, "train": {**TINY_TRAIN, "lr": 0.02}})
+    assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in resumed.history]
+    other = {**settings, "train": CnnTrainConfig(**{**TINY_TRAIN, "lr": 0.02})}
     with pytest.raises(FmnistError, match="different 'train'"):
-        other.fit(x, y, state_path=state, resume=True)
+        Trainer(state_path=state, resume=True).train(x, y, **other)
     with pytest.raises(FmnistError, match="no interrupted run"):
-        CNNClassifier(**kw).fit(x, y, state_path=tmp_path / "none.pt", resume=True)
+        Trainer(state_path=tmp_path / "none.pt", resume=True).train(x, y, **settings)
+    with pytest.raises(ValueError, match="resume needs a state_path"):
+        Trainer(resume=True)
 
 
 # -- the stage ----------------------------------------------------------------------------
