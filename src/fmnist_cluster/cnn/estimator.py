@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -75,7 +75,21 @@ def _settings(value: Any, model: type[BaseModel], name: str) -> Any:
         return model.model_validate(value or {})
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ValueError(f"{name}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        key = ".".join(map(str, first["loc"]))
+        if first["type"] == "extra_forbidden":
+            raise ValueError(f"unknown {name} key '{key}'; valid: {', '.join(model.model_fields)}") from None
+        field = model.model_fields.get(str(first["loc"][0]))
+        allowed = get_args(field.annotation) if field is not None and first["type"] == "literal_error" else ()
+        if allowed:
+            raise ValueError(f"unknown {name}.{key} {first['input']!r}; valid: {', '.join(allowed)}") from None
+        raise ValueError(f"{name}.{key}: {first['msg']} (got {first['input']!r})") from None
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 class CNNClassifier(ClassifierMixin, BaseEstimator):
@@ -141,13 +155,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         arch = CnnConfig().architecture if self.architecture is None else check_architecture(self.architecture)
         train = _settings(self.train, CnnTrainConfig, "train")
         augment = _settings(self.augment, AugmentConfig, "augment")
-        for name, value, allow_none in (("threads", self.threads, True), ("random_state", self.random_state, False)):
-            if value is None and allow_none:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < (1 if name == "threads" else 0):
-                raise ValueError(f"{name} must be {'> 0' if name == 'threads' else '>= 0'}, got {value}")
+        if self.threads is not None:
+            _check_int("threads", self.threads, minimum=1)
+        _check_int("random_state", self.random_state, minimum=0)
         resolve_device(self.device)
         return arch, train, augment
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import confusion_matrix
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.cnn.checkpoint import MODEL_FILE, STATE_FILE, checkpoint_bytes
@@ -181,8 +182,7 @@ def _best_val(history: list[dict[str, Any]], best_epoch: int) -> float | None:
 
 def _test_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, names: list[str]) -> dict[str, Any]:
     k = len(names)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
+    cm = confusion_matrix(y_true, y_pred, labels=np.arange(k)).astype(np.int64)
     eps = np.finfo(np.float64).tiny
     loss = float(-np.mean(np.log(np.maximum(proba[np.arange(len(y_true)), y_true].astype(np.float64), eps))))
     support = cm.sum(1)
