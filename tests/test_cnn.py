@@ -22,7 +22,7 @@ from fmnist_cluster.cnn import (
     augment_batch,
     checkpoint_bytes,
     load_checkpoint,
-    lr_factor,
+    make_scheduler,
     n_parameters,
     predict_proba,
     training,
@@ -199,12 +199,35 @@ def test_augment_flip_shift_erase_known_answers() -> None:
     assert torch.equal(augment_batch(x, AugmentConfig(flip=False, shift=0), g), x)
 
 
-def test_onecycle_warms_up_peaks_and_anneals() -> None:
-    f = lr_factor(CnnTrainConfig(schedule="onecycle", epochs=10, warmup=0.2), steps_per_epoch=10)
-    values = [f(i) for i in range(101)]
-    assert values[0] < 0.1 and max(values) == pytest.approx(1.0) and int(np.argmax(values)) == 20
-    assert values[100] < 0.01
-    assert lr_factor(CnnTrainConfig(schedule="step", epochs=4), 10)(35) == pytest.approx(0.01)
+def _rates(schedule: str, epochs: int = 10, **train: Any) -> np.ndarray:
+    """The learning rate of every step of a run of 10 steps an epoch with train.lr=1."""
+    config = CnnTrainConfig(schedule=schedule, epochs=epochs, lr=1.0, **train)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    sched = make_scheduler(opt, config, steps_per_epoch=10)
+    rates = []
+    for _ in range(epochs * 10):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(rates)
+
+
+def test_schedules_known_answers() -> None:
+    onecycle = _rates("onecycle", warmup=0.2)
+    assert onecycle[0] == pytest.approx(0.04) and int(np.argmax(onecycle)) == 20 and onecycle.max() == pytest.approx(1)
+    assert (np.diff(onecycle[:21]) > 0).all() and (np.diff(onecycle[20:]) < 0).all()
+    floor = 1e-3 + (1 - 1e-3) * 0.5 * (1 + np.cos(np.pi * 79 / 80))  # one step before the floor of 0.1 %
+    assert onecycle[-1] == pytest.approx(floor)
+    cosine = _rates("cosine")
+    assert cosine[0] == 1 and cosine[50] == pytest.approx(0.5)
+    assert cosine[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.99)))
+    step = _rates("step")
+    assert step[49] == 1 and step[50] == pytest.approx(0.1)
+    assert step[74] == pytest.approx(0.1) and step[75] == pytest.approx(0.01)
+    assert (_rates("constant") == 1).all()
+    for epochs, warmup in ((1, 0.1), (1, 0.5), (1, 0.9)):  # short runs, a warm-up of 1 to 9 steps
+        short = _rates("onecycle", epochs=epochs, warmup=warmup)
+        assert short[0] == pytest.approx(0.04) and int(np.argmax(short)) == round(10 * warmup)
 
 
 # -- training -----------------------------------------------------------------------------
@@ -361,12 +384,13 @@ class _KillAfterEpoch:
         return Task()
 
 
-def test_resume_after_a_kill_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
+def test_resume_after_a_kill_gives_the_uninterrupted_weights(tmp_path: Path, schedule: str) -> None:
     x, y = tiny_images(300, 0)
     settings = {
         "n_classes": 10,
         "architecture": CnnConfig(architecture=TINY).architecture,
-        "train": CnnTrainConfig(**TINY_TRAIN),
+        "train": CnnTrainConfig(**{**TINY_TRAIN, "schedule": schedule}),
         "augment": AugmentConfig(**NO_AUGMENT),
         "threads": 1,
         "device": "cpu",
@@ -381,7 +405,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_weights(tmp_path: Path) -> 
     sa, sb = straight.network.state_dict(), resumed.network.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in resumed.history]
-    other = {**settings, "train": CnnTrainConfig(**{**TINY_TRAIN, "lr": 0.02})}
+    other = {**settings, "train": CnnTrainConfig(**{**TINY_TRAIN, "schedule": schedule, "lr": 0.02})}
     with pytest.raises(FmnistError, match="different 'train'"):
         Trainer(state_path=state, resume=True).train(x, y, **other)
     with pytest.raises(FmnistError, match="no interrupted run"):

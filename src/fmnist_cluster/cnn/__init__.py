@@ -28,7 +28,7 @@ from fmnist_cluster.cnn.training import (
     TrainingRun,
     augment_batch,
     bf16_supported,
-    lr_factor,
+    make_scheduler,
     resolve_precision,
 )
 
@@ -50,7 +50,7 @@ __all__ = [
     "describe_layers",
     "fold_batchnorm",
     "load_checkpoint",
-    "lr_factor",
+    "make_scheduler",
     "n_parameters",
     "predict_proba",
     "resolve_precision",
