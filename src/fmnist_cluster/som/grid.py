@@ -1,0 +1,166 @@
+"""The map's grid and the errors measured on it.
+
+* :class:`SomGrid` -- the neurons' positions on a rectangular or hexagonal grid, and which
+  neurons are neighbours (8 around a cell on a rectangular grid, the 6 adjacent cells on a
+  hexagonal one);
+* :func:`best_units` -- the chunked winner search every engine and metric shares;
+* :func:`quantization_error`, :func:`topographic_error` and :func:`epoch_metrics` -- the map's
+  two errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fmnist_cluster.errors import FmnistError
+
+TOPOLOGIES = ("rectangular", "hexagonal")
+_HEX_H = math.sqrt(3) / 2
+
+
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise FmnistError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class SomGrid:
+    """Positions of ``rows x cols`` neurons; neuron ``k`` sits in row ``k // cols``.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Map size.
+    topology : {'rectangular', 'hexagonal'}
+        Rectangular: neuron (i, j) at (j, i); its neighbours are the 8 cells around it.
+        Hexagonal: odd rows shifted right by half a cell, rows sqrt(3)/2 apart, so every
+        neighbour is at distance 1 and each cell has the 6 adjacent cells as neighbours.
+    coords : ndarray of shape (rows * cols, 2), optional
+        Explicit positions (x, y) (used for MiniSom's own hexagonal layout).
+    """
+
+    rows: int
+    cols: int
+    topology: str = "rectangular"
+    coords: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("topology", self.topology, TOPOLOGIES)
+        if self.rows < 1 or self.cols < 1:
+            raise FmnistError(f"map size {self.rows}x{self.cols} is empty; rows and cols must be >= 1")
+        if self.coords is None:
+            i, j = np.divmod(np.arange(self.rows * self.cols), self.cols)
+            if self.topology == "hexagonal":
+                xy = np.stack([j + 0.5 * (i % 2), i * _HEX_H], axis=1)
+            else:
+                xy = np.stack([j, i], axis=1)
+            object.__setattr__(self, "coords", xy.astype(np.float64))
+
+    @property
+    def n_neurons(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def neighbour_radius(self) -> float:
+        """Largest grid distance between neighbours (sqrt 2 with diagonals, 1 on hex)."""
+        return 1.5 if self.topology == "rectangular" else 1.01
+
+    def distances(self) -> np.ndarray:
+        """(K, K) Euclidean distances between neuron positions."""
+        from scipy.spatial.distance import cdist
+
+        return cdist(self.coords, self.coords)
+
+    def are_neighbours(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Boolean array: neurons ``a[n]`` and ``b[n]`` are adjacent (distinct) cells."""
+        d = np.linalg.norm(self.coords[np.asarray(a)] - self.coords[np.asarray(b)], axis=1)
+        return (d > 0) & (d <= self.neighbour_radius)
+
+    def neighbour_pairs(self) -> np.ndarray:
+        """(P, 2) int array of neighbour pairs (a < b), sorted."""
+        from scipy.spatial import cKDTree
+
+        pairs = cKDTree(self.coords).query_pairs(self.neighbour_radius, output_type="ndarray")
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        return pairs.astype(np.int64).reshape(-1, 2)
+
+
+def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def best_units(
+    weights: np.ndarray | torch.Tensor,
+    x: np.ndarray | torch.Tensor,
+    chunk_size: int = 2048,
+    device: str | torch.device = "cpu",
+    second: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best and second-best matching neuron of every row, computed in chunks.
+
+    Parameters
+    ----------
+    weights : (K, D) array
+    x : (N, D) array
+    chunk_size : int
+        Rows per chunk; memory is O(chunk_size * K).
+    device : str or torch.device
+    second : bool
+        Also find the second-best unit (for the topographic error).
+
+    Returns
+    -------
+    bmu, bmu2, dist : ndarray
+        Winner index (N,), runner-up index (N,; -1 when ``second`` is False) and the
+        Euclidean distance to the winner (N,, float64).
+    """
+    dev = torch.device(device) if isinstance(device, str) else device
+    w = _as_tensor(weights).to(dev, torch.float32)
+    xt = _as_tensor(x)
+    n = xt.shape[0]
+    bmu = np.empty(n, np.int64)
+    bmu2 = np.full(n, -1, np.int64)
+    dist = np.empty(n, np.float64)
+    wn = (w * w).sum(1)
+    for s in range(0, n, chunk_size):
+        xc = xt[s : s + chunk_size].to(dev, torch.float32)
+        d = torch.addmm(wn, xc, w.T, alpha=-2.0)
+        if second and w.shape[0] > 1:
+            _, idx = torch.topk(d, 2, dim=1, largest=False)
+            b1 = idx[:, 0]
+            bmu2[s : s + len(xc)] = idx[:, 1].cpu().numpy()
+        else:
+            b1 = d.argmin(1)
+        bmu[s : s + len(xc)] = b1.cpu().numpy()
+        dist[s : s + len(xc)] = torch.linalg.vector_norm(xc - w[b1], dim=1).double().cpu().numpy()
+    return bmu, bmu2, dist
+
+
+def quantization_error(weights: np.ndarray, x: np.ndarray, chunk_size: int = 2048) -> float:
+    """Mean Euclidean distance from each row of ``x`` to its winning neuron."""
+    if len(x) == 0:
+        return float("nan")
+    return float(best_units(weights, x, chunk_size, second=False)[2].mean())
+
+
+def topographic_error(weights: np.ndarray, x: np.ndarray, grid: SomGrid, chunk_size: int = 2048) -> float:
+    """Share of rows whose best and second-best neurons are not neighbours on ``grid``.
+
+    On a rectangular grid the 8 surrounding cells are neighbours (as in MiniSom); on a
+    hexagonal grid the 6 adjacent cells are.
+    """
+    if len(x) == 0 or grid.n_neurons < 2:
+        return float("nan")
+    bmu, bmu2, _ = best_units(weights, x, chunk_size)
+    return float(1.0 - grid.are_neighbours(bmu, bmu2).mean())
+
+
+def epoch_metrics(grid: SomGrid, bmu: np.ndarray, bmu2: np.ndarray, dist: np.ndarray) -> dict[str, float]:
+    """Quantisation error (mean distance to the best unit) and topographic error (share of rows
+    whose two best units are not neighbours; NaN on a one-neuron map)."""
+    te = float(1.0 - grid.are_neighbours(bmu, bmu2).mean()) if grid.n_neurons > 1 else float("nan")
+    return {"qe": float(dist.mean()), "te": te}

@@ -1,0 +1,184 @@
+"""MiniSom behind the engine interface (online updates, one sample at a time)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
+from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.som.base import INITS, _SomBase
+from fmnist_cluster.som.grid import TOPOLOGIES, SomGrid, _check_choice, best_units, epoch_metrics
+
+MINISOM_NEIGHBOURHOODS = ("gaussian", "mexican_hat", "bubble", "triangle")
+ORDERS = ("random", "sequential")
+LR_DECAYS = ("asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero")
+SIGMA_DECAYS = ("asymptotic_decay", "inverse_decay_to_one", "linear_decay_to_one")
+
+
+class MiniSomEngine(_SomBase):
+    """MiniSom behind the engine interface (online updates, one sample at a time).
+
+    Parameters
+    ----------
+    rows, cols : int
+        Map size.
+    topology : {'rectangular', 'hexagonal'}
+    neighbourhood : {'gaussian', 'mexican_hat', 'bubble', 'triangle'}
+    sigma : float or None
+        Initial neighbourhood width; None means ``max(rows, cols) / 2``.
+    learning_rate : float
+        Initial learning rate.
+    decay_function : {'asymptotic_decay', 'inverse_decay_to_zero', 'linear_decay_to_zero'}
+        Learning-rate decay.
+    sigma_decay_function : {'asymptotic_decay', 'inverse_decay_to_one', 'linear_decay_to_one'}
+    init : {'random', 'pca'}
+        MiniSom's ``random_weights_init`` (random samples) or ``pca_weights_init``.
+    order : {'random', 'sequential'}
+        ``train_random`` (shuffled samples) or ``train_batch`` (samples in order).
+    steps : int or None
+        Number of single-sample updates; None means ``epochs * N``.
+    epochs : float
+        Passes over the data when ``steps`` is None.
+    random_state : int
+
+    Attributes
+    ----------
+    weights_, grid_, history_, n_epochs_, train_seconds_
+        As in :class:`BatchSOM`; ``history_`` has the map's errors after each full pass
+        (and at the end).
+    """
+
+    def __init__(
+        self,
+        rows: int = 50,
+        cols: int = 50,
+        topology: str = "rectangular",
+        neighbourhood: str = "gaussian",
+        sigma: float | None = None,
+        learning_rate: float = 0.5,
+        decay_function: str = "asymptotic_decay",
+        sigma_decay_function: str = "asymptotic_decay",
+        init: str = "random",
+        order: str = "random",
+        steps: int | None = None,
+        epochs: float = 1.0,
+        random_state: int = 0,
+    ) -> None:
+        self.rows = rows
+        self.cols = cols
+        self.topology = topology
+        self.neighbourhood = neighbourhood
+        self.sigma = sigma
+        self.learning_rate = learning_rate
+        self.decay_function = decay_function
+        self.sigma_decay_function = sigma_decay_function
+        self.init = init
+        self.order = order
+        self.steps = steps
+        self.epochs = epochs
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        _check_choice("topology", self.topology, TOPOLOGIES)
+        _check_choice("neighbourhood", self.neighbourhood, MINISOM_NEIGHBOURHOODS)
+        _check_choice("decay_function", self.decay_function, LR_DECAYS)
+        _check_choice("sigma_decay_function", self.sigma_decay_function, SIGMA_DECAYS)
+        _check_choice("init", self.init, INITS)
+        _check_choice("order", self.order, ORDERS)
+        if self.steps is not None and self.steps < 1:
+            raise FmnistError(f"steps must be >= 1, got {self.steps}")
+        if self.epochs <= 0:
+            raise FmnistError(f"epochs must be > 0, got {self.epochs}")
+
+    def build(self, n_features: int) -> Any:
+        """A fresh ``minisom.MiniSom`` with these settings."""
+        from minisom import MiniSom
+
+        self._check_params()
+        sigma = self.sigma if self.sigma is not None else max(self.rows, self.cols) / 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return MiniSom(
+                self.rows,
+                self.cols,
+                n_features,
+                sigma=sigma,
+                learning_rate=self.learning_rate,
+                decay_function=self.decay_function,
+                neighborhood_function=self.neighbourhood,
+                topology=self.topology,
+                random_seed=self.random_state,
+                sigma_decay_function=self.sigma_decay_function,
+            )
+
+    def _grid(self, som: Any) -> SomGrid:
+        if self.topology == "rectangular":
+            return SomGrid(self.rows, self.cols, "rectangular")
+        xx, yy = som.get_euclidean_coordinates()
+        coords = np.stack([np.asarray(xx).reshape(-1), np.asarray(yy).reshape(-1)], axis=1)
+        return SomGrid(self.rows, self.cols, "hexagonal", coords=coords.astype(np.float64))
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: Any = None,
+        *,
+        progress: Progress = NULL_PROGRESS,
+        callback: Callable[[dict[str, float]], None] | None = None,
+        max_steps: int | None = None,
+    ) -> MiniSomEngine:
+        """Train with MiniSom's own update rule, reporting progress and errors per pass.
+
+        ``max_steps`` stops after that many updates of the planned schedule (used to time
+        a long run and extrapolate); the schedule itself is unchanged.
+        """
+        self._check_params()
+        x = self._check_x(x).astype(np.float64)
+        t0 = time.perf_counter()
+        som = self.build(x.shape[1])
+        if self.init == "pca":
+            som.pca_weights_init(x)
+        else:
+            som.random_weights_init(x)
+        self.init_seconds_ = time.perf_counter() - t0
+        grid = self._grid(som)
+        n = len(x)
+        total = int(self.steps) if self.steps is not None else max(1, round(self.epochs * n))
+        order = np.arange(total) % n
+        if self.order == "random":
+            som._random_generator.shuffle(order)
+        run = total if max_steps is None else min(total, max_steps)
+        task = progress.task(f"MiniSom {self.rows}x{self.cols}", total=run)
+        history: list[dict[str, float]] = []
+        step_block = max(1, run // 100)
+        for t in range(run):
+            xi = x[order[t]]
+            som.update(xi, som.winner(xi), t, total)
+            if (t + 1) % step_block == 0:
+                task.advance(step_block)
+            if (t + 1) % n == 0 and t + 1 < run:
+                w = som.get_weights().reshape(-1, x.shape[1])
+                entry = {"epoch": (t + 1) // n, "step": t + 1, **self._errors(w, x, grid)}
+                history.append(entry)
+                if callback is not None:
+                    callback(entry)
+        task.close()
+        self.train_seconds_ = time.perf_counter() - t0
+        self.weights_ = som.get_weights().reshape(-1, x.shape[1]).astype(np.float32)
+        self.grid_ = grid
+        history.append({"epoch": run / n, "step": run, **self._errors(self.weights_, x, grid)})
+        self.history_ = history
+        self.n_epochs_ = run / n
+        self.steps_ = run
+        self.minisom_ = som
+        return self
+
+    @staticmethod
+    def _errors(w: np.ndarray, x: np.ndarray, grid: SomGrid) -> dict[str, float]:
+        bmu, bmu2, dist = best_units(w, x)
+        return epoch_metrics(grid, bmu, bmu2, dist)

@@ -1,0 +1,233 @@
+"""The ``train-som`` stage: build the engine a config describes, train it, analyse the map
+and write ``som.npz``, ``metrics.json`` and the figures."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
+from fmnist_cluster.device import resolve_device
+from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
+from fmnist_cluster.som.analysis import analyse
+from fmnist_cluster.som.base import _SomBase
+from fmnist_cluster.som.batch import BatchSOM
+from fmnist_cluster.som.minisom_engine import MiniSomEngine
+
+CHECKPOINT = "checkpoint.npz"
+
+
+class SomWarning(FmnistWarning):
+    """A map setting that works but deserves a look (shown in yellow by the CLI)."""
+
+
+def make_engine(config: Any) -> BatchSOM | MiniSomEngine:
+    """The engine a :class:`~fmnist_cluster.config.SomConfig` describes."""
+    m, t = config.som, config.train
+    if m.engine == "batch":
+        return BatchSOM(
+            rows=m.rows,
+            cols=m.cols,
+            topology=m.topology,
+            neighbourhood=m.neighbourhood,
+            sigma=m.sigma,
+            sigma_end=m.sigma_end,
+            epochs=int(m.epochs),
+            schedule=m.schedule,
+            init=m.init,
+            early_stop_tol=t.early_stop_tol,
+            patience=t.patience,
+            chunk_size=t.chunk_size,
+            search_dims=t.search_dims,
+            exact_epochs=t.exact_epochs,
+            device=t.device,
+            random_state=config.seed,
+        )
+    return MiniSomEngine(
+        rows=m.rows,
+        cols=m.cols,
+        topology=m.topology,
+        neighbourhood=m.neighbourhood,
+        sigma=m.sigma,
+        learning_rate=m.learning_rate,
+        decay_function=m.decay_function,
+        sigma_decay_function=m.sigma_decay_function,
+        init=m.init,
+        order=m.order,
+        steps=m.steps,
+        epochs=m.epochs,
+        random_state=config.seed,
+    )
+
+
+def flatten(x: np.ndarray) -> np.ndarray:
+    """Images (N, 1, 28, 28) -> (N, 784); features (N, D) unchanged."""
+    return x.reshape(len(x), -1) if x.ndim > 2 else x
+
+
+def _fit_data(dataset: Any, pool: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    x = flatten(dataset.x_train)
+    y = dataset.y_train
+    if pool:
+        x = np.concatenate([x, flatten(dataset.x_test)])
+        y = None if y is None or dataset.y_test is None else np.concatenate([y, dataset.y_test])
+    return x, y
+
+
+def _winner_neurons(chosen: list[int] | None, hits: np.ndarray, n: int = 4) -> list[int]:
+    if chosen:
+        bad = [c for c in chosen if not 0 <= c < len(hits)]
+        if bad:
+            raise FmnistError(f"analysis.winner_neurons {bad} out of range; neurons are 0..{len(hits) - 1}")
+        return list(chosen)
+    return [int(i) for i in np.argsort(-hits, kind="stable")[:n]]
+
+
+def run_train_som(
+    config: Any,
+    input_dir: Path | str,
+    out_dir: Path | str,
+    progress: Progress = NULL_PROGRESS,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """The ``train-som`` stage: train a map on a feature artefact and analyse it.
+
+    Parameters
+    ----------
+    config : SomConfig
+    input_dir : path
+        A ``preprocess`` or ``encode`` output folder (read with ``load_dataset``).
+    out_dir : path
+        Gets ``som.npz``, ``metrics.json``, figures and ``manifest.json``.
+    progress : Progress
+    resume : bool
+        Continue from ``out_dir/checkpoint.npz`` (written after every epoch of the batch engine).
+
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json``.
+    """
+    from fmnist_cluster import plots
+    from fmnist_cluster.data import label_names, load_dataset
+
+    out_dir = Path(out_dir)
+    engine = make_engine(config)
+    engine._check_params()
+    dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")
+    if len(dataset.x_train) == 0:
+        raise FmnistError(
+            f"{Path(input_dir) / 'data.npz'} has no training samples; run preprocess on a non-empty source"
+        )
+    x_fit, y_fit = _fit_data(dataset, config.train.pool)
+    x_test = flatten(dataset.x_test)
+    y_test = dataset.y_test
+    if config.train.limit is not None and config.train.limit < len(x_fit):
+        pick = np.sort(np.random.default_rng(config.seed).choice(len(x_fit), config.train.limit, replace=False))
+        x_fit = x_fit[pick]
+        y_fit = None if y_fit is None else y_fit[pick]
+    if resume and config.som.engine != "batch":
+        raise FmnistError("--resume works with som.engine 'batch' only (MiniSom has no per-epoch checkpoint)")
+    ckpt = out_dir / CHECKPOINT
+    if resume and not ckpt.is_file():
+        warnings.warn(f"--resume: no checkpoint in {out_dir}; training from the start", SomWarning, stacklevel=2)
+    with user_errors("train.device"):
+        resolve_device(config.train.device)
+    torch.manual_seed(config.seed)
+    with StageRun("train-som", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
+        run.add_input(Path(input_dir) / "data.npz", digest)
+        with run.timer("train"):
+            if isinstance(engine, BatchSOM):
+                engine.fit(x_fit, progress=progress, checkpoint=ckpt, resume=resume)
+            else:
+                engine.fit(x_fit, progress=progress)
+        with run.timer("analyse"):
+            n_classes = dataset.n_classes
+            units = getattr(engine, "fit_units_", None)
+            metrics, arrays = analyse(engine, x_fit, y_fit, x_test, y_test, n_classes, config.train.chunk_size, units)
+            if config.train.pool:  # the test rows were trained on: their scores are in-sample, and say so
+                for key in [k for k in ("test_qe", "test_te", "test_accuracy") if k in metrics]:
+                    metrics[f"{key}_in_sample"] = metrics.pop(key)
+        metrics = {
+            "engine": config.som.engine,
+            "n_fit": len(x_fit),
+            "n_test": len(x_test),
+            "pooled": config.train.pool,
+            "test_is_held_out": not config.train.pool,
+            "in_sample": ["qe", "te", "train_accuracy"]
+            + ([f"{k}_in_sample" for k in ("test_qe", "test_te", "test_accuracy")] if config.train.pool else []),
+            "n_features": int(x_fit.shape[1]),
+            "epochs_run": engine.n_epochs_,
+            "train_seconds": round(engine.train_seconds_, 3),
+            **metrics,
+            "history": engine.history_,
+        }
+        with run.timer("figures"):
+            names = label_names(n_classes, dataset.class_names)
+            _save_figures(run, plots, config, engine, arrays, metrics, names, x_fit, dataset.is_image)
+        run.save_npz("som.npz", **{k: v for k, v in arrays.items() if k not in ("bmu_fit", "dist_fit")})
+        run.save_json("metrics.json", metrics)
+        run.commit()
+    ckpt.unlink(missing_ok=True)
+    return metrics
+
+
+def _save_figures(
+    run: StageRun,
+    plots: Any,
+    config: Any,
+    engine: _SomBase,
+    arrays: dict[str, np.ndarray],
+    metrics: dict[str, Any],
+    names: list[str],
+    x_fit: np.ndarray,
+    is_image: bool,
+) -> None:
+    grid = engine.grid_
+    png = plots.figure_png
+    title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
+    run.save_bytes("history.png", png(plots.som_history(engine.history_, title)))
+    run.save_bytes(
+        "u_matrix.png",
+        png(plots.som_u_matrix(arrays["u_matrix"], grid.coords, grid.topology, arrays.get("dominant"), names, title)),
+    )
+    run.save_bytes("hit_map.png", png(plots.som_hit_map(arrays["hits"], grid.coords, grid.topology, title)))
+    run.save_bytes(
+        "outliers.png",
+        png(plots.som_outliers(arrays["hits"], arrays["outliers"], grid.cols, *metrics["outlier_fences"])),
+    )
+    run.save_text(
+        "outlier_neurons.csv",
+        "neuron,row,col,hits\n"
+        + "".join(f"{k},{k // grid.cols},{k % grid.cols},{arrays['hits'][k]}\n" for k in arrays["outliers"]),
+    )
+    if "dominant" in arrays:
+        run.save_bytes(
+            "labels_map.png",
+            png(plots.som_labels_map(arrays["dominant"], arrays["purity"], grid.coords, grid.topology, names, title)),
+        )
+    if x_fit.shape[1] == 784:
+        run.save_bytes("prototypes.png", png(plots.som_prototypes(engine.weights_, grid.rows, grid.cols)))
+        if is_image:
+            chosen = _winner_neurons(config.analysis.winner_neurons, arrays["hits"])
+            groups = []
+            for k in chosen:
+                members = np.nonzero(arrays["bmu_fit"] == k)[0]
+                members = members[np.argsort(arrays["dist_fit"][members], kind="stable")]
+                groups.append((k, x_fit[members[: config.analysis.n_winner_samples]], len(members)))
+            run.save_bytes("winners.png", png(plots.som_winner_samples(groups, grid.cols)))
+            n = min(config.analysis.n_largest_qe, len(x_fit))
+            worst = np.argsort(-arrays["dist_fit"], kind="stable")[:n]
+            titles = [f"qe {arrays['dist_fit'][i]:.2f}" for i in worst]
+            run.save_bytes(
+                "largest_qe.png",
+                png(
+                    plots.montage(
+                        x_fit[worst], titles, ncols=10, suptitle=f"{n} samples with the largest quantisation error"
+                    )
+                ),
+            )
