@@ -1291,14 +1291,14 @@ def _other_data_checkpoints(ws: Path) -> None:
     from fmnist_cluster.cnn import Trainer
     from fmnist_cluster.config import load_config
     from fmnist_cluster.data import load_dataset
-    from fmnist_cluster.som import make_engine
+    from fmnist_cluster.som import make_engine, train
 
     (ws / "ckpt").mkdir()
     data, _ = load_dataset(ws / "data")
     rng = np.random.default_rng(5)
     som_cfg = load_config(SomConfig, None, TINY["train-som"])
     x = data.x_train.reshape(len(data.x_train), -1)
-    make_engine(som_cfg).fit(x[::-1] * np.float32(0.9), checkpoint=ws / "ckpt" / "checkpoint.npz")
+    train(make_engine(som_cfg), x[::-1] * np.float32(0.9), checkpoint=ws / "ckpt" / "checkpoint.npz")
     mystery, _ = load_dataset(ws / "mystery")
     cnn_cfg = load_config(CnnConfig, None, TINY["train-cnn"])
     y_other = rng.permutation(mystery.y_train)

@@ -51,6 +51,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycles() -> None:
     graph = _module_graph()
     assert "fmnist_cluster.explain.search" in graph
+    assert {"fmnist_cluster.som.grid", "fmnist_cluster.som.batch", "fmnist_cluster.som.stage"} <= set(graph)
     assert _cycles(graph) == []
 
 

@@ -237,14 +237,14 @@ def test_pooled_som_metrics_are_labelled_in_sample(idx_dir: Path, tmp_path: Path
 
 
 def test_resume_of_a_som_checkpoint_from_other_data_is_refused(tmp_path: Path) -> None:
-    from fmnist_cluster.som import make_engine
+    from fmnist_cluster.som import make_engine, train
 
     cfg = load_config(SomConfig, None, ["som.rows=2", "som.cols=2", "som.epochs=3", "train.search_dims=0"])
     x = np.random.default_rng(0).random((30, 6)).astype(np.float32)
-    make_engine(cfg).fit(x, checkpoint=tmp_path / "c.npz")
-    make_engine(cfg).fit(x, checkpoint=tmp_path / "c.npz", resume=True)  # same data: fine
+    train(make_engine(cfg), x, checkpoint=tmp_path / "c.npz")
+    train(make_engine(cfg), x, checkpoint=tmp_path / "c.npz", resume=True)  # same data: fine
     with pytest.raises(FmnistError, match="trained on other data"):
-        make_engine(cfg).fit(x + 1, checkpoint=tmp_path / "c.npz", resume=True)
+        train(make_engine(cfg), x + 1, checkpoint=tmp_path / "c.npz", resume=True)
 
 
 def test_out_may_not_be_the_current_folder(tmp_path: Path, monkeypatch) -> None:

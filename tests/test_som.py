@@ -27,6 +27,7 @@ from fmnist_cluster.som import (
     outlier_neurons,
     quantization_error,
     topographic_error,
+    train,
     u_matrix,
 )
 
@@ -105,7 +106,7 @@ def test_outliers_classes_and_majority_classifier() -> None:
 def test_minisom_engine_metrics_agree_with_minisom() -> None:
     x = _blobs(80, 4)
     for topology in ("rectangular", "hexagonal"):
-        eng = MiniSomEngine(5, 6, topology=topology, sigma=2.0, steps=300, random_state=1).fit(x)
+        eng = MiniSomEngine(rows=5, cols=6, topology=topology, sigma=2.0, steps=300, random_state=1).fit(x)
         ms = eng.minisom_
         assert eng.quantization_error(x) == pytest.approx(ms.quantization_error(x.astype(np.float64)), rel=1e-4)
         assert eng.topographic_error(x) == pytest.approx(ms.topographic_error(x.astype(np.float64)), abs=1e-9)
@@ -116,9 +117,10 @@ def test_minisom_engine_metrics_agree_with_minisom() -> None:
 # -- engines -----------------------------------------------------------------------------
 def test_batch_som_learns_and_is_deterministic() -> None:
     x = _blobs()
-    a = BatchSOM(4, 4, sigma=2.0, sigma_end=0.5, epochs=5, init="random", device="cpu", random_state=7).fit(x)
-    b = BatchSOM(4, 4, sigma=2.0, sigma_end=0.5, epochs=5, init="random", device="cpu", random_state=7).fit(x)
-    c = BatchSOM(4, 4, sigma=2.0, sigma_end=0.5, epochs=5, init="random", device="cpu", random_state=8).fit(x)
+    kw = {"rows": 4, "cols": 4, "sigma": 2.0, "sigma_end": 0.5, "epochs": 5, "init": "random", "device": "cpu"}
+    a = BatchSOM(random_state=7, **kw).fit(x)
+    b = BatchSOM(random_state=7, **kw).fit(x)
+    c = BatchSOM(random_state=8, **kw).fit(x)
     assert np.array_equal(a.weights_, b.weights_)
     assert not np.array_equal(a.weights_, c.weights_)
     assert a.history_[-1]["qe"] < a.history_[0]["qe"]
@@ -128,9 +130,9 @@ def test_batch_som_learns_and_is_deterministic() -> None:
 
 def test_minisom_engine_same_seed_same_weights() -> None:
     x = _blobs(60, 4)
-    a = MiniSomEngine(4, 4, sigma=1.5, steps=200, random_state=3).fit(x)
-    b = MiniSomEngine(4, 4, sigma=1.5, steps=200, random_state=3).fit(x)
-    c = MiniSomEngine(4, 4, sigma=1.5, steps=200, random_state=4).fit(x)
+    a = MiniSomEngine(rows=4, cols=4, sigma=1.5, steps=200, random_state=3).fit(x)
+    b = MiniSomEngine(rows=4, cols=4, sigma=1.5, steps=200, random_state=3).fit(x)
+    c = MiniSomEngine(rows=4, cols=4, sigma=1.5, steps=200, random_state=4).fit(x)
     assert np.array_equal(a.weights_, b.weights_) and not np.array_equal(a.weights_, c.weights_)
 
 
@@ -138,7 +140,14 @@ def test_minisom_engine_same_seed_same_weights() -> None:
 def test_batch_neighbourhoods_and_hexagonal(neighbourhood: str) -> None:
     x = _blobs()
     som = BatchSOM(
-        5, 5, topology="hexagonal", neighbourhood=neighbourhood, sigma=2.5, sigma_end=1.0, epochs=4, device="cpu"
+        rows=5,
+        cols=5,
+        topology="hexagonal",
+        neighbourhood=neighbourhood,
+        sigma=2.5,
+        sigma_end=1.0,
+        epochs=4,
+        device="cpu",
     )
     som.fit(x)
     assert np.isfinite(som.weights_).all() and som.weights_.shape == (25, 5)
@@ -149,7 +158,9 @@ def test_sigma_schedule_and_early_stop() -> None:
     som = BatchSOM(sigma=8.0, sigma_end=0.5, epochs=5)
     assert som.sigmas()[[0, -1]] == pytest.approx([8.0, 0.5])
     assert np.all(np.diff(som.sigmas()) < 0)
-    stopped = BatchSOM(3, 3, sigma=1.0, sigma_end=1.0, epochs=20, early_stop_tol=0.5, patience=2, device="cpu")
+    stopped = BatchSOM(
+        rows=3, cols=3, sigma=1.0, sigma_end=1.0, epochs=20, early_stop_tol=0.5, patience=2, device="cpu"
+    )
     stopped.fit(_blobs())
     assert stopped.n_epochs_ == 3
 
@@ -177,13 +188,13 @@ def test_resume_equals_uninterrupted(tmp_path: Path, search_dims: int) -> None:
 
     ckpt = tmp_path / "checkpoint.npz"
     with pytest.raises(Stop):
-        BatchSOM(**kw).fit(x, checkpoint=ckpt, callback=kill_after_3)
+        train(BatchSOM(**kw), x, checkpoint=ckpt, on_epoch=kill_after_3)
     assert ckpt.is_file()
-    resumed = BatchSOM(**kw).fit(x, checkpoint=ckpt, resume=True)
+    resumed = train(BatchSOM(**kw), x, checkpoint=ckpt, resume=True)
     assert np.array_equal(resumed.weights_, full.weights_)
     assert resumed.history_ == full.history_
     with pytest.raises(FmnistError, match="5-wide features but the input has 3 columns"):
-        BatchSOM(**kw).fit(x[:, :3], checkpoint=ckpt, resume=True)
+        train(BatchSOM(**kw), x[:, :3], checkpoint=ckpt, resume=True)
 
 
 def test_subspace_search_trains_as_well_as_exact() -> None:
@@ -196,10 +207,77 @@ def test_subspace_search_trains_as_well_as_exact() -> None:
 
 
 def test_bad_engine_options() -> None:
-    with pytest.raises(FmnistError, match="unknown neighbourhood 'mexican_hat'; valid: gaussian, bubble, triangle"):
+    with pytest.raises(ValueError, match="unknown neighbourhood 'mexican_hat'; valid: gaussian, bubble, triangle"):
         BatchSOM(neighbourhood="mexican_hat").fit(_blobs())
-    with pytest.raises(FmnistError, match="non-empty"):
+    with pytest.raises(ValueError, match="non-empty"):
         BatchSOM().fit(np.zeros((0, 5), np.float32))
+
+
+# -- the scikit-learn estimator contract ---------------------------------------------------
+ENGINES = [
+    (BatchSOM, {"rows": 3, "cols": 4, "sigma": 2.0, "sigma_end": 0.5, "epochs": 3, "device": "cpu"}),
+    (MiniSomEngine, {"rows": 3, "cols": 4, "sigma": 1.5, "steps": 100, "random_state": 2}),
+]
+
+
+@pytest.mark.parametrize(("engine", "params"), ENGINES)
+def test_engines_follow_the_estimator_contract(engine: type, params: dict) -> None:
+    from sklearn.base import BaseEstimator, clone
+
+    est = engine(**params)
+    assert isinstance(est, BaseEstimator)
+    assert {k: est.get_params()[k] for k in params} == params  # stored as given
+    with pytest.raises(TypeError):
+        engine(3, 4)  # keyword-only
+    copy = clone(est)
+    assert copy is not est and copy.get_params() == est.get_params()
+    assert est.set_params(rows=2) is est and est.get_params()["rows"] == 2 and copy.rows == 3
+    est.set_params(rows=3)
+    assert not [k for k in vars(est) if k.endswith("_")]  # nothing learned before fit
+    x = _blobs(60, 4)
+    assert est.fit(x) is est
+    learned = {k for k in vars(est) if k not in est.get_params()}
+    assert learned and all(k.endswith("_") for k in learned), learned
+    assert est.weights_.shape == (12, 4) and est.grid_.n_neurons == 12
+    bmu = est.predict(x)
+    assert bmu.shape == (60,) and np.array_equal(bmu, best_units(est.weights_, x, second=False)[0])
+    assert np.array_equal(est.transform(x), est.grid_.coords[bmu])
+    refit = clone(est).fit(x)  # same settings, same seed: same map; a clone keeps no learned state
+    assert np.array_equal(refit.weights_, est.weights_) and not hasattr(clone(est), "weights_")
+    assert est.fit(x[:, :3]).weights_.shape == (12, 3)  # a refit may change the width
+
+
+@pytest.mark.parametrize(("engine", "params"), ENGINES)
+def test_engines_check_arguments_in_fit(engine: type, params: dict) -> None:
+    from sklearn.exceptions import NotFittedError
+
+    x = _blobs(30, 4)
+    est = engine(**params, topology="hexagon")  # accepted until fit
+    with pytest.raises(ValueError, match="unknown topology 'hexagon'; valid: rectangular, hexagonal"):
+        est.fit(x)
+    with pytest.raises(ValueError, match="unknown init 'zeros'; valid: pca, random"):
+        engine(**params, init="zeros").fit(x)
+    with pytest.raises(ValueError, match="map size 0x4 is empty"):
+        engine(**{**params, "rows": 0}).fit(x)
+    with pytest.raises(TypeError, match="rows must be an int"):
+        engine(**{**params, "rows": 2.5}).fit(x)
+    with pytest.raises(ValueError, match="non-empty"):
+        engine(**params).fit(x[0])
+    with pytest.raises(NotFittedError):
+        engine(**params).predict(x)
+    with pytest.raises(ValueError, match="features have 3 columns but the map was trained on 4"):
+        engine(**params).fit(x).predict(x[:, :3])
+
+
+def test_fit_has_no_side_effects_but_the_learned_state() -> None:
+    import inspect
+
+    for engine in (BatchSOM, MiniSomEngine):
+        assert list(inspect.signature(engine.fit).parameters) == ["self", "X", "y"]
+    est = BatchSOM(rows=2, cols=2, epochs=2, device="cpu")
+    before = est.get_params()
+    est.fit(_blobs(20, 3))
+    assert est.get_params() == before
 
 
 # -- configs -----------------------------------------------------------------------------
@@ -292,8 +370,10 @@ def test_cli_train_som_minisom_hexagonal_on_features(tmp_path: Path) -> None:
 def test_cli_resume_with_wrong_width_is_one_line(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "som"
     x = np.zeros((4, 784), np.float32)
-    BatchSOM(4, 5, sigma=2, epochs=3).fit(
-        np.random.default_rng(0).random((30, 784), dtype=np.float32) + x[:1], checkpoint=out / "checkpoint.npz"
+    train(
+        BatchSOM(rows=4, cols=5, sigma=2, epochs=3),
+        np.random.default_rng(0).random((30, 784), dtype=np.float32) + x[:1],
+        checkpoint=out / "checkpoint.npz",
     )
     feats = _features_artefact(tmp_path / "enc", 30, 10, 16)
     result = runner.invoke(app, ["train-som", "--input", str(feats), "--out", str(out), "--resume", *SMALL])

@@ -37,8 +37,8 @@ from pydantic import ValidationError
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.config import SearchParam, SomConfig, TuneConfig, config_to_yaml, set_dotted
-from fmnist_cluster.errors import FmnistError, Interrupted
-from fmnist_cluster.som import best_units, epoch_metrics, flatten, make_engine
+from fmnist_cluster.errors import FmnistError, Interrupted, user_errors
+from fmnist_cluster.som import best_units, epoch_metrics, flatten, make_engine, train
 from fmnist_cluster.study import (
     WORKER_ATTR,
     OverBudget,
@@ -256,7 +256,8 @@ def _trial(config: TuneConfig, trial: Any, x_fit: np.ndarray, x_val: np.ndarray)
                 raise optuna.TrialPruned()
 
     start = time.perf_counter()
-    engine.fit(x_fit, callback=report)
+    with user_errors("train-som config"):
+        train(engine, x_fit, on_epoch=report)
     bmu, bmu2, dist = best_units(engine.weights_, x_val, som_cfg.train.chunk_size)
     m = epoch_metrics(engine.grid_, bmu, bmu2, dist)
     trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))

@@ -7,8 +7,11 @@ Modules, one concept each:
   chunked winner search and the quantisation and topographic errors;
 * :mod:`~fmnist_cluster.som.base`, :mod:`~fmnist_cluster.som.batch`,
   :mod:`~fmnist_cluster.som.minisom_engine` -- the engines :class:`BatchSOM` (Kohonen's batch
-  map in torch) and :class:`MiniSomEngine` (MiniSom behind the same interface);
+  map in torch) and :class:`MiniSomEngine` (MiniSom behind the same interface), scikit-learn
+  estimators;
 * :mod:`~fmnist_cluster.som.analysis` -- hits, U-matrix, outlier neurons, neuron labels;
+* :mod:`~fmnist_cluster.som.trainer` -- the stage's trainer: progress, per-epoch checkpoints,
+  resume;
 * :mod:`~fmnist_cluster.som.stage` -- the ``train-som`` stage.
 """
 
@@ -21,14 +24,18 @@ from fmnist_cluster.som.analysis import (
     outlier_neurons,
     u_matrix,
 )
-from fmnist_cluster.som.base import INITS
-from fmnist_cluster.som.batch import BATCH_NEIGHBOURHOODS, SCHEDULES, BatchSOM
+from fmnist_cluster.som.base import INITS, SomEstimator, Step
+from fmnist_cluster.som.batch import BatchSOM
 from fmnist_cluster.som.grid import (
+    BATCH_NEIGHBOURHOODS,
+    SCHEDULES,
     TOPOLOGIES,
     SomGrid,
     best_units,
     epoch_metrics,
+    neighbourhood,
     quantization_error,
+    sigma_schedule,
     topographic_error,
 )
 from fmnist_cluster.som.minisom_engine import (
@@ -38,7 +45,8 @@ from fmnist_cluster.som.minisom_engine import (
     SIGMA_DECAYS,
     MiniSomEngine,
 )
-from fmnist_cluster.som.stage import CHECKPOINT, SomWarning, flatten, make_engine, run_train_som
+from fmnist_cluster.som.stage import SomWarning, flatten, make_engine, run_train_som
+from fmnist_cluster.som.trainer import CHECKPOINT, train
 
 __all__ = [
     "BATCH_NEIGHBOURHOODS",
@@ -52,8 +60,10 @@ __all__ = [
     "TOPOLOGIES",
     "BatchSOM",
     "MiniSomEngine",
+    "SomEstimator",
     "SomGrid",
     "SomWarning",
+    "Step",
     "analyse",
     "best_units",
     "epoch_metrics",
@@ -61,11 +71,14 @@ __all__ = [
     "hit_map",
     "majority_accuracy",
     "make_engine",
+    "neighbourhood",
     "neuron_classes",
     "neuron_labels",
     "outlier_neurons",
     "quantization_error",
     "run_train_som",
+    "sigma_schedule",
     "topographic_error",
+    "train",
     "u_matrix",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.som.base import _SomBase
+from fmnist_cluster.som.base import SomEstimator
 from fmnist_cluster.som.grid import SomGrid, best_units, epoch_metrics
 
 
@@ -91,7 +91,7 @@ def majority_accuracy(labels: np.ndarray, bmu: np.ndarray, y: np.ndarray) -> flo
 
 
 def analyse(
-    som: _SomBase,
+    som: SomEstimator,
     x_fit: np.ndarray,
     y_fit: np.ndarray | None,
     x_test: np.ndarray,

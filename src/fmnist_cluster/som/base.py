@@ -1,46 +1,120 @@
-"""What both engines share: the allowed initialisations, the fitted state and the metric
-methods (``weights_`` is (K, D))."""
+"""What both engines share: the scikit-learn estimator base, the checks of the shared
+hyperparameters and of the data, the fitted state and the methods that use it."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
-from fmnist_cluster.errors import FmnistError
-from fmnist_cluster.som.grid import SomGrid, best_units, quantization_error, topographic_error
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from fmnist_cluster.som.grid import (
+    TOPOLOGIES,
+    SomGrid,
+    best_units,
+    check_choice,
+    quantization_error,
+    topographic_error,
+)
 
 INITS = ("pca", "random")
 
 
-class _SomBase:
-    """Shared state and metric methods of the engines (``weights_`` is (K, D))."""
+@dataclass(frozen=True)
+class Step:
+    """What an engine's ``iter_fit`` yields while it trains.
+
+    Attributes
+    ----------
+    done, total : int
+        Work done so far and in all (epochs of the batch map, single-sample updates of MiniSom).
+    entry : dict or None
+        At the end of an epoch, its ``history_`` entry; otherwise None.
+    weights : ndarray (K, D) or None
+        With ``entry``: the map's weights at that point (a checkpoint's content).
+    """
+
+    done: int
+    total: int
+    entry: dict[str, Any] | None = None
+    weights: np.ndarray | None = field(default=None, repr=False)
+
+
+class SomEstimator(TransformerMixin, BaseEstimator):
+    """Base of the engines, following scikit-learn's contract: hyperparameters are stored as
+    given and checked by ``fit`` (``ValueError``/``TypeError``), ``fit`` runs ``iter_fit`` to its
+    end and returns ``self``, learned state ends in ``_``, ``clone`` works. ``predict`` gives each
+    row's winning neuron and ``transform`` its grid position.
+
+    ``iter_fit`` is the epoch-by-epoch form of ``fit``: the ``train-som`` stage's trainer
+    (:func:`fmnist_cluster.som.trainer.train`) drives it to report progress, write checkpoints
+    and resume, which ``fit`` itself never does.
+
+    Attributes
+    ----------
+    weights_ : ndarray (rows * cols, D)
+    grid_ : SomGrid
+    history_ : list of dict
+    """
 
     weights_: np.ndarray
     grid_: SomGrid
-    history_: list[dict[str, float]]
+    history_: list[dict[str, Any]]
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "weights_"):
-            raise FmnistError(f"{type(self).__name__} is not fitted; call fit first")
+    def iter_fit(self, X: np.ndarray, y: Any = None) -> Iterator[Step]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def _check_x(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
+    def fit(self, X: np.ndarray, y: Any = None) -> SomEstimator:
+        """Train the map on ``X`` (N, D); ``y`` is ignored. Returns ``self``."""
+        for _ in self.iter_fit(X):
+            pass
+        return self
+
+    def _check_shared_params(self) -> None:
+        check_choice("topology", self.topology, TOPOLOGIES)
+        check_choice("init", self.init, INITS)
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"map size {self.rows}x{self.cols} is empty; rows and cols must be >= 1")
+
+    def _start_sigma(self) -> float:
+        """``sigma``, or half the longer map side when it is None."""
+        return self.sigma if self.sigma is not None else max(self.rows, self.cols) / 2
+
+    def _check_x(self, X: np.ndarray, fitted: bool = True) -> np.ndarray:
+        """``X`` as a float32 (N, D) array; with ``fitted`` also as wide as the trained map."""
+        x = np.asarray(X, dtype=np.float32)
         if x.ndim != 2 or len(x) == 0:
-            raise FmnistError(f"features must be a non-empty (N, D) array, got shape {x.shape}")
-        if hasattr(self, "weights_") and x.shape[1] != self.weights_.shape[1]:
-            raise FmnistError(f"features have {x.shape[1]} columns but the map was trained on {self.weights_.shape[1]}")
+            raise ValueError(f"features must be a non-empty (N, D) array, got shape {x.shape}")
+        if fitted:
+            check_is_fitted(self, "weights_")
+            if x.shape[1] != self.weights_.shape[1]:
+                raise ValueError(
+                    f"features have {x.shape[1]} columns but the map was trained on {self.weights_.shape[1]}"
+                )
         return x
 
-    def winners(self, x: np.ndarray) -> np.ndarray:
-        """Index of the winning neuron of each row."""
-        self._check_fitted()
-        return best_units(self.weights_, self._check_x(x), second=False)[0]
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Index of the winning neuron of each row, shape (N,) int64."""
+        x = self._check_x(X)
+        return best_units(self.weights_, x, second=False)[0]
 
-    def quantization_error(self, x: np.ndarray) -> float:
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Grid position (x, y) of each row's winning neuron, shape (N, 2): the map as a 2-D embedding."""
+        return self.grid_.coords[self.predict(X)]
+
+    def quantization_error(self, X: np.ndarray) -> float:
         """Mean distance of each row to its winning neuron."""
-        self._check_fitted()
-        return quantization_error(self.weights_, self._check_x(x))
+        x = self._check_x(X)
+        return quantization_error(self.weights_, x)
 
-    def topographic_error(self, x: np.ndarray) -> float:
+    def topographic_error(self, X: np.ndarray) -> float:
         """Share of rows whose two best neurons are not grid neighbours."""
-        self._check_fitted()
-        return topographic_error(self.weights_, self._check_x(x), self.grid_)
+        x = self._check_x(X)
+        return topographic_error(self.weights_, x, self.grid_)

@@ -3,39 +3,57 @@ PCA or random initialisation, CPU or CUDA, deterministic for a seed."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.linalg import eigh
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, array_digest, keep_freed_memory, load_npz, save_npz
 from fmnist_cluster.device import resolve_device
-from fmnist_cluster.errors import FmnistError
-from fmnist_cluster.som.base import INITS, _SomBase
-from fmnist_cluster.som.grid import TOPOLOGIES, SomGrid, _as_tensor, _check_choice, best_units, epoch_metrics
+from fmnist_cluster.som.base import SomEstimator, Step
+from fmnist_cluster.som.grid import (
+    BATCH_NEIGHBOURHOODS,
+    SCHEDULES,
+    SomGrid,
+    _as_tensor,
+    best_units,
+    check_choice,
+    epoch_metrics,
+    neighbourhood,
+    sigma_schedule,
+)
 
-BATCH_NEIGHBOURHOODS = ("gaussian", "bubble", "triangle")
-SCHEDULES = ("exponential", "linear")
+_CHUNK = 8192
+
+
+def _scatter(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the rows (float64) and their scatter matrix ``sum_n (x_n - mean)(x_n - mean)^T``,
+    summed in chunks of rows."""
+    mean = x.sum(0, dtype=torch.float64) / len(x)
+    scatter = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+    for s in range(0, len(x), _CHUNK):
+        c = x[s : s + _CHUNK].double() - mean
+        scatter += c.T @ c
+    return mean, scatter
+
+
+def _top_eigen(m: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest eigenvalues of the symmetric ``m`` and their eigenvectors (columns),
+    largest first."""
+    d = m.shape[0]
+    vals, vecs = eigh(m.numpy(), subset_by_index=[d - k, d - 1])
+    return torch.from_numpy(vals[::-1].copy()), torch.from_numpy(vecs[:, ::-1].copy())
 
 
 def _pca_weights(x: torch.Tensor, grid: SomGrid) -> torch.Tensor:
     """Weights spread over the plane of the first two principal components, scaled by
     their standard deviations (grid positions mapped to [-2, 2] standard deviations)."""
-    mean = x.sum(0, dtype=torch.float64) / len(x)
-    cov = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
-    for s in range(0, len(x), 8192):
-        c = x[s : s + 8192].double() - mean
-        cov += c.T @ c
+    mean, cov = _scatter(x)
     cov /= max(len(x) - 1, 1)
-    d = cov.shape[0]
-    vals_np, vecs_np = eigh(cov.numpy(), subset_by_index=[d - 2, d - 1])
-    vals = torch.from_numpy(vals_np[::-1].copy()).clamp_min(0)
-    vecs = torch.from_numpy(vecs_np[:, ::-1].copy())
+    vals, vecs = _top_eigen(cov, 2)
+    vals = vals.clamp_min(0)
     signs = torch.sign(vecs[vecs.abs().argmax(0), torch.arange(2)])
     vecs = vecs * torch.where(signs == 0, 1.0, signs)
     pos = torch.from_numpy(grid.coords)
@@ -52,23 +70,17 @@ class _Subspace:
     """The data's first ``dims`` principal components, for the approximate winner search."""
 
     def __init__(self, x: torch.Tensor, dims: int, dev: torch.device) -> None:
-        mean = x.sum(0, dtype=torch.float64) / len(x)
-        cov = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
-        for s in range(0, len(x), 8192):
-            c = x[s : s + 8192].double() - mean
-            cov += c.T @ c
-        d = cov.shape[0]
-        dims = min(dims, d)
-        _, vecs = eigh(cov.numpy(), subset_by_index=[d - dims, d - 1])
+        mean, scatter = _scatter(x)
+        _, vecs = _top_eigen(scatter, min(dims, scatter.shape[0]))
         self.mean = mean.float().to(dev)
-        self.basis = torch.from_numpy(vecs[:, ::-1].copy()).float().to(dev)
-        self.rows = torch.cat([self.project(x[s : s + 8192].to(dev)) for s in range(0, len(x), 8192)])
+        self.basis = vecs.float().to(dev)
+        self.rows = torch.cat([self.project(x[s : s + _CHUNK].to(dev)) for s in range(0, len(x), _CHUNK)])
 
     def project(self, v: torch.Tensor) -> torch.Tensor:
         return (v.float() - self.mean) @ self.basis
 
 
-class BatchSOM(_SomBase):
+class BatchSOM(SomEstimator):
     """Kohonen's batch self-organising map, vectorised in torch.
 
     Each epoch finds every sample's winning neuron (in chunks, so memory stays at
@@ -76,6 +88,10 @@ class BatchSOM(_SomBase):
     samples: ``w_k = sum_n h(k, bmu_n) x_n / sum_n h(k, bmu_n)``. The neighbourhood width
     shrinks from ``sigma`` to ``sigma_end`` over the epochs. The same winner search also
     gives the epoch's quantisation and topographic errors, so metrics cost nothing extra.
+
+    A scikit-learn estimator (see :class:`~fmnist_cluster.som.base.SomEstimator`): keyword-only
+    hyperparameters, checked by ``fit`` (``ValueError``, ``TypeError``); ``predict`` gives each
+    row's winning neuron, ``transform`` its grid position; :meth:`iter_fit` trains epoch by epoch.
 
     Parameters
     ----------
@@ -133,6 +149,7 @@ class BatchSOM(_SomBase):
 
     def __init__(
         self,
+        *,
         rows: int = 50,
         cols: int = 50,
         topology: str = "rectangular",
@@ -157,110 +174,82 @@ class BatchSOM(_SomBase):
         self.sigma = sigma
         self.sigma_end = sigma_end
         self.epochs = epochs
-        self.search_dims = search_dims
-        self.exact_epochs = exact_epochs
         self.schedule = schedule
         self.init = init
         self.early_stop_tol = early_stop_tol
         self.patience = patience
         self.chunk_size = chunk_size
+        self.search_dims = search_dims
+        self.exact_epochs = exact_epochs
         self.device = device
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        _check_choice("topology", self.topology, TOPOLOGIES)
-        _check_choice("neighbourhood", self.neighbourhood, BATCH_NEIGHBOURHOODS)
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("init", self.init, INITS)
+        self._check_shared_params()
+        check_choice("neighbourhood", self.neighbourhood, BATCH_NEIGHBOURHOODS)
+        check_choice("schedule", self.schedule, SCHEDULES)
         if self.epochs < 1:
-            raise FmnistError(f"epochs must be >= 1, got {self.epochs}")
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.sigma_end <= 0 or (self.sigma is not None and self.sigma < self.sigma_end):
-            raise FmnistError(f"sigma ({self.sigma}) must be >= sigma_end ({self.sigma_end}) > 0")
+            raise ValueError(f"sigma ({self.sigma}) must be >= sigma_end ({self.sigma_end}) > 0")
         if self.chunk_size < 1:
-            raise FmnistError(f"chunk_size must be >= 1, got {self.chunk_size}")
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if self.search_dims < 0 or self.exact_epochs < 0:
-            raise FmnistError(f"search_dims and exact_epochs must be >= 0, got {self.search_dims}, {self.exact_epochs}")
+            raise ValueError(f"search_dims and exact_epochs must be >= 0, got {self.search_dims}, {self.exact_epochs}")
 
     def sigmas(self) -> np.ndarray:
         """Neighbourhood width of each epoch."""
-        start = self.sigma if self.sigma is not None else max(self.rows, self.cols) / 2
-        if self.epochs == 1:
-            return np.array([float(self.sigma_end)])
-        t = np.arange(self.epochs) / (self.epochs - 1)
-        if self.schedule == "linear":
-            return start + t * (self.sigma_end - start)
-        return start * (self.sigma_end / start) ** t
+        return sigma_schedule(self._start_sigma(), self.sigma_end, self.epochs, self.schedule)
 
-    def _signature(self, n_features: int) -> str:
-        keys = ("rows", "cols", "topology", "neighbourhood", "sigma", "sigma_end", "epochs", "schedule", "init")
-        keys += ("search_dims", "exact_epochs")
-        return json.dumps({k: getattr(self, k) for k in keys} | {"n_features": n_features}, sort_keys=True)
-
-    def _neighbourhood(self, dist: torch.Tensor, sigma: float) -> torch.Tensor:
-        if self.neighbourhood == "gaussian":
-            return torch.exp(-(dist**2) / (2 * sigma * sigma))
-        if self.neighbourhood == "bubble":
-            return (dist <= sigma + 1e-9).to(dist.dtype)
-        return (1.0 - dist / sigma).clamp_min(0.0)
-
-    def init_weights(self, x: np.ndarray) -> np.ndarray:
-        """Initial weights (K, D) for data ``x`` (PCA plane or random samples)."""
+    def init_weights(self, X: np.ndarray) -> np.ndarray:
+        """Initial weights (K, D) for data ``X`` (PCA plane or random samples)."""
         self._check_params()
         grid = SomGrid(self.rows, self.cols, self.topology)
-        xt = _as_tensor(self._check_x(x))
+        xt = _as_tensor(self._check_x(X, fitted=False))
         if self.init == "pca" and xt.shape[1] >= 2 and len(xt) >= 2:
             return _pca_weights(xt, grid).numpy()
         gen = torch.Generator().manual_seed(int(self.random_state))
         pick = torch.randint(len(xt), (grid.n_neurons,), generator=gen)
         return xt[pick].clone().numpy()
 
-    def fit(
-        self,
-        x: np.ndarray,
-        y: Any = None,
-        *,
-        progress: Progress = NULL_PROGRESS,
-        checkpoint: Path | str | None = None,
-        resume: bool = False,
-        callback: Callable[[dict[str, float]], None] | None = None,
-    ) -> BatchSOM:
-        """Train the map on ``x`` (N, D).
+    def iter_fit(
+        self, X: np.ndarray, y: Any = None, *, resume_from: tuple[np.ndarray, list[dict[str, Any]]] | None = None
+    ) -> Iterator[Step]:
+        """Train on ``X`` (N, D) epoch by epoch; :meth:`fit` runs this to its end.
+
+        Yields a :class:`Step` before the first epoch and one after every epoch (with the
+        epoch's ``history_`` entry and the updated weights); the fitted attributes are set
+        when the generator is exhausted. Stopping early leaves the estimator unfitted.
 
         Parameters
         ----------
-        x : ndarray (N, D)
+        X : ndarray (N, D)
         y : ignored
-        progress : Progress
-            Gets one step per epoch with the epoch's ``qe``, ``te`` and ``sigma``.
-        checkpoint : path, optional
-            ``.npz`` written atomically after every epoch.
-        resume : bool
-            Continue from ``checkpoint`` if it exists (the result equals an uninterrupted run).
-        callback : callable, optional
-            Called with each epoch's history entry (may raise to stop, e.g. pruning).
+        resume_from : (weights, history), optional
+            Weights (K, D) after the epochs ``history`` lists and those entries: training goes
+            on from there, and the result equals an uninterrupted run.
         """
         self._check_params()
-        keep_freed_memory()
         t0 = time.perf_counter()
-        x = self._check_x(x)
+        x = self._check_x(X, fitted=False)
         dev = resolve_device(self.device)
         grid = SomGrid(self.rows, self.cols, self.topology)
         sigmas = self.sigmas()
-        signature = self._signature(x.shape[1])
-        data_digest = array_digest(x) if checkpoint is not None else ""
-        start_epoch, history = 0, []
-        if resume and checkpoint is not None and Path(checkpoint).is_file():
-            weights, start_epoch, history = self._load_checkpoint(Path(checkpoint), signature, x.shape[1], data_digest)
+        if resume_from is not None:
+            weights, history = np.asarray(resume_from[0], dtype=np.float32), list(resume_from[1])
+            if weights.shape != (grid.n_neurons, x.shape[1]):
+                raise ValueError(
+                    f"resume weights have shape {weights.shape}; this map and data need {(grid.n_neurons, x.shape[1])}"
+                )
         else:
-            weights = self.init_weights(x)
+            weights, history = self.init_weights(x), []
+        start_epoch = len(history)
         xt = _as_tensor(x)
         if dev.type == "cuda":
             xt = xt.to(dev)
         w = torch.from_numpy(weights).to(dev)
         gd = torch.from_numpy(grid.distances()).to(dev, torch.float32)
-        task = progress.task(f"batch SOM {self.rows}x{self.cols}", total=self.epochs)
-        if start_epoch:
-            task.advance(start_epoch)
+        yield Step(start_epoch, self.epochs)
         stalled = 0
         sub = None
         if 0 < self.search_dims < x.shape[1] and self.epochs - start_epoch > self.exact_epochs:
@@ -272,29 +261,17 @@ class BatchSOM(_SomBase):
             if sub is not None:
                 entry["search"] = "exact" if approx is None else f"pca{self.search_dims}"
             history.append(entry)
-            h = self._neighbourhood(gd, float(sigmas[epoch]))
+            h = neighbourhood(gd, float(sigmas[epoch]), self.neighbourhood)
             num = h @ sums
             den = h @ counts
             ok = den > 1e-12
             w = torch.where(ok[:, None], num / den.clamp_min(1e-12)[:, None], w)
-            task.advance(1, qe=entry["qe"], te=entry["te"], sigma=entry["sigma"])
-            if checkpoint is not None:
-                save_npz(
-                    checkpoint,
-                    weights=w.cpu().numpy(),
-                    epoch=np.array(epoch + 1),
-                    history=np.array(json.dumps(history)),
-                    signature=np.array(signature),
-                    data=np.array(data_digest),
-                )
-            if callback is not None:
-                callback(entry)
+            yield Step(epoch + 1, self.epochs, entry, w.cpu().numpy())
             if self.early_stop_tol is not None and len(history) >= 2:
                 prev = history[-2]["qe"]
                 stalled = stalled + 1 if (prev - entry["qe"]) < self.early_stop_tol * prev else 0
                 if stalled >= self.patience:
                     break
-        task.close()
         self.train_seconds_ = time.perf_counter() - t0
         n_run = len(history)
         bmu, bmu2, dist = best_units(w, xt, self.chunk_size, dev)
@@ -304,7 +281,6 @@ class BatchSOM(_SomBase):
         self.grid_ = grid
         self.history_ = history
         self.n_epochs_ = n_run
-        return self
 
     def _accumulate(
         self, xt: torch.Tensor, w: torch.Tensor, dev: torch.device, sub: _Subspace | None = None
@@ -334,28 +310,3 @@ class BatchSOM(_SomBase):
             bmu[s : s + len(xc)] = b1.cpu().numpy()
             dist[s : s + len(xc)] = torch.linalg.vector_norm(xc - w[b1], dim=1).double().cpu().numpy()
         return sums, counts, bmu, bmu2, dist
-
-    def _load_checkpoint(
-        self, path: Path, signature: str, width: int, data_digest: str
-    ) -> tuple[np.ndarray, int, list[dict]]:
-        arrays = load_npz(path, ("weights", "epoch", "history", "signature"), "train-som without --resume")
-        weights = arrays["weights"]
-        if weights.ndim != 2 or weights.shape[1] != width:
-            raise FmnistError(
-                f"checkpoint {path} holds a map for {weights.shape[-1]}-wide features but the input has {width} "
-                f"columns; pass the --input it was trained on, or drop --resume to start afresh"
-            )
-        stored = str(arrays["signature"].reshape(-1)[0])
-        if stored != signature:
-            raise FmnistError(
-                f"checkpoint {path} was written with other map settings ({stored}); "
-                f"use the same config, or drop --resume to start afresh"
-            )
-        stored_data = str(arrays["data"].reshape(-1)[0]) if "data" in arrays else None
-        if stored_data != data_digest:
-            raise FmnistError(
-                f"checkpoint {path} was trained on other data (the training rows differ); "
-                f"resume with the same --input and settings, or drop --resume to start afresh"
-            )
-        epoch = int(arrays["epoch"].reshape(-1)[0])
-        return weights.astype(np.float32), epoch, json.loads(str(arrays["history"].reshape(-1)[0]))

@@ -3,6 +3,8 @@
 * :class:`SomGrid` -- the neurons' positions on a rectangular or hexagonal grid, and which
   neurons are neighbours (8 around a cell on a rectangular grid, the 6 adjacent cells on a
   hexagonal one);
+* :func:`neighbourhood` and :func:`sigma_schedule` -- how strongly a neuron follows a winner at
+  a grid distance, and how the neighbourhood width shrinks over the epochs;
 * :func:`best_units` -- the chunked winner search every engine and metric shares;
 * :func:`quantization_error`, :func:`topographic_error` and :func:`epoch_metrics` -- the map's
   two errors.
@@ -12,19 +14,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from fmnist_cluster.errors import FmnistError
-
 TOPOLOGIES = ("rectangular", "hexagonal")
+BATCH_NEIGHBOURHOODS = ("gaussian", "bubble", "triangle")
+SCHEDULES = ("exponential", "linear")
 _HEX_H = math.sqrt(3) / 2
 
 
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` "unknown name 'value'; valid: a, b, c" unless ``value`` is in ``valid``."""
     if value not in valid:
-        raise FmnistError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
+        raise ValueError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,9 @@ class SomGrid:
     coords: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("topology", self.topology, TOPOLOGIES)
+        check_choice("topology", self.topology, TOPOLOGIES)
         if self.rows < 1 or self.cols < 1:
-            raise FmnistError(f"map size {self.rows}x{self.cols} is empty; rows and cols must be >= 1")
+            raise ValueError(f"map size {self.rows}x{self.cols} is empty; rows and cols must be >= 1")
         if self.coords is None:
             i, j = np.divmod(np.arange(self.rows * self.cols), self.cols)
             if self.topology == "hexagonal":
@@ -87,6 +91,44 @@ class SomGrid:
         pairs = cKDTree(self.coords).query_pairs(self.neighbour_radius, output_type="ndarray")
         pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
         return pairs.astype(np.int64).reshape(-1, 2)
+
+
+def neighbourhood(dist: torch.Tensor, sigma: float, kind: str = "gaussian") -> torch.Tensor:
+    """Weight of a neuron at grid distance ``dist`` from the winner.
+
+    Parameters
+    ----------
+    dist : tensor
+        Grid distances.
+    sigma : float
+        Neighbourhood width.
+    kind : {'gaussian', 'bubble', 'triangle'}
+        ``gaussian``: exp(-d^2 / 2 sigma^2); ``bubble``: 1 within distance sigma, else 0;
+        ``triangle``: max(0, 1 - d / sigma).
+    """
+    check_choice("neighbourhood", kind, BATCH_NEIGHBOURHOODS)
+    if kind == "gaussian":
+        return torch.exp(-(dist**2) / (2 * sigma * sigma))
+    if kind == "bubble":
+        return (dist <= sigma + 1e-9).to(dist.dtype)
+    return (1.0 - dist / sigma).clamp_min(0.0)
+
+
+def sigma_schedule(start: float, end: float, epochs: int, schedule: str = "exponential") -> np.ndarray:
+    """Neighbourhood width of each of ``epochs`` epochs, from ``start`` to ``end``.
+
+    Parameters
+    ----------
+    schedule : {'exponential', 'linear'}
+        Geometric or linear steps; one epoch uses ``end``.
+    """
+    check_choice("schedule", schedule, SCHEDULES)
+    if epochs == 1:
+        return np.array([float(end)])
+    t = np.arange(epochs) / (epochs - 1)
+    if schedule == "linear":
+        return start + t * (end - start)
+    return start * (end / start) ** t
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:

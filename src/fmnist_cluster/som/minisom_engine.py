@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
-from fmnist_cluster.errors import FmnistError
-from fmnist_cluster.som.base import INITS, _SomBase
-from fmnist_cluster.som.grid import TOPOLOGIES, SomGrid, _check_choice, best_units, epoch_metrics
+from fmnist_cluster.som.base import SomEstimator, Step
+from fmnist_cluster.som.grid import SomGrid, best_units, check_choice, epoch_metrics
 
 MINISOM_NEIGHBOURHOODS = ("gaussian", "mexican_hat", "bubble", "triangle")
 ORDERS = ("random", "sequential")
@@ -20,8 +18,9 @@ LR_DECAYS = ("asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero"
 SIGMA_DECAYS = ("asymptotic_decay", "inverse_decay_to_one", "linear_decay_to_one")
 
 
-class MiniSomEngine(_SomBase):
-    """MiniSom behind the engine interface (online updates, one sample at a time).
+class MiniSomEngine(SomEstimator):
+    """MiniSom behind the engine interface (online updates, one sample at a time), a
+    scikit-learn estimator like :class:`~fmnist_cluster.som.batch.BatchSOM`.
 
     Parameters
     ----------
@@ -51,10 +50,17 @@ class MiniSomEngine(_SomBase):
     weights_, grid_, history_, n_epochs_, train_seconds_
         As in :class:`BatchSOM`; ``history_`` has the map's errors after each full pass
         (and at the end).
+    init_seconds_ : float
+        Time of the weight initialisation (part of ``train_seconds_``).
+    steps_ : int
+        Single-sample updates run.
+    minisom_ : minisom.MiniSom
+        The trained MiniSom.
     """
 
     def __init__(
         self,
+        *,
         rows: int = 50,
         cols: int = 50,
         topology: str = "rectangular",
@@ -84,23 +90,22 @@ class MiniSomEngine(_SomBase):
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        _check_choice("topology", self.topology, TOPOLOGIES)
-        _check_choice("neighbourhood", self.neighbourhood, MINISOM_NEIGHBOURHOODS)
-        _check_choice("decay_function", self.decay_function, LR_DECAYS)
-        _check_choice("sigma_decay_function", self.sigma_decay_function, SIGMA_DECAYS)
-        _check_choice("init", self.init, INITS)
-        _check_choice("order", self.order, ORDERS)
+        self._check_shared_params()
+        check_choice("neighbourhood", self.neighbourhood, MINISOM_NEIGHBOURHOODS)
+        check_choice("decay_function", self.decay_function, LR_DECAYS)
+        check_choice("sigma_decay_function", self.sigma_decay_function, SIGMA_DECAYS)
+        check_choice("order", self.order, ORDERS)
         if self.steps is not None and self.steps < 1:
-            raise FmnistError(f"steps must be >= 1, got {self.steps}")
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.epochs <= 0:
-            raise FmnistError(f"epochs must be > 0, got {self.epochs}")
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
 
     def build(self, n_features: int) -> Any:
         """A fresh ``minisom.MiniSom`` with these settings."""
         from minisom import MiniSom
 
         self._check_params()
-        sigma = self.sigma if self.sigma is not None else max(self.rows, self.cols) / 2
+        sigma = self._start_sigma()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return MiniSom(
@@ -123,51 +128,42 @@ class MiniSomEngine(_SomBase):
         coords = np.stack([np.asarray(xx).reshape(-1), np.asarray(yy).reshape(-1)], axis=1)
         return SomGrid(self.rows, self.cols, "hexagonal", coords=coords.astype(np.float64))
 
-    def fit(
-        self,
-        x: np.ndarray,
-        y: Any = None,
-        *,
-        progress: Progress = NULL_PROGRESS,
-        callback: Callable[[dict[str, float]], None] | None = None,
-        max_steps: int | None = None,
-    ) -> MiniSomEngine:
-        """Train with MiniSom's own update rule, reporting progress and errors per pass.
+    def iter_fit(self, X: np.ndarray, y: Any = None) -> Iterator[Step]:
+        """Train with MiniSom's own update rule; :meth:`fit` runs this to its end.
 
-        ``max_steps`` stops after that many updates of the planned schedule (used to time
-        a long run and extrapolate); the schedule itself is unchanged.
+        Yields a :class:`Step` before the first update, after every hundredth of the updates
+        and at the end of every full pass but the last (with that pass's ``history_`` entry and
+        the weights); the fitted attributes are set when the generator is exhausted.
         """
         self._check_params()
-        x = self._check_x(x).astype(np.float64)
+        x = self._check_x(X, fitted=False).astype(np.float64)
         t0 = time.perf_counter()
         som = self.build(x.shape[1])
         if self.init == "pca":
             som.pca_weights_init(x)
         else:
             som.random_weights_init(x)
-        self.init_seconds_ = time.perf_counter() - t0
+        init_seconds = time.perf_counter() - t0
         grid = self._grid(som)
         n = len(x)
-        total = int(self.steps) if self.steps is not None else max(1, round(self.epochs * n))
-        order = np.arange(total) % n
+        run = int(self.steps) if self.steps is not None else max(1, round(self.epochs * n))
+        order = np.arange(run) % n
         if self.order == "random":
             som._random_generator.shuffle(order)
-        run = total if max_steps is None else min(total, max_steps)
-        task = progress.task(f"MiniSom {self.rows}x{self.cols}", total=run)
-        history: list[dict[str, float]] = []
+        yield Step(0, run)
+        history: list[dict[str, Any]] = []
         step_block = max(1, run // 100)
         for t in range(run):
             xi = x[order[t]]
-            som.update(xi, som.winner(xi), t, total)
-            if (t + 1) % step_block == 0:
-                task.advance(step_block)
+            som.update(xi, som.winner(xi), t, run)
+            entry, w = None, None
             if (t + 1) % n == 0 and t + 1 < run:
                 w = som.get_weights().reshape(-1, x.shape[1])
                 entry = {"epoch": (t + 1) // n, "step": t + 1, **self._errors(w, x, grid)}
                 history.append(entry)
-                if callback is not None:
-                    callback(entry)
-        task.close()
+            if entry is not None or (t + 1) % step_block == 0:
+                yield Step(t + 1, run, entry, w)
+        self.init_seconds_ = init_seconds
         self.train_seconds_ = time.perf_counter() - t0
         self.weights_ = som.get_weights().reshape(-1, x.shape[1]).astype(np.float32)
         self.grid_ = grid
@@ -176,7 +172,6 @@ class MiniSomEngine(_SomBase):
         self.n_epochs_ = run / n
         self.steps_ = run
         self.minisom_ = som
-        return self
 
     @staticmethod
     def _errors(w: np.ndarray, x: np.ndarray, grid: SomGrid) -> dict[str, float]:

@@ -14,11 +14,10 @@ from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.device import resolve_device
 from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
 from fmnist_cluster.som.analysis import analyse
-from fmnist_cluster.som.base import _SomBase
+from fmnist_cluster.som.base import SomEstimator
 from fmnist_cluster.som.batch import BatchSOM
 from fmnist_cluster.som.minisom_engine import MiniSomEngine
-
-CHECKPOINT = "checkpoint.npz"
+from fmnist_cluster.som.trainer import CHECKPOINT, train
 
 
 class SomWarning(FmnistWarning):
@@ -28,17 +27,13 @@ class SomWarning(FmnistWarning):
 def make_engine(config: Any) -> BatchSOM | MiniSomEngine:
     """The engine a :class:`~fmnist_cluster.config.SomConfig` describes."""
     m, t = config.som, config.train
+    shared = {k: getattr(m, k) for k in ("rows", "cols", "topology", "neighbourhood", "sigma", "init")}
     if m.engine == "batch":
         return BatchSOM(
-            rows=m.rows,
-            cols=m.cols,
-            topology=m.topology,
-            neighbourhood=m.neighbourhood,
-            sigma=m.sigma,
+            **shared,
             sigma_end=m.sigma_end,
             epochs=int(m.epochs),
             schedule=m.schedule,
-            init=m.init,
             early_stop_tol=t.early_stop_tol,
             patience=t.patience,
             chunk_size=t.chunk_size,
@@ -48,15 +43,10 @@ def make_engine(config: Any) -> BatchSOM | MiniSomEngine:
             random_state=config.seed,
         )
     return MiniSomEngine(
-        rows=m.rows,
-        cols=m.cols,
-        topology=m.topology,
-        neighbourhood=m.neighbourhood,
-        sigma=m.sigma,
+        **shared,
         learning_rate=m.learning_rate,
         decay_function=m.decay_function,
         sigma_decay_function=m.sigma_decay_function,
-        init=m.init,
         order=m.order,
         steps=m.steps,
         epochs=m.epochs,
@@ -117,7 +107,8 @@ def run_train_som(
 
     out_dir = Path(out_dir)
     engine = make_engine(config)
-    engine._check_params()
+    with user_errors("train-som config"):
+        engine._check_params()
     dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")
     if len(dataset.x_train) == 0:
         raise FmnistError(
@@ -141,10 +132,11 @@ def run_train_som(
     with StageRun("train-som", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
         run.add_input(Path(input_dir) / "data.npz", digest)
         with run.timer("train"):
-            if isinstance(engine, BatchSOM):
-                engine.fit(x_fit, progress=progress, checkpoint=ckpt, resume=resume)
-            else:
-                engine.fit(x_fit, progress=progress)
+            with user_errors("train-som"):
+                if isinstance(engine, BatchSOM):
+                    train(engine, x_fit, progress=progress, checkpoint=ckpt, resume=resume)
+                else:
+                    train(engine, x_fit, progress=progress)
         with run.timer("analyse"):
             n_classes = dataset.n_classes
             units = getattr(engine, "fit_units_", None)
@@ -180,7 +172,7 @@ def _save_figures(
     run: StageRun,
     plots: Any,
     config: Any,
-    engine: _SomBase,
+    engine: SomEstimator,
     arrays: dict[str, np.ndarray],
     metrics: dict[str, Any],
     names: list[str],
