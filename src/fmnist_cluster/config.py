@@ -657,7 +657,7 @@ class CnnTrainConfig(StrictModel):
     nesterov: bool = False
     weight_decay: float = Field(default=0.02, ge=0)
     batch_size: int = Field(default=128, gt=0)
-    epochs: int = Field(default=30, gt=0, le=MAX_EPOCHS)
+    epochs: int = Field(default=22, gt=0, le=MAX_EPOCHS)
     schedule: Literal["constant", "onecycle", "cosine", "step"] = "onecycle"
     warmup: float = Field(default=0.2, gt=0, lt=1)
     label_smoothing: float = Field(default=0.05, ge=0, lt=1)
