@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 import torch
@@ -23,7 +23,7 @@ from fmnist_cluster.cli import app
 from fmnist_cluster.config import SomConfig, TuneConfig, load_config
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.study import worker_seed
-from fmnist_cluster.tune import apply_params, pareto_mask
+from fmnist_cluster.tune import apply_params, qe_te_study
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,11 +94,28 @@ def test_unknown_space_key_is_an_error(tmp_path: Path) -> None:
         _check_space(cfg)
 
 
-def test_apply_params_lowers_sigma_end_and_pareto_mask() -> None:
+def test_apply_params_lowers_sigma_end() -> None:
     cfg = apply_params(SomConfig(), {"som.sigma": 0.4, "som.sigma_end": 2.0})
     assert (cfg.som.sigma, cfg.som.sigma_end) == (0.4, 0.4)
-    values = np.array([[1, 5], [2, 2], [3, 3], [5, 1], [1, 6]])
-    assert pareto_mask(values).tolist() == [True, True, False, True, False]
+
+
+def test_scalar_study_has_the_qe_te_pareto_front() -> None:
+    values = [(1, 5), (2, 2), (3, 3), (5, 1), (1, 6)]
+    study = optuna.create_study(direction="minimize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    trials = [
+        optuna.trial.create_trial(
+            params={"x": 0.1 * i}, distributions=dist, value=qe + te, user_attrs={"qe": qe, "te": te}
+        )
+        for i, (qe, te) in enumerate(values)
+    ]
+    study.add_trials(trials)
+    config = TuneConfig.model_validate({**TINY, "objective": "scalar"})
+    front = qe_te_study(study, config, study.trials)
+    assert sorted(t.number for t in front.best_trials) == [0, 1, 3]
+    assert [t.values for t in front.trials] == [list(v) for v in values]
+    pareto = TuneConfig.model_validate(TINY)
+    assert qe_te_study(study, pareto, study.trials) is study
 
 
 def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_dir: Path) -> None:
@@ -108,9 +125,12 @@ def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_di
         ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "4"],
     )
     assert result.exit_code == 0, result.output
-    for name in ("best.yaml", "trials.csv", "metrics.json", "history.png", "pareto.png", "study.journal"):
+    figures = ("history-qe.png", "history-te.png", "pareto.png", "importances.png")
+    for name in ("best.yaml", "trials.csv", "metrics.json", "study.journal", *figures):
         assert (out / name).is_file(), name
     study = _journal(out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pareto_trials"] == sorted(t.number for t in study.best_trials)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 4
     assert len({t.values[0] for t in complete}) > 1  # trained maps differ in quality

@@ -52,6 +52,7 @@ from fmnist_cluster.study import (
 )
 
 OBJECTIVES = ("qe", "te")
+NAMES = ("held-out QE", "held-out TE")
 
 
 def _check_space(config: TuneConfig) -> None:
@@ -98,16 +99,6 @@ def _suggest(trial: Any, key: str, param: SearchParam) -> Any:
     if param.integer:
         return trial.suggest_int(key, int(param.low), int(param.high), log=param.log)
     return trial.suggest_float(key, float(param.low), float(param.high), log=param.log)
-
-
-def pareto_mask(values: np.ndarray) -> np.ndarray:
-    """Rows of ``values`` (N, M; minimised) that no other row dominates."""
-    values = np.asarray(values, dtype=float)
-    keep = np.ones(len(values), bool)
-    for i, v in enumerate(values):
-        dominated = np.all(values <= v, axis=1) & np.any(values < v, axis=1)
-        keep[i] = not dominated.any()
-    return keep
 
 
 def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -420,6 +411,24 @@ def _qe_te(trial: Any, config: TuneConfig) -> tuple[float, float]:
     return float(trial.user_attrs["qe"]), float(trial.user_attrs["te"])
 
 
+def qe_te_study(study: Any, config: TuneConfig, complete: list[Any]) -> Any:
+    """The study whose two objectives are held-out QE and TE, so that ``best_trials`` is their
+    Pareto front: the study itself for objective ``pareto``; for ``scalar``, an in-memory copy
+    of its ``complete`` trials, in the same order, with their QE and TE as values."""
+    import optuna
+
+    if config.objective == "pareto":
+        return study
+    copy = optuna.create_study(directions=["minimize", "minimize"], study_name=config.study_name)
+    copy.add_trials(
+        [
+            optuna.trial.create_trial(params=t.params, distributions=t.distributions, values=list(_qe_te(t, config)))
+            for t in complete
+        ]
+    )
+    return copy
+
+
 def _write_results(
     config: TuneConfig,
     study: Any,
@@ -440,7 +449,9 @@ def _write_results(
         raise FmnistError(f"study '{config.study_name}' in {url} has no finished trial; raise n_trials or timeout")
     qe_te = np.array([_qe_te(t, config) for t in complete])
     score = qe_te[:, 0] + config.te_weight * qe_te[:, 1]
-    front = pareto_mask(qe_te)
+    objectives = qe_te_study(study, config, complete)
+    on_front = {t.number for t in objectives.best_trials}  # numbers in objectives: the copy's are 0, 1, ...
+    front = np.array([(t.number if objectives is study else i) in on_front for i, t in enumerate(complete)])
     candidates = np.nonzero(front)[0] if config.objective == "pareto" else np.arange(len(complete))
     best = int(candidates[np.argmin(score[candidates])])
     best_trial = complete[best]
@@ -491,8 +502,12 @@ def _write_results(
         run.save_text("best.yaml", config_to_yaml(best_cfg))
         run.save_text("trials.csv", "\n".join(lines) + "\n")
         run.save_json("metrics.json", summary)
-        run.save_bytes("history.png", plots.figure_png(plots.tune_history(qe_te, ["held-out QE", "held-out TE"])))
-        run.save_bytes("pareto.png", plots.figure_png(plots.tune_pareto(qe_te[:, 0], qe_te[:, 1], front, best)))
+        for j, (name, shown) in enumerate(zip(OBJECTIVES, NAMES, strict=True)):
+            fig = plots.tune_history(
+                study, lambda t, j=j: _qe_te(t, config)[j], shown, f"Optimisation history: {shown}"
+            )
+            run.save_bytes(f"history-{name}.png", plots.figure_png(fig))
+        run.save_bytes("pareto.png", plots.figure_png(plots.tune_pareto(objectives, NAMES, qe_te[best])))
         if importances:
             run.save_bytes("importances.png", plots.figure_png(plots.tune_importances(importances)))
         run.commit()

@@ -134,11 +134,10 @@ def _som_payload(sec: Section, pool: ImagePool, inputs: dict[str, str]) -> dict[
         "prototypes": None,
     }
     if flat.shape[1] == 784:
-        # one PNG atlas, rows × cols tiles in grid order, dark on white (PNG's filters suit the
-        # smooth prototypes better than plain zlib)
+        # one PNG atlas, rows × cols tiles in grid order without gaps, dark on white (PNG's
+        # filters suit the smooth prototypes better than plain zlib)
         tiles = 255 - to_uint8(flat.reshape(n_neurons, 28, 28))
-        atlas = tiles.reshape(item["rows"], item["cols"], 28, 28).transpose(0, 2, 1, 3)
-        png = plots.grey_png(atlas.reshape(item["rows"] * 28, item["cols"] * 28))
+        png = plots.grey_png(plots.image_grid(tiles, item["cols"], padding=0))
         item["prototypes"] = base64.b64encode(png).decode()
     if "dominant" in arrays:
         item["dominant"] = _b64(arrays["dominant"], "i4")

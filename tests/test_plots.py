@@ -1,0 +1,102 @@
+"""Figures: the image grid's layout, the strips and atlases built on it, and the tune figures
+(Optuna's plots) render quietly without restyling later figures."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import matplotlib
+import numpy as np
+import optuna
+import pytest
+from PIL import Image
+
+from fmnist_cluster import plots
+
+
+def _tiles(n: int, side: int = 3) -> np.ndarray:
+    return np.arange(n * side * side, dtype=np.float32).reshape(n, side, side) + 1
+
+
+def test_image_grid_lays_tiles_out_in_reading_order_with_padding() -> None:
+    tiles = _tiles(5)
+    grid = plots.image_grid(tiles, ncols=3, padding=1)
+    assert grid.shape == (2 * 4 + 1, 3 * 4 + 1)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, 3)
+        assert np.array_equal(grid[1 + 4 * r : 4 + 4 * r, 1 + 4 * c : 4 + 4 * c], tile)
+    assert np.isnan(grid[5:8, 9:12]).all()  # the empty slot
+    assert np.isnan(grid[0]).all() and np.isnan(grid[:, 4]).all()  # border and gap
+    inner = plots.image_grid(tiles, ncols=3, padding=1, border=False)
+    assert np.array_equal(inner, grid[1:-1, 1:-1], equal_nan=True)
+
+
+def test_image_grid_edge_cases() -> None:
+    one = plots.image_grid(_tiles(1), ncols=4, padding=2)
+    assert one.shape == (7, 7) and np.array_equal(one[2:5, 2:5], _tiles(1)[0])
+    empty = plots.image_grid(np.zeros((0, 3, 3), np.float32), ncols=4, padding=2)
+    assert empty.shape == (7, 7) and np.isnan(empty).all()
+    atlas = np.arange(6 * 4, dtype=np.uint8).reshape(6, 2, 2)
+    expected = atlas.reshape(2, 3, 2, 2).transpose(0, 2, 1, 3).reshape(4, 6)
+    assert np.array_equal(plots.image_grid(atlas, ncols=3, padding=0), expected)
+
+
+def test_stack_rows_gives_each_group_a_row() -> None:
+    rows = [_tiles(2), _tiles(5), np.zeros((0, 3, 3))]
+    stacked = plots.stack_rows(rows, ncols=4)
+    assert stacked.shape == (12, 3, 3)
+    assert np.array_equal(stacked[:2], _tiles(2)) and np.isnan(stacked[2:4]).all()
+    assert np.array_equal(stacked[4:8], _tiles(4)) and np.isnan(stacked[8:]).all()
+
+
+def test_image_strip_is_dark_on_white_with_grey_gaps() -> None:
+    images = np.zeros((3, 28, 28), np.uint8)
+    images[1] = 255
+    strip = np.asarray(Image.open(io.BytesIO(plots.image_strip_png(images, scale=1, gap=2))))
+    assert strip.shape == (28, 3 * 28 + 2 * 2)
+    assert (strip[:, :28] == 255).all() and (strip[:, 30:58] == 0).all()
+    assert (strip[:, 28:30] == 200).all() and (strip[:, 58:60] == 200).all()
+
+
+@pytest.mark.parametrize("make", ["montage", "titled_tiles", "winners", "per_cluster"])
+def test_montages_render(make: str) -> None:
+    images = np.random.default_rng(0).random((12, 784)).astype(np.float32)
+    captions = [f"$x_{i}$\nline" for i in range(12)]  # data text: never mathtext
+    fig = {
+        "montage": lambda: plots.montage(images, captions, ncols=5, suptitle="a $b"),
+        "titled_tiles": lambda: plots.titled_tiles(images, captions, ncols=5, suptitle="a $b"),
+        "winners": lambda: plots.som_winner_samples([(3, images[:4], 4), (7, images[:0], 0)], cols=5),
+        "per_cluster": lambda: plots.images_per_cluster(images, np.arange(12) % 3 - 1, 3, 0, "kmeans"),
+    }[make]()
+    assert plots.figure_png(fig).startswith(b"\x89PNG")
+
+
+def _study() -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    values = [(1, 5), (2, 2), (3, 3), (5, 1), (1, 6)]
+    study.add_trials(
+        [optuna.trial.create_trial(params={"x": i / 5}, distributions=dist, values=v) for i, v in enumerate(values)]
+    )
+    return study
+
+
+def test_tune_figures_are_quiet_and_leave_the_style_alone() -> None:
+    study = _study()
+    before = dict(matplotlib.rcParams)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures = [
+            plots.tune_history(study, lambda t: t.values[0], "QE", "history"),
+            plots.tune_pareto(study, ["QE", "TE"], (2.0, 2.0)),
+            plots.tune_importances({"qe": {"x": 1.0}, "te": {"x": 1.0}}),
+        ]
+        pngs = [plots.figure_png(fig) for fig in figures]
+    assert all(png.startswith(b"\x89PNG") for png in pngs)
+    assert dict(matplotlib.rcParams) == before  # Optuna's ggplot style stays inside its figures
+    legend = [t.get_text() for t in figures[1].axes[0].get_legend().get_texts()]
+    assert legend == ["trial", "Pareto front", "chosen"]
+    best = figures[0].axes[0].lines[-1]
+    assert best.get_label() == "best so far" and list(best.get_ydata()) == [1, 1, 1, 1, 1]
