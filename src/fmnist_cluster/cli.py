@@ -29,8 +29,8 @@ from fmnist_cluster.config import (
     SomConfig,
     TuneConfig,
     load_config,
+    overrides_help,
 )
-from fmnist_cluster.config import overrides_help as _overrides
 from fmnist_cluster.errors import FmnistError
 
 app = typer.Typer(
@@ -241,7 +241,7 @@ def preprocess(
         str | None,
         _option(
             "Image source: sample (shipped, offline), idx, kaggle-csv, twisted-csv, torchvision. "
-            + _overrides(PreprocessConfig, "source")
+            + overrides_help(PreprocessConfig, "source")
         ),
     ] = None,
     path: Annotated[
@@ -305,7 +305,7 @@ def cluster(
     ] = None,
     split: Annotated[
         str | None,
-        _option("Rows to cluster: test, train or all. " + _overrides(ClusterConfig, "split")),
+        _option("Rows to cluster: test, train or all. " + overrides_help(ClusterConfig, "split")),
     ] = None,
 ) -> None:
     """Cluster features with KMeans (k given or chosen by silhouette), DBSCAN (automatic eps on
@@ -339,7 +339,7 @@ def embed(
     out: OutOpt = Path("outputs/embed"),
     split: Annotated[
         str | None,
-        _option("Rows to embed: test, train or all. " + _overrides(EmbedConfig, "split")),
+        _option("Rows to embed: test, train or all. " + overrides_help(EmbedConfig, "split")),
     ] = None,
 ) -> None:
     """Embed features in 2-D with PCA (plus explained variance), t-SNE and, when umap-learn is
@@ -399,15 +399,15 @@ def train_som(
     out: OutOpt = Path("outputs/som"),
     engine: Annotated[
         str | None,
-        _option("batch (torch Kohonen batch map) or minisom. " + _overrides(SomConfig, "som.engine")),
+        _option("batch (torch Kohonen batch map) or minisom. " + overrides_help(SomConfig, "som.engine")),
     ] = None,
     epochs: Annotated[
         float | None,
-        _option("Epochs (batch) or passes (minisom). " + _overrides(SomConfig, "som.epochs")),
+        _option("Epochs (batch) or passes (minisom). " + overrides_help(SomConfig, "som.epochs")),
     ] = None,
     device: Annotated[
         str | None,
-        _option("auto, cpu or cuda. " + _overrides(SomConfig, "train.device")),
+        _option("auto, cpu or cuda. " + overrides_help(SomConfig, "train.device")),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted batch run from OUT/checkpoint.npz.")
@@ -441,18 +441,18 @@ def tune(
         str | None,
         _option(
             "Optuna database URL shared by workers on many machines (postgresql+psycopg://user@host/db). "
-            + _overrides(TuneConfig, "storage", none="the journal file OUT/study.journal")
+            + overrides_help(TuneConfig, "storage", none="the journal file OUT/study.journal")
         ),
     ] = None,
     workers: Annotated[
         int | None,
-        _option("Worker processes to run on this host, all on one study. " + _overrides(TuneConfig, "workers")),
+        _option("Worker processes to run on this host, all on one study. " + overrides_help(TuneConfig, "workers")),
     ] = None,
     n_trials: Annotated[
         int | None,
         typer.Option(
             "--n-trials",
-            help="Finished trials the study should reach. " + _overrides(TuneConfig, "n_trials"),
+            help="Finished trials the study should reach. " + overrides_help(TuneConfig, "n_trials"),
             show_default=False,
         ),
     ] = None,
@@ -483,14 +483,14 @@ def train_cnn(
     ] = Path("outputs/cnn"),
     epochs: Annotated[
         int | None,
-        _option("Training epochs. " + _overrides(CnnConfig, "train.epochs")),
+        _option("Training epochs. " + overrides_help(CnnConfig, "train.epochs")),
     ] = None,
-    device: Annotated[str | None, _option("auto, cpu or cuda. " + _overrides(CnnConfig, "device"))] = None,
+    device: Annotated[str | None, _option("auto, cpu or cuda. " + overrides_help(CnnConfig, "device"))] = None,
     threads: Annotated[
         int | None,
-        _option("torch CPU threads. " + _overrides(CnnConfig, "threads", none="one per core")),
+        _option("torch CPU threads. " + overrides_help(CnnConfig, "threads", none="one per core")),
     ] = None,
-    seed: Annotated[int | None, _option(_overrides(CnnConfig, "seed"))] = None,
+    seed: Annotated[int | None, _option(overrides_help(CnnConfig, "seed"))] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue an interrupted run from OUT/train-state.pt (same config and data)."),
@@ -532,10 +532,10 @@ def encode(
         str | None,
         _option(
             "Named layer to take the output of (see --list-layers). "
-            + _overrides(EncodeConfig, "layer", none="the last dense layer before the output layer")
+            + overrides_help(EncodeConfig, "layer", none="the last dense layer before the output layer")
         ),
     ] = None,
-    device: Annotated[str | None, _option("auto, cpu or cuda. " + _overrides(EncodeConfig, "device"))] = None,
+    device: Annotated[str | None, _option("auto, cpu or cuda. " + overrides_help(EncodeConfig, "device"))] = None,
     list_layers: Annotated[
         bool, typer.Option("--list-layers", help="Print the model's named layers with their output shapes and exit.")
     ] = False,
