@@ -170,7 +170,7 @@ def test_no_match_without_reference_is_an_error(tmp_path: Path, idx_dir: Path) -
     x = images.astype(np.float32)[:, None] / 255
     with pytest.raises(FmnistError, match="no image was found among the originals"):
         decode_labels(x, np.arange(12) % 2, DecodeConfig(), originals_dir=originals)
-    with pytest.raises(FmnistError, match="^--originals: content matching needs images in"):
+    with pytest.raises(FmnistError, match=r"^--originals: content matching needs images in"):
         decode_labels(x - 0.5, np.arange(12) % 2, DecodeConfig(), originals_dir=originals)
 
 
