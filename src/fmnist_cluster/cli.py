@@ -16,6 +16,8 @@ from rich.markup import escape
 from fmnist_cluster import __version__
 from fmnist_cluster.artefacts import Progress, check_out_dir, keep_freed_memory
 from fmnist_cluster.config import (
+    DEVICES,
+    SPLITS,
     ClusterConfig,
     CnnConfig,
     EmbedConfig,
@@ -24,6 +26,7 @@ from fmnist_cluster.config import (
     SomConfig,
     TuneConfig,
     load_config,
+    one_of,
     overrides_help,
 )
 from fmnist_cluster.errors import FmnistError
@@ -210,7 +213,7 @@ def cluster(
     ] = None,
     split: Annotated[
         str | None,
-        _option("Rows to cluster: test, train or all. " + overrides_help(ClusterConfig, "split")),
+        _option(f"Rows to cluster: {one_of(SPLITS)}. " + overrides_help(ClusterConfig, "split")),
     ] = None,
 ) -> None:
     """Cluster features with KMeans (k given or chosen by silhouette), DBSCAN (automatic eps on
@@ -244,7 +247,7 @@ def embed(
     out: OutOpt = Path("outputs/embed"),
     split: Annotated[
         str | None,
-        _option("Rows to embed: test, train or all. " + overrides_help(EmbedConfig, "split")),
+        _option(f"Rows to embed: {one_of(SPLITS)}. " + overrides_help(EmbedConfig, "split")),
     ] = None,
 ) -> None:
     """Embed features in 2-D with PCA (plus explained variance), t-SNE and, when umap-learn is
@@ -312,7 +315,7 @@ def train_som(
     ] = None,
     device: Annotated[
         str | None,
-        _option("auto, cpu or cuda. " + overrides_help(SomConfig, "train.device")),
+        _option(f"{one_of(DEVICES)}. " + overrides_help(SomConfig, "train.device")),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted batch run from OUT/checkpoint.npz.")
@@ -390,7 +393,7 @@ def train_cnn(
         int | None,
         _option("Training epochs. " + overrides_help(CnnConfig, "train.epochs")),
     ] = None,
-    device: Annotated[str | None, _option("auto, cpu or cuda. " + overrides_help(CnnConfig, "device"))] = None,
+    device: Annotated[str | None, _option(f"{one_of(DEVICES)}. " + overrides_help(CnnConfig, "device"))] = None,
     threads: Annotated[
         int | None,
         _option("torch CPU threads. " + overrides_help(CnnConfig, "threads", none="one per core")),
@@ -440,7 +443,7 @@ def encode(
             + overrides_help(EncodeConfig, "layer", none="the last dense layer before the output layer")
         ),
     ] = None,
-    device: Annotated[str | None, _option("auto, cpu or cuda. " + overrides_help(EncodeConfig, "device"))] = None,
+    device: Annotated[str | None, _option(f"{one_of(DEVICES)}. " + overrides_help(EncodeConfig, "device"))] = None,
     list_layers: Annotated[
         bool, typer.Option("--list-layers", help="Print the model's named layers with their output shapes and exit.")
     ] = False,

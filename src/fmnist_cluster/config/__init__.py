@@ -18,10 +18,12 @@ Every public name is importable from this package.
 from fmnist_cluster.config.base import (
     MAX_EPOCHS,
     MAX_NEURONS,
+    SPLITS,
     Split,
     StrictModel,
     config_to_yaml,
     load_config,
+    one_of,
     overrides_help,
     parse_override,
     set_dotted,
@@ -82,11 +84,12 @@ from fmnist_cluster.config.som import (
     Topology,
     TuneConfig,
 )
-from fmnist_cluster.device import Device
+from fmnist_cluster.device import DEVICES, Device
 
 __all__ = [
     "ACTIVATIONS",
     "BATCH_NEIGHBOURHOODS",
+    "DEVICES",
     "ENGINES",
     "EPS_RULES",
     "INITS",
@@ -101,6 +104,7 @@ __all__ = [
     "SCHEDULES",
     "SIGMA_DECAYS",
     "SOURCES",
+    "SPLITS",
     "TOPOLOGIES",
     "TSNE_METHODS",
     "Activation",
@@ -150,6 +154,7 @@ __all__ = [
     "UMAPConfig",
     "config_to_yaml",
     "load_config",
+    "one_of",
     "overrides_help",
     "parse_override",
     "set_dotted",

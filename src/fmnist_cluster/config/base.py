@@ -8,8 +8,9 @@ line's help texts read their defaults from the models (:func:`overrides_help`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -30,6 +31,7 @@ class StrictModel(BaseModel):
 
 Split = Literal["test", "train", "all"]
 """Rows a stage works on: the test split, the training split, or train then test."""
+SPLITS: tuple[str, ...] = get_args(Split)
 
 # --------------------------------------------------------------------------------------
 # loading
@@ -240,3 +242,9 @@ def overrides_help(model: type[BaseModel], key: str, none: str = "none") -> str:
         value = getattr(value, part)
     shown = none if value is None else f"{value:g}" if isinstance(value, float) else str(value)
     return f"Overrides '{key}' (default: {shown})."
+
+
+def one_of(values: Iterable[str]) -> str:
+    """Allowed values as help texts list them: ``a, b or c``."""
+    *rest, last = values
+    return f"{', '.join(rest)} or {last}" if rest else last
