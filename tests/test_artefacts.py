@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from fmnist_cluster.artefacts import StageRun, npz_bytes, read_manifest, require_file, sha256_file
+from fmnist_cluster.artefacts import StageRun, atomic_write_text, npz_bytes, read_manifest, require_file, sha256_file
 from fmnist_cluster.cli import app
 from fmnist_cluster.data import load_dataset
 from fmnist_cluster.errors import FmnistError
@@ -30,6 +32,18 @@ def test_npz_keeps_shapes_of_scalars_and_strings(tmp_path: Path) -> None:
         for key, value in arrays.items():
             assert loaded[key].shape == value.shape
             np.testing.assert_array_equal(loaded[key], value)
+
+
+def test_atomic_writes_follow_the_umask_of_the_moment(tmp_path: Path) -> None:
+    before = os.umask(0o027)  # set after the package was imported: read when writing, not at import
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        os.umask(0o002)
+        atomic_write_text(tmp_path / "b.txt", "x")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o664
 
 
 def test_stage_run_publishes_everything_with_manifest_last(tmp_path: Path) -> None:

@@ -7,18 +7,18 @@ import io
 import pytest
 from rich.console import Console
 
-from fmnist_cluster import cli
+from fmnist_cluster import cli, terminal
 
 
 @pytest.fixture
 def log(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=200, force_terminal=False))
+    monkeypatch.setattr(terminal, "console", Console(file=out, width=200, force_terminal=False))
     return out
 
 
 def _run_task(steps: int) -> None:
-    with cli._progress() as progress:
+    with terminal.live_progress() as progress:
         task = progress.task("work", total=steps)
         for i in range(steps):
             task.advance(1, epoch=i + 1, loss=1.0 / (i + 1))
@@ -26,7 +26,7 @@ def _run_task(steps: int) -> None:
 
 
 def test_plain_progress_prints_a_line_per_tenth_when_slow_enough(log, monkeypatch):
-    monkeypatch.setattr(cli, "_PLAIN_EVERY", 0.0)
+    monkeypatch.setattr(terminal, "_PLAIN_EVERY", 0.0)
     _run_task(20)
     lines = log.getvalue().splitlines()
     # tenths 1..10 reached on steps 2, 4, ..., 20; the closing line would repeat the last one
@@ -36,8 +36,8 @@ def test_plain_progress_prints_a_line_per_tenth_when_slow_enough(log, monkeypatc
 
 
 def test_plain_progress_closing_line_shows_metrics_added_after_the_last_step(log, monkeypatch):
-    monkeypatch.setattr(cli, "_PLAIN_EVERY", 0.0)
-    with cli._progress() as progress:
+    monkeypatch.setattr(terminal, "_PLAIN_EVERY", 0.0)
+    with terminal.live_progress() as progress:
         task = progress.task("train", total=2)
         task.advance(1, epoch=1)
         task.advance(1, epoch=2)
@@ -48,15 +48,15 @@ def test_plain_progress_closing_line_shows_metrics_added_after_the_last_step(log
 
 
 def test_plain_progress_of_a_quick_task_prints_nothing(log, monkeypatch):
-    monkeypatch.setattr(cli, "_PLAIN_EVERY", 3600.0)
+    monkeypatch.setattr(terminal, "_PLAIN_EVERY", 3600.0)
     _run_task(50)
     assert log.getvalue() == ""
 
 
 def test_a_task_that_fails_prints_no_progress(log, monkeypatch):
-    monkeypatch.setattr(cli, "_PLAIN_EVERY", 3600.0)
+    monkeypatch.setattr(terminal, "_PLAIN_EVERY", 3600.0)
     with pytest.raises(RuntimeError):
-        with cli._progress() as progress:
+        with terminal.live_progress() as progress:
             task = progress.task("work", total=10)
             task.advance(5)
             raise RuntimeError("boom")
@@ -65,8 +65,6 @@ def test_a_task_that_fails_prints_no_progress(log, monkeypatch):
 
 def test_parser_errors_end_in_one_error_line(monkeypatch, capsys) -> None:
     import pytest
-
-    from fmnist_cluster import cli
 
     monkeypatch.setattr("sys.argv", ["fmnist-cluster", "train-cnn", "--epochs", "1e12"])
     with pytest.raises(SystemExit) as ended:

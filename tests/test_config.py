@@ -97,3 +97,11 @@ def test_help_lists_options_with_defaults() -> None:
     assert result.exit_code == 0
     for option in ("--config", "--set", "--out", "--source", "--path", "--limit", "outputs/data"):
         assert option in result.output
+
+
+def test_help_texts_list_values_and_defaults_from_the_models() -> None:
+    from fmnist_cluster.config import DEVICES, SomConfig, TuneConfig, one_of, overrides_help
+
+    assert one_of(DEVICES) == "auto, cpu or cuda" and one_of(["only"]) == "only"
+    assert overrides_help(SomConfig, "som.epochs") == "Overrides 'som.epochs' (default: 13)."
+    assert overrides_help(TuneConfig, "storage", none="a journal") == "Overrides 'storage' (default: a journal)."

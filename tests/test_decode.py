@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from typer.testing import CliRunner
 
 from fmnist_cluster import FASHION_CLASSES
@@ -109,13 +111,47 @@ def test_content_matcher_exact_ambiguous_and_missing() -> None:
     x = images.astype(np.float32)[:, None] / 255
     dup = np.concatenate([x, x[:1]])  # image 0 occurs twice, the copy with another class
     matcher = ContentMatcher().fit(dup, np.concatenate([classes, [(classes[0] + 1) % 10]]))
-    found, ambiguous = matcher.predict(np.concatenate([x[:5], 1 - x[:1]]))
+    found, ambiguous = matcher.match(np.concatenate([x[:5], 1 - x[:1]]))
     assert found[:5].tolist() == classes[:5].tolist() and found[5] == -1
     assert ambiguous.tolist() == [True, False, False, False, False, False]
+    assert matcher.predict(x[:5]).tolist() == classes[:5].tolist()
+
+
+def test_content_matcher_follows_the_estimator_contract() -> None:
+    images, classes = make_images(12, 4)
+    x = images.astype(np.float32)[:, None] / 255
+    matcher = ContentMatcher(n_classes=10)
+    assert matcher.get_params() == {"n_classes": 10}
+    assert not hasattr(matcher, "table_")  # learned state only after fit
+    with pytest.raises(TypeError):
+        ContentMatcher(10)  # hyperparameters are keyword-only
+    twin = clone(matcher.set_params(n_classes=11))
+    assert twin is not matcher and twin.get_params() == {"n_classes": 11} and not hasattr(twin, "table_")
+    assert twin.fit(x, classes) is twin and twin.classes_.tolist() == list(range(11))
+    assert clone(twin).get_params() == {"n_classes": 11} and not hasattr(clone(twin), "table_")
+    with pytest.raises(NotFittedError):
+        ContentMatcher().predict(x)
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "labels", "message"),
+    [
+        (0, None, "n_classes must be a positive int"),
+        (2.5, None, "n_classes must be a positive int"),
+        (10, [1, 2], "one class per image"),
+        (3, "many", r"classes must be integers in 0\.\.2"),
+    ],
+)
+def test_content_matcher_bad_arguments_are_value_errors(n_classes, labels, message) -> None:
+    images, classes = make_images(12, 4)
+    x = images.astype(np.float32)[:, None] / 255
+    y = np.full(len(x), 5) if labels == "many" else classes if labels is None else np.array(labels)
+    with pytest.raises(ValueError, match=message):
+        ContentMatcher(n_classes=n_classes).fit(x, y)
 
 
 def test_standardised_images_cannot_be_matched() -> None:
-    with pytest.raises(FmnistError, match="standardize: none"):
+    with pytest.raises(ValueError, match="standardize: none"):
         image_keys(np.full((2, 784), -0.5, dtype=np.float32))
 
 
@@ -134,6 +170,8 @@ def test_no_match_without_reference_is_an_error(tmp_path: Path, idx_dir: Path) -
     x = images.astype(np.float32)[:, None] / 255
     with pytest.raises(FmnistError, match="no image was found among the originals"):
         decode_labels(x, np.arange(12) % 2, DecodeConfig(), originals_dir=originals)
+    with pytest.raises(FmnistError, match=r"^--originals: content matching needs images in"):
+        decode_labels(x - 0.5, np.arange(12) % 2, DecodeConfig(), originals_dir=originals)
 
 
 def test_reference_decoding_with_a_stand_in_model(

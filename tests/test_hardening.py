@@ -13,8 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from fmnist_cluster import artefacts
-from fmnist_cluster.artefacts import MANIFEST, StageRun, check_out_dir, sha256_file
+from fmnist_cluster.artefacts import MANIFEST, StageRun, check_out_dir, sha256_file, stage_run
 from fmnist_cluster.cli import app
 from fmnist_cluster.config import ClusterConfig, CnnConfig, SomConfig, load_config
 from fmnist_cluster.errors import FmnistError
@@ -45,7 +44,7 @@ def test_a_kill_before_the_swap_keeps_the_old_artefact_whole(tmp_path: Path, mon
     def killed(a: Path, b: Path) -> bool:
         raise KeyboardInterrupt  # the process dies between preparing the new folder and the swap
 
-    monkeypatch.setattr(artefacts, "_exchange", killed)
+    monkeypatch.setattr(stage_run, "_exchange", killed)
     with pytest.raises(KeyboardInterrupt):
         _publish(out, {"a.npz": b"new-a"})
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and _consistent(out)
@@ -65,7 +64,7 @@ def test_publication_swaps_in_one_step_and_drops_outputs_the_new_run_no_longer_w
 
 
 def test_publication_without_an_atomic_swap_falls_back_to_renames(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(artefacts, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(stage_run, "_exchange", lambda a, b: False)
     out = tmp_path / "o"
     _publish(out, {"a.npz": b"1", "old.png": b"x"})
     _publish(out, {"a.npz": b"2"})

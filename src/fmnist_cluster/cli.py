@@ -3,23 +3,21 @@ library function each. Our single exception type becomes one red line and exit c
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.progress import Progress as RichProgressBar
 
 from fmnist_cluster import __version__
-from fmnist_cluster.artefacts import check_out_dir
+from fmnist_cluster.artefacts import Progress, check_out_dir, keep_freed_memory
 from fmnist_cluster.config import (
+    DEVICES,
+    SPLITS,
     ClusterConfig,
     CnnConfig,
     EmbedConfig,
@@ -28,8 +26,11 @@ from fmnist_cluster.config import (
     SomConfig,
     TuneConfig,
     load_config,
+    one_of,
+    overrides_help,
 )
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.terminal import console, err_console, live_progress
 
 app = typer.Typer(
     name="fmnist-cluster",
@@ -40,10 +41,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
-console = Console(stderr=True, soft_wrap=True)
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 
 # -- shared option types ------------------------------------------------------------------
 ConfigOpt = Annotated[
@@ -70,13 +70,17 @@ SetOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder.")]
 
 
-def _overrides(model: type[BaseModel], key: str, none: str = "none") -> str:
-    """Help text "Overrides 'key' (default: value)." with the default read from the config model."""
-    value: Any = model()
-    for part in key.split("."):
-        value = getattr(value, part)
-    shown = none if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-    return f"Overrides '{key}' (default: {shown})."
+def _input(help: str) -> Any:
+    """The ``--input``/``-i`` option: the upstream artefact folder a stage reads."""
+    return typer.Option("--input", "-i", help=help)
+
+
+def _option(help: str, *names: str) -> Any:
+    """An option whose help text says itself what happens without it (mostly: the config default)."""
+    return typer.Option(*names, help=help, show_default=False)
+
+
+MapInputOpt = Annotated[Path, _input("Features to map: a preprocess (pixels) or encode output folder.")]
 
 
 def _guard(out: Path, stage: str, **inputs: Path | None) -> None:
@@ -84,100 +88,20 @@ def _guard(out: Path, stage: str, **inputs: Path | None) -> None:
     _run(lambda: check_out_dir(out, stage, [(f"--{name}", path) for name, path in inputs.items()]))
 
 
-# -- progress and errors ------------------------------------------------------------------
-class _RichTask:
-    def __init__(self, bar: RichProgressBar, task_id: Any) -> None:
-        self._bar, self._id = bar, task_id
-
-    def advance(self, amount: float = 1, **fields: Any) -> None:
-        self._bar.update(self._id, advance=amount, info=_fields_text(fields))
-
-    def close(self) -> None:
-        self._bar.stop_task(self._id)
-
-
-class RichProgress:
-    """The :class:`fmnist_cluster.artefacts.Progress` shown on the terminal."""
-
-    def __init__(self, bar: RichProgressBar) -> None:
-        self._bar = bar
-
-    def task(self, description: str, total: float | None = None) -> _RichTask:
-        return _RichTask(self._bar, self._bar.add_task(description, total=total, info=""))
-
-
-class _PlainTask:
-    """A progress task written as plain lines for logs: a line when a new tenth of the work is
-    done and at least ``_PLAIN_EVERY`` seconds have passed since the last line, and a last line
-    when a task that took that long ends. Quick tasks print nothing (the command's own summary
-    line follows), and a failing task prints nothing more than its error."""
-
-    def __init__(self, description: str, total: float | None) -> None:
-        self._description, self._total = description, total
-        self._done, self._tenth, self._info = 0.0, 0, ""
-        self._said: tuple[float, str] | None = None
-        self._start = self._last = time.perf_counter()
-
-    def advance(self, amount: float = 1, **fields: Any) -> None:
-        self._done += amount
-        if fields:
-            self._info = _fields_text(fields)
-        if self._total:
-            tenth = int(10 * min(self._done, self._total) / self._total)
-            if tenth > self._tenth and time.perf_counter() - self._last >= _PLAIN_EVERY:
-                self._tenth = tenth
-                self._line()
-
-    def close(self) -> None:
-        said_last = self._said == (self._done, self._info)
-        if (self._tenth or time.perf_counter() - self._start >= _PLAIN_EVERY) and not said_last:
-            self._line()
-
-    def _line(self) -> None:
-        self._last, self._said = time.perf_counter(), (self._done, self._info)
-        done = f"{self._done:g}/{self._total:g}" if self._total else f"{self._done:g}"
-        text = f"{self._description} {done} {self._last - self._start:.0f}s {self._info}"
-        console.print(text.rstrip(), highlight=False, markup=False)
-
-
-_PLAIN_EVERY = 10.0
-
-
-class PlainProgress:
-    """The :class:`fmnist_cluster.artefacts.Progress` of a command whose output is not a terminal."""
-
-    def task(self, description: str, total: float | None = None) -> _PlainTask:
-        return _PlainTask(description, total)
-
-
-def _fields_text(fields: dict[str, Any]) -> str:
-    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-
-
-@contextmanager
-def _progress() -> Iterator[RichProgress | PlainProgress]:
-    """Live bars on a terminal; one plain line per tenth of each task in a log or pipe."""
-    if not console.is_terminal:
-        yield PlainProgress()
-        return
-    bar = RichProgressBar(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=False,
-    )
-    with bar:
-        yield RichProgress(bar)
-
-
+# -- loading, guarding and running a stage ------------------------------------------------
 def _load(model: type[M], config: Path | None, sets: list[str] | None, extra: dict[str, Any]) -> M:
+    """The typed config: --config, then --set, then the command's own options (those given)."""
     overrides = list(sets or [])
     overrides += [f"{key}={value}" for key, value in extra.items() if value is not None]
-    return load_config(model, config, overrides)
+    return _run(lambda: load_config(model, config, overrides))
+
+
+def _stage(stage: str, out: Path, inputs: dict[str, Path | None], call: Callable[[Progress], R]) -> R:
+    """Refuse a bad --out, then run ``call(progress)`` (the stage function with every argument
+    but the progress reporter) with progress shown; returns the stage's summary."""
+    _guard(out, stage, **inputs)
+    with live_progress() as progress:
+        return _run(lambda: call(progress))
 
 
 def _run(call: Callable[[], Any]) -> Any:
@@ -212,6 +136,7 @@ def _main(
     ] = False,
 ) -> None:
     """Clustering and analysis experiments on Fashion-MNIST."""
+    keep_freed_memory()  # a process-wide allocator setting, made here rather than inside any fit
 
 
 # -- preprocess ---------------------------------------------------------------------------
@@ -222,21 +147,18 @@ def preprocess(
     out: OutOpt = Path("outputs/data"),
     source: Annotated[
         str | None,
-        typer.Option(
-            help="Image source: sample (shipped, offline), idx, kaggle-csv, twisted-csv, torchvision. "
-            + _overrides(PreprocessConfig, "source"),
-            show_default=False,
+        _option(
+            "Image source: sample (shipped, offline), idx, kaggle-csv, twisted-csv, torchvision. "
+            + overrides_help(PreprocessConfig, "source")
         ),
     ] = None,
     path: Annotated[
         Path | None,
-        typer.Option(help="Data folder for idx, kaggle-csv and twisted-csv. Overrides 'path'.", show_default=False),
+        _option("Data folder for idx, kaggle-csv and twisted-csv. Overrides 'path'."),
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option(
-            help="Keep at most N images per split, stratified by label. Overrides 'limit'.", show_default=False
-        ),
+        _option("Keep at most N images per split, stratified by label. Overrides 'limit'."),
     ] = None,
 ) -> None:
     """Read, check and prepare images: writes data.npz for every later stage.
@@ -247,10 +169,9 @@ def preprocess(
     """
     from fmnist_cluster.data import run_preprocess
 
-    cfg = _run(lambda: _load(PreprocessConfig, config, sets, {"source": source, "path": path, "limit": limit}))
-    _guard(out, "preprocess", path=Path(cfg.path).expanduser() if cfg.path else None)
-    with _progress() as progress:
-        metrics = _run(lambda: run_preprocess(cfg, out, progress))
+    cfg = _load(PreprocessConfig, config, sets, {"source": source, "path": path, "limit": limit})
+    data = Path(cfg.path).expanduser() if cfg.path else None
+    metrics = _stage("preprocess", out, {"path": data}, partial(run_preprocess, cfg, out))
     console.print(
         f"[green]preprocess[/]: {metrics['n_train']} train + {metrics['n_test']} test images, "
         f"{metrics['n_classes']} classes -> {out}/data.npz"
@@ -266,40 +187,33 @@ def cluster(
     sets: SetOpt = None,
     input_dir: Annotated[
         Path,
-        typer.Option(
-            "--input", "-i", help="Features to cluster: an encode, preprocess (pixels) or train-som output folder."
-        ),
+        _input("Features to cluster: an encode, preprocess (pixels) or train-som output folder."),
     ] = Path("outputs/encoding"),
     out: OutOpt = Path("outputs/cluster"),
     images: Annotated[
         Path | None,
-        typer.Option(
-            help="preprocess output folder holding the images of the input rows (for montages and decoding). "
-            "Default: the folder recorded in the input's manifest, if still there.",
-            show_default=False,
+        _option(
+            "preprocess output folder holding the images of the input rows (for montages and decoding). "
+            "Default: the folder recorded in the input's manifest, if still there."
         ),
     ] = None,
     originals: Annotated[
         Path | None,
-        typer.Option(
-            help="preprocess output folder of the original 10-class Fashion-MNIST: decode the mystery labels "
-            "by matching image content (exact).",
-            show_default=False,
+        _option(
+            "preprocess output folder of the original 10-class Fashion-MNIST: decode the mystery labels "
+            "by matching image content (exact)."
         ),
     ] = None,
     reference: Annotated[
         Path | None,
-        typer.Option(
-            help="train-cnn output folder of a 10-class model trained on the original data: decode the "
-            "mystery labels by its predictions.",
-            show_default=False,
+        _option(
+            "train-cnn output folder of a 10-class model trained on the original data: decode the "
+            "mystery labels by its predictions."
         ),
     ] = None,
     split: Annotated[
         str | None,
-        typer.Option(
-            help="Rows to cluster: test, train or all. " + _overrides(ClusterConfig, "split"), show_default=False
-        ),
+        _option(f"Rows to cluster: {one_of(SPLITS)}. " + overrides_help(ClusterConfig, "split")),
     ] = None,
 ) -> None:
     """Cluster features with KMeans (k given or chosen by silhouette), DBSCAN (automatic eps on
@@ -308,10 +222,9 @@ def cluster(
     and/or --reference, decode what each mystery label is made of (decoding.json)."""
     from fmnist_cluster.cluster import run_cluster
 
-    cfg = _run(lambda: _load(ClusterConfig, config, sets, {"split": split}))
-    _guard(out, "cluster", input=input_dir, images=images, originals=originals, reference=reference)
-    with _progress() as progress:
-        summary = _run(lambda: run_cluster(cfg, input_dir, out, images, originals, reference, progress))
+    cfg = _load(ClusterConfig, config, sets, {"split": split})
+    inputs = {"input": input_dir, "images": images, "originals": originals, "reference": reference}
+    summary = _stage("cluster", out, inputs, partial(run_cluster, cfg, input_dir, out, images, originals, reference))
     parts = []
     for name, s in summary["algorithms"].items():
         ari = f" ARI {s['ari']:.3f}" if s.get("ari") is not None else ""
@@ -329,24 +242,20 @@ def embed(
     sets: SetOpt = None,
     input_dir: Annotated[
         Path,
-        typer.Option(
-            "--input", "-i", help="Features to embed: an encode, preprocess (pixels) or train-som output folder."
-        ),
+        _input("Features to embed: an encode, preprocess (pixels) or train-som output folder."),
     ] = Path("outputs/encoding"),
     out: OutOpt = Path("outputs/embed"),
     split: Annotated[
         str | None,
-        typer.Option(help="Rows to embed: test, train or all. " + _overrides(EmbedConfig, "split"), show_default=False),
+        _option(f"Rows to embed: {one_of(SPLITS)}. " + overrides_help(EmbedConfig, "split")),
     ] = None,
 ) -> None:
     """Embed features in 2-D with PCA (plus explained variance), t-SNE and, when umap-learn is
     installed, UMAP; write embedding.npz (reused by report) and scatter plots by label."""
     from fmnist_cluster.embed import run_embed
 
-    cfg = _run(lambda: _load(EmbedConfig, config, sets, {"split": split}))
-    _guard(out, "embed", input=input_dir)
-    with _progress() as progress:
-        summary = _run(lambda: run_embed(cfg, input_dir, out, progress))
+    cfg = _load(EmbedConfig, config, sets, {"split": split})
+    summary = _stage("embed", out, {"input": input_dir}, partial(run_embed, cfg, input_dir, out))
     console.print(
         f"[green]embed[/]: {summary['n']} rows, methods {', '.join(summary['methods'])}; "
         f"PC1+PC2 explain {summary['pca_2_variance']:.1%} -> {out}/embedding.npz"
@@ -362,13 +271,12 @@ def report(
     sets: SetOpt = None,
     inputs: Annotated[
         list[Path] | None,
-        typer.Option(
-            "--input",
-            "-i",
-            help="An artefact folder to include (repeatable; its stage is read from its "
+        _option(
+            "An artefact folder to include (repeatable; its stage is read from its "
             "manifest). Default: every finished folder among "
             "outputs/{data,som,tune,cnn,encoding,cluster,embed}.",
-            show_default=False,
+            "--input",
+            "-i",
         ),
     ] = None,
     out: OutOpt = Path("outputs/report"),
@@ -379,7 +287,7 @@ def report(
     from fmnist_cluster.config import ReportConfig
     from fmnist_cluster.report import DEFAULT_INPUTS, run_report
 
-    cfg = _run(lambda: _load(ReportConfig, config, sets, {}))
+    cfg = _load(ReportConfig, config, sets, {})
     folders = list(inputs) if inputs else [p for p in DEFAULT_INPUTS if (p / "manifest.json").is_file()]
     _run(lambda: check_out_dir(out, "report", [("--input", folder) for folder in folders]))
     summary = _run(lambda: run_report(cfg, folders, out))
@@ -395,27 +303,19 @@ def report(
 def train_som(
     config: ConfigOpt = None,
     sets: SetOpt = None,
-    input_dir: Annotated[
-        Path,
-        typer.Option("--input", "-i", help="Features to map: a preprocess (pixels) or encode output folder."),
-    ] = Path("outputs/data"),
+    input_dir: MapInputOpt = Path("outputs/data"),
     out: OutOpt = Path("outputs/som"),
     engine: Annotated[
         str | None,
-        typer.Option(
-            help="batch (torch Kohonen batch map) or minisom. " + _overrides(SomConfig, "som.engine"),
-            show_default=False,
-        ),
+        _option("batch (torch Kohonen batch map) or minisom. " + overrides_help(SomConfig, "som.engine")),
     ] = None,
     epochs: Annotated[
         float | None,
-        typer.Option(
-            help="Epochs (batch) or passes (minisom). " + _overrides(SomConfig, "som.epochs"), show_default=False
-        ),
+        _option("Epochs (batch) or passes (minisom). " + overrides_help(SomConfig, "som.epochs")),
     ] = None,
     device: Annotated[
         str | None,
-        typer.Option(help="auto, cpu or cuda. " + _overrides(SomConfig, "train.device"), show_default=False),
+        _option(f"{one_of(DEVICES)}. " + overrides_help(SomConfig, "train.device")),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted batch run from OUT/checkpoint.npz.")
@@ -427,12 +327,8 @@ def train_som(
     map, IQR outlier neurons, labels map, prototypes, winner samples, largest-QE samples."""
     from fmnist_cluster.som import run_train_som
 
-    cfg = _run(
-        lambda: _load(SomConfig, config, sets, {"som.engine": engine, "som.epochs": epochs, "train.device": device})
-    )
-    _guard(out, "train-som", input=input_dir)
-    with _progress() as progress:
-        m = _run(lambda: run_train_som(cfg, input_dir, out, progress, resume=resume))
+    cfg = _load(SomConfig, config, sets, {"som.engine": engine, "som.epochs": epochs, "train.device": device})
+    m = _stage("train-som", out, {"input": input_dir}, partial(run_train_som, cfg, input_dir, out, resume=resume))
     acc = f", test accuracy {m['test_accuracy']:.3f}" if "test_accuracy" in m else ""
     if "test_accuracy_in_sample" in m:
         acc = f", accuracy {m['test_accuracy_in_sample']:.3f} on the test rows (in-sample: pooled, trained on them)"
@@ -447,31 +343,24 @@ def train_som(
 def tune(
     config: ConfigOpt = None,
     sets: SetOpt = None,
-    input_dir: Annotated[
-        Path,
-        typer.Option("--input", "-i", help="Features to map: a preprocess (pixels) or encode output folder."),
-    ] = Path("outputs/data"),
+    input_dir: MapInputOpt = Path("outputs/data"),
     out: OutOpt = Path("outputs/tune"),
     storage: Annotated[
         str | None,
-        typer.Option(
-            help="Optuna database URL shared by workers on many machines (postgresql+psycopg://user@host/db). "
-            + _overrides(TuneConfig, "storage", none="the journal file OUT/study.journal"),
-            show_default=False,
+        _option(
+            "Optuna database URL shared by workers on many machines (postgresql+psycopg://user@host/db). "
+            + overrides_help(TuneConfig, "storage", none="the journal file OUT/study.journal")
         ),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(
-            help="Worker processes to run on this host, all on one study. " + _overrides(TuneConfig, "workers"),
-            show_default=False,
-        ),
+        _option("Worker processes to run on this host, all on one study. " + overrides_help(TuneConfig, "workers")),
     ] = None,
     n_trials: Annotated[
         int | None,
         typer.Option(
             "--n-trials",
-            help="Finished trials the study should reach. " + _overrides(TuneConfig, "n_trials"),
+            help="Finished trials the study should reach. " + overrides_help(TuneConfig, "n_trials"),
             show_default=False,
         ),
     ] = None,
@@ -483,11 +372,8 @@ def tune(
     --config), trials.csv and figures."""
     from fmnist_cluster.tune import run_tune
 
-    overrides = {"storage": storage, "n_trials": n_trials, "workers": workers}
-    cfg = _run(lambda: _load(TuneConfig, config, sets, overrides))
-    _guard(out, "tune", input=input_dir)
-    with _progress() as progress:
-        s = _run(lambda: run_tune(cfg, input_dir, out, progress))
+    cfg = _load(TuneConfig, config, sets, {"storage": storage, "n_trials": n_trials, "workers": workers})
+    s = _stage("tune", out, {"input": input_dir}, partial(run_tune, cfg, input_dir, out))
     console.print(
         f"[green]tune[/]: {s['n_complete']} finished trials ({s['n_pruned']} pruned); best #{s['best_trial']}: "
         f"held-out QE {s['best_qe']:.3f}, TE {s['best_te']:.4f} -> {out}/best.yaml"
@@ -499,26 +385,20 @@ def tune(
 def train_cnn(
     config: ConfigOpt = None,
     sets: SetOpt = None,
-    input_dir: Annotated[
-        Path, typer.Option("--input", "-i", help="Labelled images: a preprocess output folder.")
-    ] = Path("outputs/data"),
+    input_dir: Annotated[Path, _input("Labelled images: a preprocess output folder.")] = Path("outputs/data"),
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output artefact folder (model.pt, metrics, figures).")
     ] = Path("outputs/cnn"),
     epochs: Annotated[
         int | None,
-        typer.Option(help="Training epochs. " + _overrides(CnnConfig, "train.epochs"), show_default=False),
+        _option("Training epochs. " + overrides_help(CnnConfig, "train.epochs")),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu or cuda. " + _overrides(CnnConfig, "device"), show_default=False)
-    ] = None,
+    device: Annotated[str | None, _option(f"{one_of(DEVICES)}. " + overrides_help(CnnConfig, "device"))] = None,
     threads: Annotated[
         int | None,
-        typer.Option(
-            help="torch CPU threads. " + _overrides(CnnConfig, "threads", none="one per core"), show_default=False
-        ),
+        _option("torch CPU threads. " + overrides_help(CnnConfig, "threads", none="one per core")),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help=_overrides(CnnConfig, "seed"), show_default=False)] = None,
+    seed: Annotated[int | None, _option(overrides_help(CnnConfig, "seed"))] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue an interrupted run from OUT/train-state.pt (same config and data)."),
@@ -532,11 +412,8 @@ def train_cnn(
     predictions.npz, learning_curves.png, confusion_matrix.png and misclassified.png."""
     from fmnist_cluster.cnn import run_train_cnn
 
-    extra = {"train.epochs": epochs, "device": device, "threads": threads, "seed": seed}
-    cfg = _run(lambda: _load(CnnConfig, config, sets, extra))
-    _guard(out, "train-cnn", input=input_dir)
-    with _progress() as progress:
-        m = _run(lambda: run_train_cnn(cfg, input_dir, out, progress, resume=resume))
+    cfg = _load(CnnConfig, config, sets, {"train.epochs": epochs, "device": device, "threads": threads, "seed": seed})
+    m = _stage("train-cnn", out, {"input": input_dir}, partial(run_train_cnn, cfg, input_dir, out, resume=resume))
     console.print(
         f"[green]train-cnn[/]: test accuracy {100 * m['test_accuracy']:.2f} % ({m['n_right']}/{m['n_test']} right), "
         f"K={m['n_classes']}, {m['epochs_run']} epochs in {m['train_seconds']:.0f} s "
@@ -554,24 +431,19 @@ def encode(
     ] = Path("outputs/cnn"),
     input_dir: Annotated[
         Path,
-        typer.Option(
-            "--input", "-i", help="Images to encode: a preprocess output folder (prepared like the training images)."
-        ),
+        _input("Images to encode: a preprocess output folder (prepared like the training images)."),
     ] = Path("outputs/data"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artefact folder (data.npz).")] = Path(
         "outputs/encoding"
     ),
     layer: Annotated[
         str | None,
-        typer.Option(
-            help="Named layer to take the output of (see --list-layers). "
-            + _overrides(EncodeConfig, "layer", none="the last dense layer before the output layer"),
-            show_default=False,
+        _option(
+            "Named layer to take the output of (see --list-layers). "
+            + overrides_help(EncodeConfig, "layer", none="the last dense layer before the output layer")
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu or cuda. " + _overrides(EncodeConfig, "device"), show_default=False)
-    ] = None,
+    device: Annotated[str | None, _option(f"{one_of(DEVICES)}. " + overrides_help(EncodeConfig, "device"))] = None,
     list_layers: Annotated[
         bool, typer.Option("--list-layers", help="Print the model's named layers with their output shapes and exit.")
     ] = False,
@@ -592,10 +464,9 @@ def encode(
             shape = "x".join(str(s) for s in r["shape"])
             typer.echo(f"  {r['name']:<{width}}  {r['type']:<11} {shape:>10}  ({r['size']} values){mark}")
         return
-    cfg = _run(lambda: _load(EncodeConfig, config, sets, {"layer": layer, "device": device}))
-    _guard(out, "encode", input=input_dir, model=model)
-    with _progress() as progress:
-        m = _run(lambda: run_encode(cfg, model, input_dir, out, progress))
+    cfg = _load(EncodeConfig, config, sets, {"layer": layer, "device": device})
+    inputs = {"input": input_dir, "model": model}
+    m = _stage("encode", out, inputs, partial(run_encode, cfg, model, input_dir, out))
     console.print(
         f"[green]encode[/]: layer '{m['layer']}', {m['n_train']} train + {m['n_test']} test images -> "
         f"{m['dim']} features each in {m['seconds']:.1f} s ({m['images_per_s']:.0f} images/s) -> {out}/data.npz"

@@ -19,11 +19,14 @@ When both ways are available, content decides and the two are compared.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, read_manifest
 from fmnist_cluster.cluster.metrics import contingency
@@ -51,10 +54,15 @@ def image_keys(images: np.ndarray) -> list[bytes]:
     ----------
     images : ndarray
         (N, 1, 28, 28), (N, 28, 28) or (N, 784) float images in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Values outside [0, 1] (standardised images, whose pixels cannot be looked up).
     """
     rows = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
     if rows.size and (rows.min() < -1e-6 or rows.max() > 1 + 1e-6):
-        raise FmnistError(
+        raise ValueError(
             "content matching needs images in [0, 1]; preprocess both the mystery images and the originals "
             "with standardize: none"
         )
@@ -62,49 +70,69 @@ def image_keys(images: np.ndarray) -> list[bytes]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in u8]
 
 
-class ContentMatcher:
+class ContentMatcher(ClassifierMixin, BaseEstimator):
     """Look images up among reference images of known class, by exact pixel content.
 
     Parameters
     ----------
-    n_classes : int
-        Number of reference classes.
+    n_classes : int, default=10
+        Number of reference classes; the classes of ``fit`` are 0..n_classes-1.
 
     Attributes
     ----------
+    classes_ : ndarray of int64
+        0..n_classes-1.
     table_ : dict of bytes to ndarray
         For every distinct reference image, its count per class (a few Fashion-MNIST images
         occur twice, sometimes with two classes).
     """
 
-    def __init__(self, n_classes: int = N_CLASSES) -> None:
+    def __init__(self, *, n_classes: int = N_CLASSES) -> None:
         self.n_classes = n_classes
 
-    def fit(self, images: np.ndarray, classes: np.ndarray) -> ContentMatcher:
-        """Index reference ``images`` with their ``classes``; returns self."""
-        classes = np.asarray(classes)
-        if len(classes) != len(images):
-            raise FmnistError(f"{len(images)} reference images but {len(classes)} classes")
-        self.table_: dict[bytes, np.ndarray] = {}
-        for key, c in zip(image_keys(images), classes, strict=True):
-            counts = self.table_.get(key)
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ContentMatcher:
+        """Index the reference images ``X`` (in [0, 1]) with their classes ``y``; returns self.
+
+        Raises
+        ------
+        ValueError
+            ``n_classes`` not a positive int, ``X`` and ``y`` of different lengths, a class
+            outside 0..n_classes-1, or images outside [0, 1].
+        """
+        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, numbers.Integral) or self.n_classes < 1:
+            raise ValueError(f"n_classes must be a positive int, got {self.n_classes!r}")
+        classes = np.asarray(y)
+        if classes.ndim != 1 or len(classes) != len(X):
+            raise ValueError(f"{len(X)} reference images but {classes.shape} classes; give one class per image")
+        if classes.size and (classes.min() < 0 or classes.max() >= self.n_classes):
+            raise ValueError(f"classes must be integers in 0..{self.n_classes - 1}")
+        table: dict[bytes, np.ndarray] = {}
+        for key, c in zip(image_keys(X), classes, strict=True):
+            counts = table.get(key)
             if counts is None:
                 counts = np.zeros(self.n_classes, dtype=np.int64)
-                self.table_[key] = counts
+                table[key] = counts
             counts[int(c)] += 1
+        self.classes_ = np.arange(self.n_classes, dtype=np.int64)
+        self.table_ = table
         return self
 
-    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def match(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class of every image (-1 when not found) and whether its match was ambiguous
         (the same pixels carry two classes among the references; the majority is used)."""
-        out = np.full(len(images), -1, dtype=np.int64)
-        ambiguous = np.zeros(len(images), dtype=bool)
-        for i, key in enumerate(image_keys(images)):
+        check_is_fitted(self, "table_")
+        out = np.full(len(X), -1, dtype=np.int64)
+        ambiguous = np.zeros(len(X), dtype=bool)
+        for i, key in enumerate(image_keys(X)):
             counts = self.table_.get(key)
             if counts is not None:
                 out[i] = int(np.argmax(counts))
                 ambiguous[i] = int((counts > 0).sum()) > 1
         return out, ambiguous
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class of every image, -1 where its pixels are not among the references."""
+        return self.match(X)[0]
 
 
 def load_originals(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
@@ -295,7 +323,8 @@ def decode_labels(
     if originals_dir is not None:
         originals, classes, class_names, digest = load_originals(Path(originals_dir))
         result["_inputs"][str(Path(originals_dir) / DATA_FILE)] = digest
-        found, ambiguous = ContentMatcher().fit(originals, classes).predict(images)
+        with user_errors("--originals"):
+            found, ambiguous = ContentMatcher().fit(originals, classes).match(images)
         matched = found >= 0
         counts = count_matrix(y, found, label_ids)
         result["content"] = {

@@ -23,7 +23,7 @@ import numpy as np
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.cluster import figure_name
-from fmnist_cluster.config import EmbedConfig, ReduceConfig
+from fmnist_cluster.config import TSNE_METHODS, EmbedConfig, ReduceConfig
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.features import FeatureSet, load_features
 
@@ -47,7 +47,6 @@ def pca_embedding(x: np.ndarray, n_components: int, seed: int = 0) -> tuple[np.n
     return scores[:, :2].astype(np.float32), pca.explained_variance_ratio_.astype(np.float64)
 
 
-TSNE_METHODS = ("fft", "barnes-hut")
 EARLY_EXAGGERATION_ITER = 250
 #: openTSNE's interpolation grid gets one interval per this many units of the embedding's span
 #: (its default, 1, spends most of the time on a grid finer than t-SNE needs: on 10,000 x 64,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-LINKAGES = ("ward", "average", "complete", "single")
+from fmnist_cluster.config.cluster import EPS_RULES, LINKAGES
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -105,7 +105,6 @@ class SilhouetteKMeans(ClusterMixin, BaseEstimator):
         return self
 
 
-EPS_RULES = ("most-clusters", "knee")
 MAX_AUTO_MIN_SAMPLES = 500
 
 

@@ -19,7 +19,7 @@ from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
 from fmnist_cluster.config import DecodeConfig
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
 from fmnist_cluster.decode import ContentMatcher, load_originals, reference_predict
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.errors import FmnistError, user_errors
 from fmnist_cluster.explain.properties import image_properties, to_pixel_scale
 from fmnist_cluster.explain.search import Evidence
 
@@ -83,9 +83,9 @@ def gather(
     if originals_dir is not None:
         originals, classes, names, originals_digest = load_originals(Path(originals_dir))
         extra["inputs"][str(Path(originals_dir) / DATA_FILE)] = originals_digest
-        matcher = ContentMatcher(n_classes=len(names)).fit(originals, classes)
-        found_train, _ = matcher.predict(dataset.x_train)
-        found_test, _ = matcher.predict(dataset.x_test)
+        with user_errors("--originals"):
+            matcher = ContentMatcher(n_classes=len(names)).fit(originals, classes)
+            found_train, found_test = matcher.predict(dataset.x_train), matcher.predict(dataset.x_test)
         rate = float(np.mean(np.concatenate([found_train, found_test]) >= 0))
         extra["match_rate"] = round(rate, 4)
         if rate >= 0.5 or reference_dir is None:

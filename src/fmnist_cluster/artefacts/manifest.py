@@ -1,0 +1,160 @@
+"""``manifest.json`` and reading upstream artefacts: every file is checked against the sha256
+its manifest records, so a file swapped or damaged after the fact is caught."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist_cluster import __version__
+from fmnist_cluster.artefacts.files import sha256_file
+from fmnist_cluster.errors import FmnistError
+
+MANIFEST = "manifest.json"
+_VERSIONED = (
+    "numpy",
+    "pandas",
+    "torch",
+    "torchvision",
+    "scikit-learn",
+    "minisom",
+    "optuna",
+    "matplotlib",
+    "pydantic",
+)
+
+
+def read_manifest(folder: Path | str, producer: str, option: str = "--input") -> dict[str, Any]:
+    """Read and check ``manifest.json`` of an upstream artefact folder.
+
+    Parameters
+    ----------
+    folder : path
+        The upstream stage's output folder.
+    producer : str
+        The command that makes it, quoted in errors, e.g. ``fmnist-cluster preprocess``.
+    option : str
+        The command-line option that names the folder, quoted in errors (``--input``, ``--model``).
+    """
+    folder = Path(folder)
+    if folder.is_file():
+        raise FmnistError(
+            f"{option} {folder} is a file, not an artefact folder; pass the output folder of `{producer}`"
+        )
+    if not folder.is_dir():
+        raise FmnistError(f"input folder {folder} does not exist; run `{producer}` first (or pass {option})")
+    mpath = folder / MANIFEST
+    if not mpath.is_file():
+        raise FmnistError(
+            f"{mpath} is missing, so {folder} is not a finished artefact (an interrupted or foreign run); "
+            f"run `{producer}` again"
+        )
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FmnistError(f"{mpath} is not valid JSON; run `{producer}` again") from None
+    if (
+        not isinstance(manifest, dict)
+        or not isinstance(manifest.get("stage"), str)
+        or not isinstance(manifest.get("outputs"), dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest["outputs"].items())
+    ):
+        raise FmnistError(
+            f"{mpath} is not an fmnist-cluster manifest (needs a 'stage' string and an 'outputs' mapping of "
+            f"file names to sha256); run `{producer}` again"
+        )
+    return manifest
+
+
+def require_file(
+    folder: Path | str, name: str, producer: str, stage: str | tuple[str, ...] | None = None, option: str = "--input"
+) -> tuple[Path, str]:
+    """Locate one file of a finished upstream artefact and check it against its manifest.
+
+    Parameters
+    ----------
+    folder : path
+        Upstream output folder.
+    name : str
+        File inside it, e.g. ``data.npz``.
+    producer : str
+        The command that makes it (quoted in errors).
+    stage : str, tuple of str or None
+        If given, the stage name(s) the manifest may carry (e.g. ``preprocess``).
+    option : str
+        The command-line option that names the folder, quoted in errors.
+
+    Returns
+    -------
+    (Path, str)
+        The file's path and its sha256.
+
+    Raises
+    ------
+    FmnistError
+        Folder, manifest or file missing, wrong stage, a file the manifest does not list, or a
+        file changed since it was written.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder, producer, option)
+    stages = (stage,) if isinstance(stage, str) else stage
+    if stages is not None and manifest["stage"] not in stages:
+        raise FmnistError(
+            f"{option} {folder} was written by `{manifest['stage']}`, not `{' or '.join(stages)}`; "
+            f"pass the output folder of `{producer}`"
+        )
+    path = folder / name
+    if not path.is_file():
+        raise FmnistError(f"{path} is missing; run `{producer}` to make it")
+    expected = manifest["outputs"].get(name)
+    if expected is None:
+        raise FmnistError(
+            f"{path} is not listed in {folder / MANIFEST}, so it was not written by that run; run `{producer}` again"
+        )
+    digest = sha256_file(path)
+    if expected != digest:
+        raise FmnistError(
+            f"{path} does not match the sha256 in its manifest (changed or damaged since it was written); "
+            f"run `{producer}` again"
+        )
+    return path, digest
+
+
+def load_npz(
+    path: Path | str, required: tuple[str, ...] = (), producer: str = "the stage that makes it"
+) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` into memory, checking the required keys.
+
+    Raises
+    ------
+    FmnistError
+        The file is not a readable ``.npz`` or lacks a required array.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise FmnistError(
+            f"{path} is not a readable .npz file ({exc.__class__.__name__}); run `{producer}` again"
+        ) from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise FmnistError(f"{path} lacks array(s) {', '.join(missing)}; run `{producer}` again")
+    return arrays
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, this package and the libraries that shape results."""
+    versions = {"python": platform.python_version(), "fmnist-cluster": __version__}
+    for name in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions

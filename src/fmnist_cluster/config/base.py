@@ -1,0 +1,250 @@
+"""The base of every stage configuration: strict models, YAML loading, ``--set`` overrides.
+
+Models forbid unknown keys, so a mistyped key is an error that lists the valid keys instead of
+a silently ignored setting. Reading YAML happens only in :func:`load_config` (a ``yaml.SafeLoader``
+that also refuses a key given twice); library code receives validated models. The command
+line's help texts read their defaults from the models (:func:`overrides_help`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fmnist_cluster.errors import FmnistError
+
+MAX_EPOCHS = 10_000
+"""Most epochs a training config accepts."""
+MAX_NEURONS = 10_000
+"""Most neurons of a SOM (rows x cols)."""
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Split = Literal["test", "train", "all"]
+"""Rows a stage works on: the test split, the training split, or train then test."""
+SPLITS: tuple[str, ...] = get_args(Split)
+
+# --------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKeyError(f"key '{key}' appears twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``value`` at the dotted key ``dotted`` (``a.b.c``) of a nested dict, creating levels."""
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split one ``--set dotted.key=value`` item; the value is read as YAML.
+
+    Parameters
+    ----------
+    item : str
+        For example ``som.sigma=2.5``, ``limit=500`` or ``path=null``.
+
+    Returns
+    -------
+    tuple of (str, Any)
+        The dotted key and the typed value.
+    """
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise FmnistError(f"--set '{item}': expected dotted.key=value, for example --set seed=1")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model that ``loc`` points into."""
+    current: Any = model
+    key_next = False
+    for part in loc:
+        if isinstance(part, int) or key_next:  # a list index or a mapping key: same model below
+            key_next = False
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        current, key_next = _inner_model(fields[part].annotation)
+        if current is None:
+            return []
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _inner_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The config model inside a field's annotation (``X``, ``list[X]``, ``dict[str, X]``, ``X | None``)
+    and whether the field is a mapping whose keys come next in an error location."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    is_dict = getattr(annotation, "__origin__", None) is dict
+    for arg in getattr(annotation, "__args__", ()):
+        found, _ = _inner_model(arg)
+        if found is not None:
+            return found, is_dict
+    return None, is_dict
+
+
+def _field_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` cut to the config key it names: pydantic appends union members (``k.int``)."""
+    out: list[Any] = []
+    current: type[BaseModel] | None = model
+    key_next = False
+    for part in loc:
+        if isinstance(part, int) or key_next:
+            key_next = False
+        elif current is not None and part in current.model_fields:
+            current, key_next = _inner_model(current.model_fields[part].annotation)
+        else:
+            break
+        out.append(part)
+    return tuple(out)
+
+
+def _format_validation(model: type[BaseModel], err: ValidationError, origin: str) -> str:
+    errors = err.errors()
+    first = errors[0]
+    if first["type"] == "extra_forbidden":
+        loc = tuple(first["loc"])
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        valid = ", ".join(_valid_keys(model, loc[:-1])) or "(none)"
+        msg = f"unknown config key '{dotted}' in {origin}; valid: {valid}"
+        rest = len(errors) - 1
+    else:
+        loc = _field_loc(model, tuple(first["loc"]))
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        same = [e for e in errors if _field_loc(model, tuple(e["loc"])) == loc and e["type"] != "extra_forbidden"]
+        texts = [str(e["msg"]).removeprefix("Value error, ") for e in same]
+        text = texts[0] + "".join(f", or {t.removeprefix('Input should be ')}" for t in texts[1:])
+        got = first.get("input")
+        shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+        msg = f"config key '{dotted}' in {origin}: {text} (got {shown})"
+        rest = len(errors) - len(same)
+    if rest > 0:
+        msg += f" (and {rest} more problem(s))"
+    return msg
+
+
+def load_config(model: type[M], path: Path | str | None = None, overrides: list[str] | None = None) -> M:
+    """Build a validated config from an optional YAML file and ``--set`` overrides.
+
+    Parameters
+    ----------
+    model : type
+        The stage's config model, e.g. :class:`PreprocessConfig`.
+    path : path or None
+        YAML file; ``None`` starts from the model's defaults.
+    overrides : list of str
+        ``dotted.key=value`` items applied on top, in order.
+
+    Returns
+    -------
+    model instance
+
+    Raises
+    ------
+    FmnistError
+        Missing or unreadable file, YAML that is not a mapping, unknown key, wrong type or
+        out-of-range value; the message names the key and the accepted values.
+    """
+    tree: dict[str, Any] = {}
+    origin = "the defaults"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if path.is_dir():
+            raise FmnistError(f"--config {path} is a folder; pass a YAML file (e.g. configs/<stage>.yaml)")
+        if not path.is_file():
+            raise FmnistError(f"config file {path} does not exist; pass an existing YAML file to --config")
+        try:
+            loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+        except _DuplicateKeyError as exc:
+            raise FmnistError(f"config file {path}: {exc}; keep one of them") from None
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" (line {where.line + 1})" if where is not None else ""
+            raise FmnistError(f"config file {path}{line} is not valid YAML; fix its syntax") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise FmnistError(f"config file {path} must hold a mapping of keys to values, not {type(loaded).__name__}")
+        tree = loaded
+    for item in overrides or []:
+        key, value = parse_override(item)
+        set_dotted(tree, key, value)
+    if overrides:
+        origin = f"{origin} with --set overrides"
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        raise FmnistError(_format_validation(model, exc, origin)) from None
+
+
+def config_to_yaml(config: BaseModel) -> str:
+    """Render a config as YAML that :func:`load_config` reads back unchanged."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def overrides_help(model: type[BaseModel], key: str, none: str = "none") -> str:
+    """Help text "Overrides 'key' (default: value)." with the default read from the config model.
+
+    Parameters
+    ----------
+    model : type
+        The stage's config model.
+    key : str
+        Dotted config key, e.g. ``som.epochs``.
+    none : str
+        How a default of None is shown.
+    """
+    value: Any = model()
+    for part in key.split("."):
+        value = getattr(value, part)
+    shown = none if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return f"Overrides '{key}' (default: {shown})."
+
+
+def one_of(values: Iterable[str]) -> str:
+    """Allowed values as help texts list them: ``a, b or c``."""
+    *rest, last = values
+    return f"{', '.join(rest)} or {last}" if rest else last
