@@ -884,7 +884,7 @@ class SomTrainConfig(StrictModel):
     chunk_size: int = Field(default=2048, ge=1)
     search_dims: int = Field(default=64, ge=0)
     exact_epochs: int = Field(default=2, ge=0)
-    exact_candidates: int = Field(default=0, ge=0)
+    exact_candidates: int = Field(default=8, ge=0)
     device: Device = "auto"
     early_stop_tol: float | None = Field(default=None, ge=0)
     patience: int = Field(default=2, ge=1)
