@@ -157,9 +157,9 @@ class BatchSOM(SomEstimator):
     exact_candidates : int
         0: the exact epochs compare every row with every neuron. ``c >= 2`` (with
         ``search_dims > 0``): they take the ``c`` best neurons of the subspace search and
-        keep the two nearest by exact distance (for 784 pixels, p = 64 and c = 8 about 5 times
-        less work; on Fashion-MNIST about 1 row in 700 then misses its exact winner). The
-        final metrics are always searched exactly.
+        keep the two nearest by exact distance (60,000 Fashion-MNIST images, 50 x 50, p = 64,
+        c = 8: 0.56 s per epoch instead of 1.2-1.7 s on 2 cores, and about 1 row in 700 misses
+        its exact winner). The final metrics are always searched exactly.
     device : {'auto', 'cpu', 'cuda'}
     random_state : int
         Seed of the random initialisation.
