@@ -42,6 +42,8 @@ def main() -> None:
                 "timings": timings,
                 "qe": metrics["qe"],
                 "te": metrics["te"],
+                "test_qe": metrics.get("test_qe"),
+                "test_te": metrics.get("test_te"),
             }
         )
     )

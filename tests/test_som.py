@@ -206,7 +206,40 @@ def test_subspace_search_trains_as_well_as_exact() -> None:
     assert fast.quantization_error(x) <= 1.05 * exact.quantization_error(x)
 
 
+def test_exact_candidates_rerank_the_subspace_search() -> None:
+    x = _blobs(200, 8)
+    kw = {"rows": 4, "cols": 5, "sigma": 2.5, "sigma_end": 0.5, "epochs": 5, "device": "cpu", "search_dims": 3}
+    exact = BatchSOM(exact_epochs=2, **kw).fit(x)
+    # all 20 neurons as candidates: the re-ranked search finds the exact winners, so the map is the exact one
+    every = BatchSOM(exact_epochs=2, exact_candidates=20, **kw).fit(x)
+    assert [h["search"] for h in every.history_[:-1]] == ["pca3"] * 3 + ["pca3, exact among 20"] * 2
+    for a, b in zip(exact.history_[:-1], every.history_[:-1], strict=True):
+        assert a["qe"] == pytest.approx(b["qe"], rel=1e-5)
+    np.testing.assert_allclose(every.weights_, exact.weights_, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(every.fit_units_[0], exact.fit_units_[0])
+    # few candidates: deterministic, and a map about as good
+    few = [BatchSOM(exact_epochs=2, exact_candidates=3, **kw).fit(x) for _ in range(2)]
+    assert np.array_equal(few[0].weights_, few[1].weights_)
+    assert few[0].quantization_error(x) <= 1.05 * exact.quantization_error(x)
+
+
+@pytest.mark.parametrize("sigma", [0.6, 1.7, 9.0])
+def test_separable_gaussian_matches_the_dense_neighbourhood(sigma: float) -> None:
+    from fmnist_cluster.som.batch import _neighbourhood_sums
+    from fmnist_cluster.som.grid import neighbourhood
+
+    grid = SomGrid(4, 6)
+    gen = torch.Generator().manual_seed(0)
+    sums, counts = torch.rand(24, 3, generator=gen), torch.rand(24, generator=gen)
+    h = neighbourhood(torch.from_numpy(grid.distances()).float(), sigma, "gaussian")
+    num, den = _neighbourhood_sums(sums, counts, grid, sigma, "gaussian", None)
+    torch.testing.assert_close(num, h @ sums)
+    torch.testing.assert_close(den, h @ counts)
+
+
 def test_bad_engine_options() -> None:
+    with pytest.raises(ValueError, match="exact_candidates must be 0 or >= 2, got 1"):
+        BatchSOM(exact_candidates=1).fit(_blobs())
     with pytest.raises(ValueError, match="unknown neighbourhood 'mexican_hat'; valid: gaussian, bubble, triangle"):
         BatchSOM(neighbourhood="mexican_hat").fit(_blobs())
     with pytest.raises(ValueError, match="non-empty"):

@@ -120,6 +120,10 @@ class SomTrainConfig(StrictModel):
         faster on 784 pixels; final metrics are always exact).
     exact_epochs : int
         Batch engine: epochs at the end with the exact search when ``search_dims > 0``.
+    exact_candidates : int
+        Batch engine: 0 compares every row with every neuron in the exact epochs; c >= 2
+        re-ranks the c best neurons of the subspace search by exact distance instead
+        (several times faster; final metrics are always exact).
     device : {'auto', 'cpu', 'cuda'}
     early_stop_tol : float or None
         Batch engine: stop when the quantisation error improved by less than this
@@ -132,6 +136,7 @@ class SomTrainConfig(StrictModel):
     chunk_size: int = Field(default=2048, ge=1)
     search_dims: int = Field(default=64, ge=0)
     exact_epochs: int = Field(default=2, ge=0)
+    exact_candidates: int = Field(default=8, ge=0)
     device: Device = "auto"
     early_stop_tol: float | None = Field(default=None, ge=0)
     patience: int = Field(default=2, ge=1)

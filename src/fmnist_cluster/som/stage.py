@@ -39,6 +39,7 @@ def make_engine(config: Any) -> BatchSOM | MiniSomEngine:
             chunk_size=t.chunk_size,
             search_dims=t.search_dims,
             exact_epochs=t.exact_epochs,
+            exact_candidates=t.exact_candidates,
             device=t.device,
             random_state=config.seed,
         )

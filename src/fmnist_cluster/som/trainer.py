@@ -29,6 +29,7 @@ _SIGNATURE_KEYS = (
     "init",
     "search_dims",
     "exact_epochs",
+    "exact_candidates",
 )
 
 
