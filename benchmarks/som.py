@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fmnist_cluster.artefacts import keep_freed_memory
 from fmnist_cluster.data import load_idx_folder
 from fmnist_cluster.som import (
     BatchSOM,
@@ -64,6 +65,7 @@ def score(weights: np.ndarray, grid: SomGrid, x: np.ndarray, y: np.ndarray, xt: 
 
 
 def main() -> None:
+    keep_freed_memory()  # the allocator setting the command line makes, so timings match train-som
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/fashion-mnist"), help="IDX folder")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-som/som.json"), help="JSON results")

@@ -313,3 +313,19 @@ def test_database_storage_fails_a_dead_workers_trial_by_heartbeat(tmp_path: Path
     assert study.trials[killed.number].state == TrialState.FAIL
     assert any(t.system_attrs.get("failed_trial") == killed.number for t in _states(study, TrialState.COMPLETE))
     assert len(_states(study, TrialState.COMPLETE)) == n
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_counts_as_the_interrupt() -> None:
+    """Ctrl-C can land inside the journal file's lock release, which then fails in turn: that
+    failure still ends as the one-line interruption, and other errors stay errors."""
+    from fmnist_cluster.tune import _from_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise FileNotFoundError("lock file gone")
+    except FileNotFoundError as exc:
+        assert _from_interrupt(exc)
+    assert _from_interrupt(KeyboardInterrupt())
+    assert not _from_interrupt(FileNotFoundError("lock file gone"))

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
-from fmnist_cluster.cluster import figure_name
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, figure_name
 from fmnist_cluster.config import TSNE_METHODS, EmbedConfig, ReduceConfig
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.features import FeatureSet, load_features

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, keep_freed_memory
 from fmnist_cluster.config import SearchParam, SomConfig, TuneConfig, config_to_yaml, set_dotted
 from fmnist_cluster.errors import FmnistError, Interrupted, user_errors
 from fmnist_cluster.som import best_units, epoch_metrics, flatten, make_engine, train
@@ -260,6 +260,19 @@ def _trial(config: TuneConfig, trial: Any, x_fit: np.ndarray, x_val: np.ndarray)
     return m["qe"] + config.te_weight * m["te"]
 
 
+def _from_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Ctrl-C, or an error raised while a Ctrl-C unwound (e.g. inside the
+    journal file's lock release, which the interrupt can cut in half)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__context__
+    return False
+
+
 def _interrupt_once(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -277,6 +290,7 @@ def _worker_main(
         import torch
 
         torch.set_num_threads(threads)
+        keep_freed_memory()  # a fresh process: the allocator setting the CLI makes for its own
         optuna.logging.set_verbosity(logging.ERROR)
         config = TuneConfig.model_validate(config_json)
         x_fit, x_val, _ = _rows(config, input_dir)
@@ -284,7 +298,11 @@ def _worker_main(
         _work(config, Path(out_dir), x_fit, x_val, stop=lambda: stop.is_set() or os.getppid() != parent)
     except KeyboardInterrupt:
         sys.exit(130)
-    except FmnistError as exc:
+    except Exception as exc:
+        if _from_interrupt(exc):
+            sys.exit(130)
+        if not isinstance(exc, FmnistError):
+            raise
         errors.put(str(exc))
         sys.exit(2)
 
@@ -396,7 +414,9 @@ def run_tune(
             _work(config, out_dir, x_fit, x_val, (store, study), on_done=lambda study, trial: advance())
         else:
             _run_workers(config, input_dir, out_dir, study, advance)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as exc:
+        if not _from_interrupt(exc):
+            raise
         raise Interrupted(
             f"interrupted: {len(_finished(study))} of {config.n_trials} trials are finished and kept in "
             f"{store.shown}; run the same command again to continue"

@@ -18,6 +18,11 @@ import numpy as np
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+def figure_name(name: str) -> str:
+    """Where a stage stores figure ``name`` inside its artefact folder (``figures/NAME.png``)."""
+    return f"figures/{name}.png"
+
+
 def sha256_file(path: Path | str) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -8,6 +8,7 @@
 The rows come from :mod:`fmnist_cluster.features`.
 """
 
+from fmnist_cluster.artefacts import figure_name
 from fmnist_cluster.cluster.estimators import (
     EPS_RULES,
     LINKAGES,
@@ -24,7 +25,6 @@ from fmnist_cluster.cluster.stage import (
     METRICS_FILE,
     ClusterWarning,
     cluster_all,
-    figure_name,
     run_cluster,
 )
 from fmnist_cluster.features import FeatureSet, load_features, reduce_features

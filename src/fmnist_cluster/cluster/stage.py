@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, read_manifest
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, figure_name, read_manifest
 from fmnist_cluster.cluster.estimators import AutoDBSCAN, SampledAgglomerative, SilhouetteKMeans
 from fmnist_cluster.cluster.metrics import score_clustering
 from fmnist_cluster.config import ClusterConfig
@@ -25,11 +25,6 @@ from fmnist_cluster.features import FEATURES_PRODUCER, FeatureSet, load_features
 ALGORITHMS = ("kmeans", "dbscan", "hdbscan", "agglomerative")
 LABELS_FILE = "labels.npz"
 METRICS_FILE = "metrics.json"
-
-
-def figure_name(name: str) -> str:
-    """Where a stage stores figure ``name`` inside its artefact folder."""
-    return f"figures/{name}.png"
 
 
 class ClusterWarning(FmnistWarning):

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +23,9 @@ from torch.nn import functional as F
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, array_digest
 from fmnist_cluster.cnn.checkpoint import cpu_state, read_state, write_state
 from fmnist_cluster.cnn.network import Network
-from fmnist_cluster.config import AugmentConfig, CnnTrainConfig, LayerSpec
+from fmnist_cluster.config import PRECISIONS, AugmentConfig, CnnTrainConfig, LayerSpec
 from fmnist_cluster.data import stratified_indices
 from fmnist_cluster.device import resolve_device, torch_threads
-
-PRECISIONS: tuple[str, ...] = get_args(CnnTrainConfig.model_fields["precision"].annotation)
-
 
 # --------------------------------------------------------------------------------------
 # precision

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster import plots
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, figure_name
 from fmnist_cluster.config import ClusterConfig
 from fmnist_cluster.decode import cluster_view
 from fmnist_cluster.errors import FmnistError, FmnistWarning
@@ -161,10 +161,10 @@ def run_explainer(
         rule = entry["rule"] or "unexplained"
         name = f"explain-label-{label}"
         run.save_bytes(
-            f"figures/{name}.png",
+            figure_name(name),
             plots.figure_png(figures.label_montage(images_test[pick], captions, f"label {label}: {rule}")),
         )
-        result["figures"][str(label)] = f"figures/{name}.png"
+        result["figures"][str(label)] = figure_name(name)
     if best and best["properties"]:
         thresholds = best["thresholds"]
         for p in best["properties"]:
@@ -176,8 +176,8 @@ def run_explainer(
                 f"{p} per mystery label (test split); dashed: the rule's thresholds",
             )
             name = f"explain-property-{p}"
-            run.save_bytes(f"figures/{name}.png", plots.figure_png(fig))
-            result["figures"][p] = f"figures/{name}.png"
+            run.save_bytes(figure_name(name), plots.figure_png(fig))
+            result["figures"][p] = figure_name(name)
     index = np.arange(len(y_rows), dtype=np.int64)
     run.save_npz(EXPLANATION_ARRAYS, index=index, y=y_rows, rule_label=rule_rows, class_id=class_rows)
     run.save_json(EXPLANATION_FILE, result)

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from fmnist_cluster.config.som import INITS
 from fmnist_cluster.som.grid import (
     TOPOLOGIES,
     SomGrid,
@@ -19,8 +20,6 @@ from fmnist_cluster.som.grid import (
     quantization_error,
     topographic_error,
 )
-
-INITS = ("pca", "random")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-TOPOLOGIES = ("rectangular", "hexagonal")
-BATCH_NEIGHBOURHOODS = ("gaussian", "bubble", "triangle")
-SCHEDULES = ("exponential", "linear")
+from fmnist_cluster.config.som import BATCH_NEIGHBOURHOODS, SCHEDULES, TOPOLOGIES
+
 _HEX_H = math.sqrt(3) / 2
 
 

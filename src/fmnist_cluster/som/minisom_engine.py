@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from fmnist_cluster.config.som import NEIGHBOURHOODS
 from fmnist_cluster.som.base import SomEstimator, Step
 from fmnist_cluster.som.grid import SomGrid, best_units, check_choice, epoch_metrics
 
-MINISOM_NEIGHBOURHOODS = ("gaussian", "mexican_hat", "bubble", "triangle")
+MINISOM_NEIGHBOURHOODS = NEIGHBOURHOODS
 ORDERS = ("random", "sequential")
 LR_DECAYS = ("asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero")
 SIGMA_DECAYS = ("asymptotic_decay", "inverse_decay_to_one", "linear_decay_to_one")
