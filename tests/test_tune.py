@@ -196,8 +196,8 @@ def _running_trial(
                 for t in _states(load(), TrialState.RUNNING)
                 if t.params and "worker" in t.user_attrs and pid in (None, t.user_attrs["worker"]["pid"])
             ]
-        except (KeyError, FileNotFoundError):
-            continue
+        except (KeyError, FileNotFoundError, optuna.exceptions.StorageInternalError):
+            continue  # the study, or a new database's tables, are not there yet
         if running:
             return running[0]
     proc.kill()

@@ -86,6 +86,9 @@ def _driver_url(url: str) -> str:
     return url
 
 
+_OPEN_ATTEMPTS = 5
+
+
 def open_storage(
     url: str | None, out_dir: Path, heartbeat_interval: int, grace_period: int, max_retry: int
 ) -> StudyStorage:
@@ -101,18 +104,30 @@ def open_storage(
         except OSError as exc:
             raise FmnistError(f"cannot open the study journal {path} ({exc.strerror}); pass a writable --out") from None
     shown = shown_url(url)
-    try:
-        storage = optuna.storages.RDBStorage(
-            _driver_url(url),
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if max_retry else None,
-        )
-    except Exception as exc:  # database URLs fail with many driver-specific types
-        raise FmnistError(
-            f"cannot open Optuna storage {shown} ({type(exc).__name__}: {_first_line(exc)}); check --storage"
-        ) from None
-    return StudyStorage(storage, shown, True)
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            storage = optuna.storages.RDBStorage(
+                _driver_url(url),
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+                if max_retry
+                else None,
+            )
+            return StudyStorage(storage, shown, True)
+        except optuna.exceptions.StorageInternalError:
+            # workers opening one new database at once race to create its tables; the loser's
+            # commit fails, and the tables are there a moment later
+            if attempt == _OPEN_ATTEMPTS - 1:
+                raise FmnistError(
+                    f"cannot set up Optuna's tables in {shown} ({_OPEN_ATTEMPTS} attempts); check --storage"
+                ) from None
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as exc:  # database URLs fail with many driver-specific types
+            raise FmnistError(
+                f"cannot open Optuna storage {shown} ({type(exc).__name__}: {_first_line(exc)}); check --storage"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def _first_line(exc: BaseException) -> str:
