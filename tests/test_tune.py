@@ -88,7 +88,7 @@ def test_low_above_high_is_one_line_naming_the_key(tmp_path: Path, data_dir: Pat
 
 def test_unknown_space_key_is_an_error(tmp_path: Path) -> None:
     cfg = load_config(TuneConfig, _config(tmp_path, space={"som.sigmaa": {"low": 1, "high": 2}}))
-    from fmnist_cluster.tune import _check_space
+    from fmnist_cluster.tune import check_space as _check_space
 
     with pytest.raises(FmnistError, match=r"search space key 'som\.sigmaa'.*not a train-som config key"):
         _check_space(cfg)
@@ -318,7 +318,7 @@ def test_database_storage_fails_a_dead_workers_trial_by_heartbeat(tmp_path: Path
 def test_an_error_raised_while_ctrl_c_unwinds_counts_as_the_interrupt() -> None:
     """Ctrl-C can land inside the journal file's lock release, which then fails in turn: that
     failure still ends as the one-line interruption, and other errors stay errors."""
-    from fmnist_cluster.tune import _from_interrupt
+    from fmnist_cluster.tune import from_interrupt as _from_interrupt
 
     try:
         try:

@@ -91,8 +91,14 @@ def test_three_workers_one_killed_mid_trial(tmp_path: Path, data_dir: Path, post
     cfg = _config(tmp_path, **SLOW, heartbeat_interval=1, grace_period=3, study_name="pg")
     procs = [_tune(cfg, data_dir, tmp_path / f"w{i}", n, "--storage", postgres_url) for i in range(3)]
 
+    storages: list[optuna.storages.RDBStorage] = []
+
     def load() -> optuna.Study:
-        return optuna.load_study(study_name="pg", storage=postgres_url)
+        # one connection pool for all the polling (a new storage per poll would use up the
+        # server's connections); made on the first poll that finds the workers' tables
+        if not storages:
+            storages.append(optuna.storages.RDBStorage(postgres_url))
+        return optuna.load_study(study_name="pg", storage=storages[0])
 
     victim = procs[0]
     killed = _running_trial(load, victim, pid=victim.pid)

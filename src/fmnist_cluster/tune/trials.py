@@ -1,0 +1,185 @@
+"""One study of ``tune``: opening it in its storage, the held-out rows, and the loop that
+trains and scores one map per trial."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist_cluster.config import TuneConfig
+from fmnist_cluster.errors import FmnistError, user_errors
+from fmnist_cluster.som import best_units, epoch_metrics, flatten, make_engine, train
+from fmnist_cluster.study import (
+    WORKER_ATTR,
+    OverBudget,
+    StudyStorage,
+    check_budget,
+    fail_dead_trials,
+    open_storage,
+    run_budget,
+    worker_seed,
+    worker_slot,
+)
+from fmnist_cluster.tune.space import apply_params, suggest
+
+
+def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, round(holdout * n))
+    if n - n_val < 2:
+        raise FmnistError(f"only {n} training rows: too few to hold out {holdout:.0%} for scoring; use more data")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _sampler(config: TuneConfig, seed: int) -> Any:
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        seed=seed, multivariate=True, constant_liar=True, n_startup_trials=min(10, config.n_trials)
+    )
+
+
+def _create_with_retry(optuna: Any, kwargs: dict[str, Any], retry: bool) -> Any:
+    for attempt in range(6):
+        try:
+            return optuna.create_study(**kwargs)
+        except ValueError:
+            raise
+        except Exception:  # workers creating one new database at once can race; try again
+            if attempt == 5 or not retry:
+                raise
+            time.sleep(0.5 + 0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _create_or_load(config: TuneConfig, store: StudyStorage) -> Any:
+    import optuna
+
+    kwargs: dict[str, Any] = {
+        "study_name": config.study_name,
+        "storage": store.storage,
+        "load_if_exists": True,
+        "sampler": _sampler(config, config.seed),
+    }
+    if config.objective == "pareto":
+        kwargs["directions"] = ["minimize", "minimize"]
+    else:
+        kwargs["direction"] = "minimize"
+        kwargs["pruner"] = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    try:
+        study = _create_with_retry(optuna, kwargs, retry=store.is_rdb)
+    except ValueError as exc:
+        raise FmnistError(
+            f"study '{config.study_name}' in {store.shown} was made with other objectives ({exc}); "
+            f"use another --set study_name or storage"
+        ) from None
+    except Exception as exc:  # storage URLs fail with many driver-specific types
+        raise FmnistError(
+            f"cannot open Optuna storage {store.shown} ({type(exc).__name__}: {exc}); check --storage"
+        ) from None
+    want = 2 if config.objective == "pareto" else 1
+    if len(study.directions) != want:
+        raise FmnistError(
+            f"study '{config.study_name}' in {store.shown} has {len(study.directions)} objective(s) but objective "
+            f"'{config.objective}' needs {want}; use another --set study_name or storage"
+        )
+    return study
+
+
+def open_study(config: TuneConfig, out_dir: Path) -> tuple[StudyStorage, Any]:
+    store = open_storage(config.storage, out_dir, config.heartbeat_interval, config.grace_period, config.max_retry)
+    return store, _create_or_load(config, store)
+
+
+def finished_trials(study: Any) -> list[Any]:
+    import optuna
+
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+
+
+def held_out_rows(config: TuneConfig, input_dir: Path | str) -> tuple[np.ndarray, np.ndarray, str]:
+    """The training rows a trial fits and the held-out rows it is scored on, and the input's digest."""
+    from fmnist_cluster.data import load_dataset
+
+    dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")
+    x = flatten(dataset.x_train)
+    if len(x) == 0:
+        raise FmnistError(
+            f"{Path(input_dir) / 'data.npz'} has no training samples; run preprocess on a non-empty source"
+        )
+    rng = np.random.default_rng(config.seed)
+    if config.limit is not None and config.limit < len(x):
+        x = x[np.sort(rng.choice(len(x), config.limit, replace=False))]
+    fit_idx, val_idx = _split(len(x), config.holdout, config.seed)
+    return x[fit_idx], x[val_idx], digest
+
+
+def work(
+    config: TuneConfig,
+    out_dir: Path,
+    x_fit: np.ndarray,
+    x_val: np.ndarray,
+    opened: tuple[StudyStorage, Any] | None = None,
+    on_done: Any = None,
+    stop: Any = lambda: False,
+) -> None:
+    """One worker: hold a slot, seed the sampler for it, run trials until the budget is met."""
+    store, study = opened or open_study(config, out_dir)
+    with worker_slot(out_dir) as slot:
+
+        def reap() -> None:
+            fail_dead_trials(study, store, out_dir, config.max_retry)
+
+        reap()
+        n_existing = len(study.get_trials(deepcopy=False))
+        host = f"{slot.host}/{slot.pid}" if store.is_rdb else None  # database workers share no slot folder
+        study.sampler = _sampler(config, worker_seed(config.seed, slot.slot, n_existing, host))
+
+        def objective(trial: Any) -> Any:
+            trial.set_user_attr(WORKER_ATTR, slot.info())
+            check_budget(study, trial.number, config.n_trials)
+            try:
+                return _trial(config, trial, x_fit, x_val)
+            except FmnistError as exc:
+                trial.set_user_attr("error", str(exc))
+                raise
+
+        def run_one() -> None:
+            study.optimize(
+                objective, n_trials=1, catch=(FmnistError, OverBudget), callbacks=[on_done] if on_done else None
+            )
+
+        deadline = None if config.timeout is None else time.monotonic() + config.timeout
+        run_budget(study, run_one, reap, config.n_trials, deadline, stop)
+
+
+def _trial(config: TuneConfig, trial: Any, x_fit: np.ndarray, x_val: np.ndarray) -> Any:
+    """Train and score the map of one trial's sampled parameters."""
+    import optuna
+
+    params = {key: suggest(trial, key, param) for key, param in config.space.items()}
+    som_cfg = apply_params(config.base, params)
+    trial.set_user_attr("config", som_cfg.model_dump(mode="json"))
+    engine = make_engine(som_cfg)
+
+    def report(entry: dict[str, float]) -> None:
+        if config.objective == "scalar":
+            trial.report(entry["qe"], int(entry["epoch"]))
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+    start = time.perf_counter()
+    with user_errors("train-som config"):
+        train(engine, x_fit, on_epoch=report)
+    bmu, bmu2, dist = best_units(engine.weights_, x_val, som_cfg.train.chunk_size)
+    m = epoch_metrics(engine.grid_, bmu, bmu2, dist)
+    trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+    trial.set_user_attr("train_qe", engine.history_[-1]["qe"])
+    if config.objective == "pareto":
+        return m["qe"], m["te"]
+    trial.set_user_attr("qe", m["qe"])
+    trial.set_user_attr("te", m["te"])
+    return m["qe"] + config.te_weight * m["te"]
