@@ -194,7 +194,10 @@ def _running_trial(
             running = [
                 t
                 for t in _states(load(), TrialState.RUNNING)
-                if t.params and "worker" in t.user_attrs and pid in (None, t.user_attrs["worker"]["pid"])
+                # "config" is set once every parameter is sampled, just before the map trains
+                if "config" in t.user_attrs
+                and "worker" in t.user_attrs
+                and pid in (None, t.user_attrs["worker"]["pid"])
             ]
         except (KeyError, FileNotFoundError, optuna.exceptions.StorageInternalError):
             continue  # the study, or a new database's tables, are not there yet
