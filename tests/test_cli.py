@@ -66,6 +66,10 @@ def test_a_task_that_fails_prints_no_progress(log, monkeypatch):
 def test_parser_errors_end_in_one_error_line(monkeypatch, capsys) -> None:
     import pytest
 
+    def exit_(code: int) -> None:  # main() ends the process with os._exit; here it must not
+        raise SystemExit(code)
+
+    monkeypatch.setattr("os._exit", exit_)
     monkeypatch.setattr("sys.argv", ["fmnist-cluster", "train-cnn", "--epochs", "1e12"])
     with pytest.raises(SystemExit) as ended:
         cli.main()

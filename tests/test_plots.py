@@ -42,6 +42,18 @@ def test_image_grid_edge_cases() -> None:
     assert np.array_equal(plots.image_grid(atlas, ncols=3, padding=0), expected)
 
 
+@pytest.mark.parametrize(("n", "ncols", "padding"), [(1, 4, 2), (5, 3, 1), (6, 3, 0), (7, 10, 2), (12, 5, 3)])
+def test_image_grid_matches_torchvision_make_grid(n: int, ncols: int, padding: int) -> None:
+    import torch
+    from torchvision.utils import make_grid
+
+    tiles = _tiles(n, side=4)
+    expected = make_grid(torch.from_numpy(tiles).unsqueeze(1), nrow=ncols, padding=padding, pad_value=-1.0)[0]
+    if n == 1:  # make_grid hands a lone image back unpadded
+        expected = np.pad(expected.numpy(), padding, constant_values=-1.0)
+    assert np.array_equal(plots.image_grid(tiles, ncols, padding=padding, pad_value=-1.0), np.asarray(expected))
+
+
 def test_stack_rows_gives_each_group_a_row() -> None:
     rows = [_tiles(2), _tiles(5), np.zeros((0, 3, 3))]
     stacked = plots.stack_rows(rows, ncols=4)

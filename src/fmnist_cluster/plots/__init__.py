@@ -5,7 +5,7 @@ for :meth:`fmnist_cluster.artefacts.StageRun.save_bytes`.
 Figures use the non-interactive Agg backend, so they render on machines with no screen.
 
 * :mod:`~fmnist_cluster.plots.common`: backend, PNG bytes, label colours.
-* :mod:`~fmnist_cluster.plots.images`: image grids (torchvision's ``make_grid``) and montages.
+* :mod:`~fmnist_cluster.plots.images`: image grids and montages.
 * :mod:`~fmnist_cluster.plots.clustering`: ``cluster``, ``embed`` and decoding figures.
 * :mod:`~fmnist_cluster.plots.cnn`: ``train-cnn`` figures.
 * :mod:`~fmnist_cluster.plots.som`: ``train-som`` figures.

@@ -3,13 +3,14 @@ maps, outlier neurons, prototypes and the samples neurons win."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from fmnist_cluster.plots.common import label_colours
+from fmnist_cluster.plots.common import DPI, label_colours
 from fmnist_cluster.plots.images import as_images, stack_rows, tile_figure
 
 SOM_MARKERS = ("o", "s", "p", "*", "^", "1", "h", "x", "+", "d")
@@ -160,13 +161,21 @@ def som_labels_map(
 
 
 def som_prototypes(weights: np.ndarray, rows: int, cols: int) -> Figure:
-    """Every neuron's weights as a 28x28 tile, in grid order (row 0 at the top)."""
+    """Every neuron's weights as a 28x28 tile, in grid order (row 0 at the top).
+
+    Each weight is drawn as a whole number of screen pixels (as many as make the picture at
+    least 4 inches wide): crisp tiles, and no resampling to pay for. Maps wider than 16 inches at
+    one pixel per weight are shrunk to 16 inches.
+    """
     tiles = as_images(np.asarray(weights).reshape(rows * cols, -1))
+    side = tiles.shape[2]
+    scale = max(1, math.ceil(4 * DPI / (cols * side)))
+    tile_inches = scale * side / DPI if cols * side * scale <= 16 * DPI else 16 / cols
     return tile_figure(
         tiles,
         cols,
         title=f"Prototypes: the weights of all {rows}x{cols} neurons in grid order",
-        tile_inches=float(np.clip(cols * 0.28, 4, 16)) / cols,
+        tile_inches=tile_inches,
         title_size=11,
     )
 

@@ -33,10 +33,12 @@ from fmnist_cluster.som.grid import (
     SomGrid,
     best_units,
     epoch_metrics,
+    flush_subnormal,
     neighbourhood,
     quantization_error,
     sigma_schedule,
     topographic_error,
+    two_smallest,
 )
 from fmnist_cluster.som.minisom_engine import (
     LR_DECAYS,
@@ -68,6 +70,7 @@ __all__ = [
     "best_units",
     "epoch_metrics",
     "flatten",
+    "flush_subnormal",
     "hit_map",
     "majority_accuracy",
     "make_engine",
@@ -80,5 +83,6 @@ __all__ = [
     "sigma_schedule",
     "topographic_error",
     "train",
+    "two_smallest",
     "u_matrix",
 ]

@@ -21,8 +21,10 @@ from fmnist_cluster.som.grid import (
     best_units,
     check_choice,
     epoch_metrics,
+    flush_subnormal,
     neighbourhood,
     sigma_schedule,
+    two_smallest,
 )
 
 _CHUNK = 8192
@@ -309,7 +311,7 @@ class BatchSOM(SomEstimator):
             history.append(entry)
             num, den = _neighbourhood_sums(sums, counts, grid, float(sigmas[epoch]), self.neighbourhood, gd)
             ok = den > 1e-12
-            w = torch.where(ok[:, None], num / den.clamp_min(1e-12)[:, None], w)
+            w = flush_subnormal(torch.where(ok[:, None], num / den.clamp_min(1e-12)[:, None], w))
             yield Step(epoch + 1, self.epochs, entry, w.cpu().numpy())
             if self.early_stop_tol is not None and len(history) >= 2:
                 prev = history[-2]["qe"]
@@ -352,12 +354,14 @@ class BatchSOM(SomEstimator):
             xc = xt[s : s + self.chunk_size].to(dev, torch.float32)
             xs = sub.rows[s : s + self.chunk_size] if sub is not None else xc
             d = torch.addmm(wn, xs, ws.T, alpha=-2.0)
-            if k > 1:
-                _, idx = torch.topk(d, min(candidates, k) if rerank else 2, dim=1, largest=False, sorted=True)
-                if rerank:  # exact squared distances (less |x|^2) to the candidates, the best two kept
-                    exact = w_norms[idx] - 2.0 * torch.bmm(w[idx], xc[:, :, None]).squeeze(2)
-                    idx = torch.gather(idx, 1, torch.topk(exact, 2, dim=1, largest=False, sorted=True).indices)
+            if k > 1 and rerank:
+                _, idx = torch.topk(d, min(candidates, k), dim=1, largest=False, sorted=True)
+                # exact squared distances (less |x|^2) to the candidates, the best two kept
+                exact = w_norms[idx] - 2.0 * torch.bmm(w[idx], xc[:, :, None]).squeeze(2)
+                idx = torch.gather(idx, 1, torch.topk(exact, 2, dim=1, largest=False, sorted=True).indices)
                 b1, b2 = idx[:, 0], idx[:, 1]
+            elif k > 1:
+                b1, b2 = two_smallest(d)
             else:
                 b1, b2 = d.argmin(1), None
             if b2 is not None:

@@ -4,7 +4,8 @@
   neurons are neighbours (8 around a cell on a rectangular grid, the 6 adjacent cells on a
   hexagonal one);
 * :func:`neighbourhood` and :func:`sigma_schedule` -- how strongly a neuron follows a winner at
-  a grid distance, and how the neighbourhood width shrinks over the epochs;
+  a grid distance, and how the neighbourhood width shrinks over the epochs; :func:`flush_subnormal`
+  keeps the arithmetic clear of subnormal numbers;
 * :func:`best_units` -- the chunked winner search every engine and metric shares;
 * :func:`quantization_error`, :func:`topographic_error` and :func:`epoch_metrics` -- the map's
   two errors.
@@ -107,10 +108,21 @@ def neighbourhood(dist: torch.Tensor, sigma: float, kind: str = "gaussian") -> t
     """
     check_choice("neighbourhood", kind, BATCH_NEIGHBOURHOODS)
     if kind == "gaussian":
-        return torch.exp(-(dist**2) / (2 * sigma * sigma))
+        return flush_subnormal(torch.exp(-(dist**2) / (2 * sigma * sigma)))
     if kind == "bubble":
         return (dist <= sigma + 1e-9).to(dist.dtype)
     return (1.0 - dist / sigma).clamp_min(0.0)
+
+
+def flush_subnormal(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with its subnormal values (below the dtype's smallest normal number, e.g. 1.2e-38 in
+    float32) set to zero.
+
+    A gaussian neighbourhood at a small width underflows into subnormals a few cells from the
+    winner, and the weights inherit them; x86 CPUs do arithmetic on subnormals many times
+    slower, which made the winner search of a trained 50x50 map about 3x slower.
+    """
+    return t.masked_fill(t.abs() < torch.finfo(t.dtype).tiny, 0.0) if t.is_floating_point() else t
 
 
 def sigma_schedule(start: float, end: float, epochs: int, schedule: str = "exponential") -> np.ndarray:
@@ -132,6 +144,24 @@ def sigma_schedule(start: float, end: float, epochs: int, schedule: str = "expon
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def two_smallest(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column of the smallest and of the second-smallest value of every row of ``d`` (N, K),
+    K >= 2; ties go to the first column. Overwrites the smallest values of ``d``.
+
+    On the CPU this runs numpy's vectorised ``argmin`` twice, about 2.5x faster than
+    ``torch.topk(d, 2)`` on a (2048, 2500) chunk (2.2 ms against 5.0 ms on this project's
+    2-core machine), which made top-2 the larger half of the 64-dimensional winner search.
+    """
+    if d.device.type == "cpu":
+        a = d.numpy()
+        b1 = a.argmin(1)
+        a[np.arange(len(a)), b1] = np.inf
+        return torch.from_numpy(b1), torch.from_numpy(a.argmin(1))
+    b1 = d.argmin(1)
+    d.scatter_(1, b1[:, None], float("inf"))
+    return b1, d.argmin(1)
 
 
 def best_units(
@@ -171,11 +201,10 @@ def best_units(
         xc = xt[s : s + chunk_size].to(dev, torch.float32)
         d = torch.addmm(wn, xc, w.T, alpha=-2.0)
         if second and w.shape[0] > 1:
-            _, idx = torch.topk(d, 2, dim=1, largest=False)
-            b1 = idx[:, 0]
-            bmu2[s : s + len(xc)] = idx[:, 1].cpu().numpy()
+            b1, b2 = two_smallest(d)
+            bmu2[s : s + len(xc)] = b2.cpu().numpy()
         else:
-            b1 = d.argmin(1)
+            b1 = d.argmin(1) if d.device.type != "cpu" else torch.from_numpy(d.numpy().argmin(1))
         bmu[s : s + len(xc)] = b1.cpu().numpy()
         dist[s : s + len(xc)] = torch.linalg.vector_norm(xc - w[b1], dim=1).double().cpu().numpy()
     return bmu, bmu2, dist
