@@ -112,3 +112,27 @@ def test_tune_figures_are_quiet_and_leave_the_style_alone() -> None:
     assert legend == ["trial", "Pareto front", "chosen"]
     best = figures[0].axes[0].lines[-1]
     assert best.get_label() == "best so far" and list(best.get_ydata()) == [1, 1, 1, 1, 1]
+
+
+def _fails(message: str) -> None:
+    raise ValueError(message)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_figure_renderer_gives_the_bytes_figure_png_gives(workers: int) -> None:
+    hits = np.arange(12, dtype=np.int64)
+    grid = plots.image_grid(np.linspace(0, 1, 4 * 9, dtype=np.float32).reshape(4, 3, 3), ncols=2)
+    expected_hits = plots.figure_png(plots.som_hit_map(hits, np.indices((3, 4)).reshape(2, -1).T, "rectangular", "t"))
+    with plots.FigureRenderer(workers=workers) as figures:
+        first = figures.submit(plots.som_hit_map, hits, np.indices((3, 4)).reshape(2, -1).T, "rectangular", "t")
+        second = figures.submit(plots.montage, grid[None].repeat(3, 0), ["a", "b", "c"], ncols=3)
+        failed = figures.submit(_fails, "no figure")
+    assert first.result() == expected_hits
+    assert second.result()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no figure"):
+        failed.result()
+
+
+def test_figure_renderer_rejects_no_workers() -> None:
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        plots.FigureRenderer(workers=0)

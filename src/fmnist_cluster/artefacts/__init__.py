@@ -35,7 +35,15 @@ from fmnist_cluster.artefacts.files import (
     sha256_file,
     write_npz,
 )
-from fmnist_cluster.artefacts.manifest import MANIFEST, load_npz, package_versions, read_manifest, require_file
+from fmnist_cluster.artefacts.manifest import (
+    MANIFEST,
+    check_digest,
+    load_npz,
+    locate_file,
+    package_versions,
+    read_manifest,
+    require_file,
+)
 from fmnist_cluster.artefacts.memory import keep_freed_memory
 from fmnist_cluster.artefacts.progress import NULL_PROGRESS, NullProgress, Progress, Task
 from fmnist_cluster.artefacts.stage_run import StageRun, check_out_dir
@@ -51,11 +59,13 @@ __all__ = [
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_digest",
     "check_out_dir",
     "dumps_json",
     "figure_name",
     "keep_freed_memory",
     "load_npz",
+    "locate_file",
     "npz_bytes",
     "package_versions",
     "read_manifest",

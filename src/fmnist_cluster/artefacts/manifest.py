@@ -76,7 +76,8 @@ def read_manifest(folder: Path | str, producer: str, option: str = "--input") ->
 def require_file(
     folder: Path | str, name: str, producer: str, stage: str | tuple[str, ...] | None = None, option: str = "--input"
 ) -> tuple[Path, str]:
-    """Locate one file of a finished upstream artefact and check it against its manifest.
+    """Locate one file of a finished upstream artefact and check it against its manifest
+    (:func:`locate_file`, then :func:`check_digest` of the file's sha256).
 
     Parameters
     ----------
@@ -102,6 +103,24 @@ def require_file(
         Folder, manifest or file missing, wrong stage, a file the manifest does not list, or a
         file changed since it was written.
     """
+    path, expected = locate_file(folder, name, producer, stage, option)
+    digest = sha256_file(path)
+    check_digest(path, expected, digest, producer)
+    return path, digest
+
+
+def locate_file(
+    folder: Path | str, name: str, producer: str, stage: str | tuple[str, ...] | None = None, option: str = "--input"
+) -> tuple[Path, str]:
+    """The path of one file of a finished upstream artefact and the sha256 its manifest lists.
+
+    Parameters are those of :func:`require_file`; the file itself is not read.
+
+    Raises
+    ------
+    FmnistError
+        Folder, manifest or file missing, wrong stage, or a file the manifest does not list.
+    """
     folder = Path(folder)
     manifest = read_manifest(folder, producer, option)
     stages = (stage,) if isinstance(stage, str) else stage
@@ -118,13 +137,16 @@ def require_file(
         raise FmnistError(
             f"{path} is not listed in {folder / MANIFEST}, so it was not written by that run; run `{producer}` again"
         )
-    digest = sha256_file(path)
+    return path, expected
+
+
+def check_digest(path: Path, expected: str, digest: str, producer: str) -> None:
+    """Raise FmnistError unless ``digest`` (the file's sha256) is the ``expected`` one of its manifest."""
     if expected != digest:
         raise FmnistError(
             f"{path} does not match the sha256 in its manifest (changed or damaged since it was written); "
             f"run `{producer}` again"
         )
-    return path, digest
 
 
 def load_npz(

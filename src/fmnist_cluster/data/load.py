@@ -3,11 +3,12 @@ are read the same way by every later stage."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from fmnist_cluster.artefacts import load_npz, require_file
+from fmnist_cluster.artefacts import check_digest, load_npz, locate_file, sha256_file
 from fmnist_cluster.data.dataset import DATA_FILE, Dataset, check_labels
 from fmnist_cluster.errors import FmnistError
 
@@ -45,8 +46,14 @@ def load_dataset(
         Missing folder, manifest or file; a folder of another stage; wrong arrays; labels out of
         range; labels and features that disagree.
     """
-    path, digest = require_file(folder, DATA_FILE, producer, stage=stages, option=option)
-    arrays = load_npz(path, ("x_train", "x_test"), producer)
+    path, expected = locate_file(folder, DATA_FILE, producer, stage=stages, option=option)
+    with ThreadPoolExecutor(1) as pool:  # hashing and reading run side by side: both release the GIL
+        hashing = pool.submit(sha256_file, path)
+        try:
+            arrays = load_npz(path, ("x_train", "x_test"), producer)
+        finally:  # a damaged file is reported as damaged, even when it cannot be read
+            digest = hashing.result()
+            check_digest(path, expected, digest, producer)
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     for name, x in (("x_train", x_train), ("x_test", x_test)):
         if x.dtype != np.float32 or x.ndim not in (2, 4):

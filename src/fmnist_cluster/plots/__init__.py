@@ -5,6 +5,7 @@ for :meth:`fmnist_cluster.artefacts.StageRun.save_bytes`.
 Figures use the non-interactive Agg backend, so they render on machines with no screen.
 
 * :mod:`~fmnist_cluster.plots.common`: backend, PNG bytes, label colours.
+* :mod:`~fmnist_cluster.plots.render`: :class:`FigureRenderer`, figures drawn in worker processes.
 * :mod:`~fmnist_cluster.plots.images`: image grids and montages.
 * :mod:`~fmnist_cluster.plots.clustering`: ``cluster``, ``embed`` and decoding figures.
 * :mod:`~fmnist_cluster.plots.cnn`: ``train-cnn`` figures.
@@ -38,6 +39,7 @@ from fmnist_cluster.plots.images import (
     tile_figure,
     titled_tiles,
 )
+from fmnist_cluster.plots.render import FigureRenderer
 from fmnist_cluster.plots.som import (
     SOM_MARKERS,
     som_history,
@@ -53,6 +55,7 @@ from fmnist_cluster.plots.tune import tune_history, tune_importances, tune_paret
 __all__ = [
     "DPI",
     "SOM_MARKERS",
+    "FigureRenderer",
     "as_images",
     "confusion_matrix",
     "contingency_heatmap",

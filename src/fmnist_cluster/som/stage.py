@@ -14,7 +14,6 @@ from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.device import resolve_device
 from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
 from fmnist_cluster.som.analysis import analyse
-from fmnist_cluster.som.base import SomEstimator
 from fmnist_cluster.som.batch import BatchSOM
 from fmnist_cluster.som.minisom_engine import MiniSomEngine
 from fmnist_cluster.som.trainer import CHECKPOINT, train
@@ -138,30 +137,49 @@ def run_train_som(
                     train(engine, x_fit, progress=progress, checkpoint=ckpt, resume=resume)
                 else:
                     train(engine, x_fit, progress=progress)
-        with run.timer("analyse"):
-            n_classes = dataset.n_classes
-            units = getattr(engine, "fit_units_", None)
-            metrics, arrays = analyse(engine, x_fit, y_fit, x_test, y_test, n_classes, config.train.chunk_size, units)
-            if config.train.pool:  # the test rows were trained on: their scores are in-sample, and say so
-                for key in [k for k in ("test_qe", "test_te", "test_accuracy") if k in metrics]:
-                    metrics[f"{key}_in_sample"] = metrics.pop(key)
-        metrics = {
-            "engine": config.som.engine,
-            "n_fit": len(x_fit),
-            "n_test": len(x_test),
-            "pooled": config.train.pool,
-            "test_is_held_out": not config.train.pool,
-            "in_sample": ["qe", "te", "train_accuracy"]
-            + ([f"{k}_in_sample" for k in ("test_qe", "test_te", "test_accuracy")] if config.train.pool else []),
-            "n_features": int(x_fit.shape[1]),
-            "epochs_run": engine.n_epochs_,
-            "train_seconds": round(engine.train_seconds_, 3),
-            **metrics,
-            "history": engine.history_,
-        }
-        with run.timer("figures"):
-            names = label_names(n_classes, dataset.class_names)
-            _save_figures(run, plots, config, engine, arrays, metrics, names, x_fit, dataset.is_image)
+        with plots.FigureRenderer(workers=2) as figures:
+            # the figures of the trained map are drawn in worker processes while it is analysed
+            grid, history = engine.grid_, engine.history_
+            title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
+            pngs = {"history.png": figures.submit(plots.som_history, history, title)}
+            if x_fit.shape[1] == 784:
+                pngs["prototypes.png"] = figures.submit(plots.som_prototypes, engine.weights_, grid.rows, grid.cols)
+            with run.timer("analyse"):
+                n_classes = dataset.n_classes
+                units = getattr(engine, "fit_units_", None)
+                metrics, arrays = analyse(
+                    engine, x_fit, y_fit, x_test, y_test, n_classes, config.train.chunk_size, units
+                )
+                if config.train.pool:  # the test rows were trained on: their scores are in-sample, and say so
+                    for key in [k for k in ("test_qe", "test_te", "test_accuracy") if k in metrics]:
+                        metrics[f"{key}_in_sample"] = metrics.pop(key)
+            metrics = {
+                "engine": config.som.engine,
+                "n_fit": len(x_fit),
+                "n_test": len(x_test),
+                "pooled": config.train.pool,
+                "test_is_held_out": not config.train.pool,
+                "in_sample": ["qe", "te", "train_accuracy"]
+                + ([f"{k}_in_sample" for k in ("test_qe", "test_te", "test_accuracy")] if config.train.pool else []),
+                "n_features": int(x_fit.shape[1]),
+                "epochs_run": engine.n_epochs_,
+                "train_seconds": round(engine.train_seconds_, 3),
+                **metrics,
+                "history": history,
+            }
+            with run.timer("figures"):
+                names = label_names(n_classes, dataset.class_names)
+                _submit_figures(
+                    pngs, figures, plots, config, grid, title, arrays, metrics, names, x_fit, dataset.is_image
+                )
+                for name in _FIGURE_ORDER:
+                    if name in pngs:
+                        run.save_bytes(name, pngs[name].result())
+        run.save_text(
+            "outlier_neurons.csv",
+            "neuron,row,col,hits\n"
+            + "".join(f"{k},{k // grid.cols},{k % grid.cols},{arrays['hits'][k]}\n" for k in arrays["outliers"]),
+        )
         run.save_npz("som.npz", **{k: v for k, v in arrays.items() if k not in ("bmu_fit", "dist_fit")})
         run.save_json("metrics.json", metrics)
         run.commit()
@@ -169,58 +187,55 @@ def run_train_som(
     return metrics
 
 
-def _save_figures(
-    run: StageRun,
+#: the figures of ``train-som``, in the order they are written
+_FIGURE_ORDER = (
+    "history.png",
+    "u_matrix.png",
+    "hit_map.png",
+    "outliers.png",
+    "labels_map.png",
+    "prototypes.png",
+    "winners.png",
+    "largest_qe.png",
+)
+
+
+def _submit_figures(
+    pngs: dict[str, Any],
+    figures: Any,
     plots: Any,
     config: Any,
-    engine: SomEstimator,
+    grid: Any,
+    title: str,
     arrays: dict[str, np.ndarray],
     metrics: dict[str, Any],
     names: list[str],
     x_fit: np.ndarray,
     is_image: bool,
 ) -> None:
-    grid = engine.grid_
-    png = plots.figure_png
-    title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
-    run.save_bytes("history.png", png(plots.som_history(engine.history_, title)))
-    run.save_bytes(
-        "u_matrix.png",
-        png(plots.som_u_matrix(arrays["u_matrix"], grid.coords, grid.topology, arrays.get("dominant"), names, title)),
+    """Hand the figures that need the analysis to ``figures`` (a FigureRenderer), into ``pngs``."""
+    coords, topology = grid.coords, grid.topology
+    pngs["u_matrix.png"] = figures.submit(
+        plots.som_u_matrix, arrays["u_matrix"], coords, topology, arrays.get("dominant"), names, title
     )
-    run.save_bytes("hit_map.png", png(plots.som_hit_map(arrays["hits"], grid.coords, grid.topology, title)))
-    run.save_bytes(
-        "outliers.png",
-        png(plots.som_outliers(arrays["hits"], arrays["outliers"], grid.cols, *metrics["outlier_fences"])),
-    )
-    run.save_text(
-        "outlier_neurons.csv",
-        "neuron,row,col,hits\n"
-        + "".join(f"{k},{k // grid.cols},{k % grid.cols},{arrays['hits'][k]}\n" for k in arrays["outliers"]),
+    pngs["hit_map.png"] = figures.submit(plots.som_hit_map, arrays["hits"], coords, topology, title)
+    pngs["outliers.png"] = figures.submit(
+        plots.som_outliers, arrays["hits"], arrays["outliers"], grid.cols, *metrics["outlier_fences"]
     )
     if "dominant" in arrays:
-        run.save_bytes(
-            "labels_map.png",
-            png(plots.som_labels_map(arrays["dominant"], arrays["purity"], grid.coords, grid.topology, names, title)),
+        pngs["labels_map.png"] = figures.submit(
+            plots.som_labels_map, arrays["dominant"], arrays["purity"], coords, topology, names, title
         )
-    if x_fit.shape[1] == 784:
-        run.save_bytes("prototypes.png", png(plots.som_prototypes(engine.weights_, grid.rows, grid.cols)))
-        if is_image:
-            chosen = _winner_neurons(config.analysis.winner_neurons, arrays["hits"])
-            groups = []
-            for k in chosen:
-                members = np.nonzero(arrays["bmu_fit"] == k)[0]
-                members = members[np.argsort(arrays["dist_fit"][members], kind="stable")]
-                groups.append((k, x_fit[members[: config.analysis.n_winner_samples]], len(members)))
-            run.save_bytes("winners.png", png(plots.som_winner_samples(groups, grid.cols)))
-            n = min(config.analysis.n_largest_qe, len(x_fit))
-            worst = np.argsort(-arrays["dist_fit"], kind="stable")[:n]
-            titles = [f"qe {arrays['dist_fit'][i]:.2f}" for i in worst]
-            run.save_bytes(
-                "largest_qe.png",
-                png(
-                    plots.montage(
-                        x_fit[worst], titles, ncols=10, suptitle=f"{n} samples with the largest quantisation error"
-                    )
-                ),
-            )
+    if x_fit.shape[1] != 784 or not is_image:
+        return
+    groups = []
+    for k in _winner_neurons(config.analysis.winner_neurons, arrays["hits"]):
+        members = np.nonzero(arrays["bmu_fit"] == k)[0]
+        members = members[np.argsort(arrays["dist_fit"][members], kind="stable")]
+        groups.append((k, x_fit[members[: config.analysis.n_winner_samples]], len(members)))
+    pngs["winners.png"] = figures.submit(plots.som_winner_samples, groups, grid.cols)
+    n = min(config.analysis.n_largest_qe, len(x_fit))
+    worst = np.argsort(-arrays["dist_fit"], kind="stable")[:n]
+    titles = [f"qe {arrays['dist_fit'][i]:.2f}" for i in worst]
+    suptitle = f"{n} samples with the largest quantisation error"
+    pngs["largest_qe.png"] = figures.submit(plots.montage, x_fit[worst], titles, ncols=10, suptitle=suptitle)

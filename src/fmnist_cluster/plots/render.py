@@ -1,0 +1,85 @@
+"""Rendering many figures at once: :class:`FigureRenderer` draws them in worker processes.
+
+Drawing a figure and compressing its PNG run on one core, so a stage that ends with a handful
+of figures leaves the other cores idle while it draws them one after the other. The renderer
+forks up to ``workers`` processes that draw figures side by side, and a stage can hand it the
+first figures while it goes on computing what the others need. The bytes are the same as
+:func:`~fmnist_cluster.plots.common.figure_png` makes in the calling process.
+
+Workers are forked (they start in milliseconds and share the parent's imports); where ``fork``
+is not available, or with ``workers=1``, every figure is drawn in the calling process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from fmnist_cluster.plots.common import figure_png
+
+
+def _png(plot: Callable[..., Figure], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    return figure_png(plot(*args, **kwargs))
+
+
+class FigureRenderer:
+    """Draws figures to PNG bytes, in up to ``workers`` forked processes.
+
+    Use it as a context manager; leaving the block waits for the figures still being drawn.
+
+    Parameters
+    ----------
+    workers : int
+        Processes that draw figures side by side; 1 draws each figure in the calling process
+        when it is submitted.
+
+    Examples
+    --------
+    >>> with FigureRenderer(workers=2) as figures:                    # doctest: +SKIP
+    ...     png = figures.submit(plots.som_hit_map, hits, coords, "rectangular", "map")
+    ...     data = png.result()
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._pool: Executor | None = None
+
+    @staticmethod
+    def can_fork() -> bool:
+        """Whether worker processes can be forked here (Linux; other systems draw inline)."""
+        return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+    def __enter__(self) -> FigureRenderer:
+        if self.workers > 1 and self.can_fork():
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+            self._pool = None
+
+    def submit(self, plot: Callable[..., Figure], *args: Any, **kwargs: Any) -> Future[bytes]:
+        """Draw ``plot(*args, **kwargs)`` (a module-level function returning a Figure) as PNG.
+
+        Returns
+        -------
+        Future of bytes
+            ``result()`` gives the PNG, or raises what drawing raised.
+        """
+        if self._pool is not None:
+            return self._pool.submit(_png, plot, args, kwargs)
+        done: Future[bytes] = Future()
+        try:
+            done.set_result(_png(plot, args, kwargs))
+        except Exception as exc:  # handed over as the pool would, through result()
+            done.set_exception(exc)
+        return done
