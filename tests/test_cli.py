@@ -80,3 +80,22 @@ def test_parser_errors_end_in_one_error_line(monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit) as ended:
         cli.main()
     assert ended.value.code == 0 and "fmnist-cluster" in capsys.readouterr().out
+
+
+def test_the_process_ends_with_its_output_flushed_and_its_exit_code(tmp_path) -> None:
+    """main() ends the process with os._exit: piped (block-buffered) output must still arrive."""
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "fmnist_cluster", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("fmnist-cluster ")
+    done = run("preprocess", "--source", "sample", "--out", str(tmp_path / "data"))
+    assert done.returncode == 0 and "preprocess: 6000 train" in done.stdout + done.stderr, done.stderr
+    assert (tmp_path / "data" / "manifest.json").is_file()
+    bad = run("preprocess", "--source", "sample", "--set", "nope=1", "--out", str(tmp_path / "other"))
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "nope" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -427,3 +427,38 @@ def test_cli_empty_input_is_one_line(tmp_path: Path) -> None:
 def test_cli_missing_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train-som", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "preprocess" in result.output
+
+
+def test_two_smallest_finds_the_best_two_columns_with_ties_to_the_first() -> None:
+    from fmnist_cluster.som import two_smallest
+
+    d = torch.tensor([[3.0, 1.0, 2.0, 1.0], [0.5, 4.0, 0.25, 9.0], [7.0, 7.0, 7.0, 7.0]])
+    b1, b2 = two_smallest(d.clone())
+    assert b1.tolist() == [1, 2, 0] and b2.tolist() == [3, 0, 1]
+    rng = np.random.default_rng(0)
+    big = torch.from_numpy(rng.random((300, 50), dtype=np.float32))
+    order = np.argsort(big.numpy(), axis=1, kind="stable")
+    b1, b2 = two_smallest(big.clone())
+    assert np.array_equal(b1.numpy(), order[:, 0]) and np.array_equal(b2.numpy(), order[:, 1])
+
+
+def test_flush_subnormal_zeroes_only_subnormal_values() -> None:
+    from fmnist_cluster.som import flush_subnormal
+
+    t = torch.tensor([1e-40, -1e-40, 1e-37, -2.0, 0.0], dtype=torch.float32)
+    assert flush_subnormal(t).tolist() == [0.0, 0.0, pytest.approx(1e-37), -2.0, 0.0]
+
+
+def test_a_map_trained_at_a_small_width_holds_no_subnormal_weights() -> None:
+    """A gaussian at sigma 0.3 underflows a few cells away; subnormal weights slow every search.
+
+    Two groups of rows on disjoint columns (like the always-dark corner pixels of Fashion-MNIST):
+    without the flush, 120 of this map's weights are subnormal."""
+    from fmnist_cluster.som import BatchSOM
+
+    rng = np.random.default_rng(1)
+    x = np.zeros((400, 16), np.float32)
+    x[:200, :8], x[200:, 8:] = rng.random((200, 8)), rng.random((200, 8))
+    w = BatchSOM(rows=10, cols=10, sigma=3.0, sigma_end=0.3, epochs=6, random_state=0).fit(x).weights_
+    tiny = np.finfo(np.float32).tiny
+    assert not ((w != 0) & (np.abs(w) < tiny)).any()
