@@ -14,6 +14,7 @@ from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.device import resolve_device
 from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
 from fmnist_cluster.som.analysis import analyse
+from fmnist_cluster.som.base import SomEstimator
 from fmnist_cluster.som.batch import BatchSOM
 from fmnist_cluster.som.minisom_engine import MiniSomEngine
 from fmnist_cluster.som.trainer import CHECKPOINT, train
@@ -147,26 +148,10 @@ def run_train_som(
             with run.timer("analyse"):
                 n_classes = dataset.n_classes
                 units = getattr(engine, "fit_units_", None)
-                metrics, arrays = analyse(
+                analysed, arrays = analyse(
                     engine, x_fit, y_fit, x_test, y_test, n_classes, config.train.chunk_size, units
                 )
-                if config.train.pool:  # the test rows were trained on: their scores are in-sample, and say so
-                    for key in [k for k in ("test_qe", "test_te", "test_accuracy") if k in metrics]:
-                        metrics[f"{key}_in_sample"] = metrics.pop(key)
-            metrics = {
-                "engine": config.som.engine,
-                "n_fit": len(x_fit),
-                "n_test": len(x_test),
-                "pooled": config.train.pool,
-                "test_is_held_out": not config.train.pool,
-                "in_sample": ["qe", "te", "train_accuracy"]
-                + ([f"{k}_in_sample" for k in ("test_qe", "test_te", "test_accuracy")] if config.train.pool else []),
-                "n_features": int(x_fit.shape[1]),
-                "epochs_run": engine.n_epochs_,
-                "train_seconds": round(engine.train_seconds_, 3),
-                **metrics,
-                "history": history,
-            }
+            metrics = _summary(config, engine, len(x_fit), len(x_test), x_fit.shape[1], analysed)
             with run.timer("figures"):
                 names = label_names(n_classes, dataset.class_names)
                 _submit_figures(
@@ -185,6 +170,30 @@ def run_train_som(
         run.commit()
     ckpt.unlink(missing_ok=True)
     return metrics
+
+
+def _summary(
+    config: Any, engine: SomEstimator, n_fit: int, n_test: int, n_features: int, analysed: dict[str, Any]
+) -> dict[str, Any]:
+    """``metrics.json``: the run, the analysis and the training history."""
+    pooled = config.train.pool
+    if pooled:  # the test rows were trained on: their scores are in-sample, and say so
+        for key in [k for k in ("test_qe", "test_te", "test_accuracy") if k in analysed]:
+            analysed[f"{key}_in_sample"] = analysed.pop(key)
+    return {
+        "engine": config.som.engine,
+        "n_fit": n_fit,
+        "n_test": n_test,
+        "pooled": pooled,
+        "test_is_held_out": not pooled,
+        "in_sample": ["qe", "te", "train_accuracy"]
+        + ([f"{k}_in_sample" for k in ("test_qe", "test_te", "test_accuracy")] if pooled else []),
+        "n_features": int(n_features),
+        "epochs_run": engine.n_epochs_,
+        "train_seconds": round(engine.train_seconds_, 3),
+        **analysed,
+        "history": engine.history_,
+    }
 
 
 #: the figures of ``train-som``, in the order they are written
