@@ -84,13 +84,20 @@ def test_parser_errors_end_in_one_error_line(monkeypatch, capsys) -> None:
 
 def test_the_process_ends_with_its_output_flushed_and_its_exit_code(tmp_path) -> None:
     """main() ends the process with os._exit: piped (block-buffered) output must still arrive."""
+    import os
     import subprocess
     import sys
 
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # piped output is block-buffered
+
     def run(*args: str) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "fmnist_cluster", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=env)
 
+    script = "import sys; from fmnist_cluster import cli; "
+    script += "sys.stdout.write('out'); sys.stderr.write('err'); cli._exit(3)"
+    direct = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert (direct.returncode, direct.stdout, direct.stderr) == (3, "out", "err")
     version = run("--version")
     assert version.returncode == 0 and version.stdout.startswith("fmnist-cluster ")
     done = run("preprocess", "--source", "sample", "--out", str(tmp_path / "data"))

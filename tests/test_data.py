@@ -372,3 +372,24 @@ def test_failed_run_keeps_the_previous_artefact(idx_dir: Path, tmp_path: Path) -
     bad = runner.invoke(app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--out", str(out)])
     assert bad.exit_code == 2
     assert (out / "data.npz").read_bytes() == before and (out / "manifest.json").exists()
+
+
+def test_a_data_file_that_cannot_be_read_ends_in_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_dataset hashes data.npz beside reading it; a read error there is a one-line error too."""
+    import fmnist_cluster.data.load as load_module
+    from fmnist_cluster.errors import FmnistError
+
+    result = runner.invoke(app, ["preprocess", "--source", "sample", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    digest = load_dataset(tmp_path / "o")[1]
+
+    def unreadable(path: Path) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(load_module, "sha256_file", unreadable)
+    with pytest.raises(FmnistError, match=r"cannot read .*data\.npz \(Permission denied\)"):
+        load_dataset(tmp_path / "o")
+    monkeypatch.setattr(load_module, "sha256_file", lambda path: "0" * 64)
+    with pytest.raises(FmnistError, match="does not match the sha256 in its manifest"):
+        load_dataset(tmp_path / "o")
+    assert len(digest) == 64

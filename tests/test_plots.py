@@ -136,3 +136,27 @@ def test_figure_renderer_gives_the_bytes_figure_png_gives(workers: int) -> None:
 def test_figure_renderer_rejects_no_workers() -> None:
     with pytest.raises(ValueError, match="workers must be >= 1"):
         plots.FigureRenderer(workers=0)
+
+
+def _sigint_plot() -> matplotlib.figure.Figure:
+    """A figure whose title says how the drawing process treats Ctrl-C."""
+    import signal
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.set_title("ignored" if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else "handled")
+    return fig
+
+
+def test_figure_workers_leave_ctrl_c_to_the_parent() -> None:
+    if not plots.FigureRenderer.can_fork():
+        pytest.skip("no fork on this system: figures are drawn in the calling process")
+    expected = {}
+    for title in ("ignored", "handled"):
+        fig = _sigint_plot()
+        fig.axes[0].set_title(title)
+        expected[title] = plots.figure_png(fig)
+    with plots.FigureRenderer(workers=2) as figures:
+        png = figures.submit(_sigint_plot).result()
+    assert png == expected["ignored"] != expected["handled"]

@@ -52,7 +52,10 @@ def load_dataset(
         try:
             arrays = load_npz(path, ("x_train", "x_test"), producer)
         finally:  # a damaged file is reported as damaged, even when it cannot be read
-            digest = hashing.result()
+            try:
+                digest = hashing.result()
+            except OSError as exc:
+                raise FmnistError(f"cannot read {path} ({exc.strerror or exc}); check the file's permissions") from None
             check_digest(path, expected, digest, producer)
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     for name, x in (("x_train", x_train), ("x_test", x_test)):

@@ -7,12 +7,14 @@ first figures while it goes on computing what the others need. The bytes are the
 :func:`~fmnist_cluster.plots.common.figure_png` makes in the calling process.
 
 Workers are forked (they start in milliseconds and share the parent's imports); where ``fork``
-is not available, or with ``workers=1``, every figure is drawn in the calling process.
+is not available, or with ``workers=1``, every figure is drawn in the calling process. A figure
+function must not run torch code: the workers may be forked after torch's thread pool started.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -26,6 +28,13 @@ from fmnist_cluster.plots.common import figure_png
 
 def _png(plot: Callable[..., Figure], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     return figure_png(plot(*args, **kwargs))
+
+
+def _worker_setup() -> None:
+    """A worker leaves Ctrl-C to its parent (which shuts the pool down and reports it once) and
+    writes, if ever, to the real stderr, not to a console whose lock another thread held at fork."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
 class FigureRenderer:
@@ -59,7 +68,9 @@ class FigureRenderer:
 
     def __enter__(self) -> FigureRenderer:
         if self.workers > 1 and self.can_fork():
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_setup
+            )
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

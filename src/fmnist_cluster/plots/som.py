@@ -163,9 +163,9 @@ def som_labels_map(
 def som_prototypes(weights: np.ndarray, rows: int, cols: int) -> Figure:
     """Every neuron's weights as a 28x28 tile, in grid order (row 0 at the top).
 
-    Each weight is drawn as a whole number of screen pixels (as many as make the picture at
-    least 4 inches wide): crisp tiles, and no resampling to pay for. Maps wider than 16 inches at
-    one pixel per weight are shrunk to 16 inches.
+    The grid is sized at a whole number of screen pixels per weight (as many as make the picture
+    at least 4 inches wide; the title and margins take a few pixels back), so the tiles stay
+    crisp. Maps wider than 16 inches at one pixel per weight are shrunk to 16 inches.
     """
     tiles = as_images(np.asarray(weights).reshape(rows * cols, -1))
     side = tiles.shape[2]

@@ -4,6 +4,7 @@ and write ``som.npz``, ``metrics.json`` and the figures."""
 from __future__ import annotations
 
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,14 @@ def run_train_som(
                 _submit_figures(
                     pngs, figures, plots, config, grid, title, arrays, metrics, names, x_fit, dataset.is_image
                 )
-                for name in _FIGURE_ORDER:
-                    if name in pngs:
-                        run.save_bytes(name, pngs[name].result())
+                try:
+                    for name in _FIGURE_ORDER:
+                        if name in pngs:
+                            run.save_bytes(name, pngs[name].result())
+                except BrokenProcessPool:
+                    raise FmnistError(
+                        "a process drawing the figures ended unexpectedly (out of memory?); run train-som again"
+                    ) from None
         run.save_text(
             "outlier_neurons.csv",
             "neuron,row,col,hits\n"
