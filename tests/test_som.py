@@ -371,6 +371,30 @@ def test_cli_train_som_batch_writes_artefact(data_dir: Path, tmp_path: Path) -> 
     assert sha256_file(outs[0] / "som.npz") == sha256_file(outs[1] / "som.npz")
 
 
+def test_cli_train_som_a_figure_process_that_dies_ends_in_one_error(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A figure worker killed (e.g. out of memory) breaks the pool: one error line, no artefact."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from fmnist_cluster.plots import FigureRenderer
+
+    def broken(self: FigureRenderer, plot: object, *args: object, **kwargs: object) -> Future:
+        future: Future = Future()
+        future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+        return future
+
+    monkeypatch.setattr(FigureRenderer, "submit", broken)
+    out = tmp_path / "som"
+    result = runner.invoke(app, ["train-som", "--input", str(data_dir), "--out", str(out), *SMALL])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: a process drawing the figures ended unexpectedly"), result.output
+    assert "Traceback" not in result.output
+    assert sorted(f.name for f in out.iterdir()) == ["checkpoint.npz"]  # kept for --resume, no artefact
+
+
 def test_cli_train_som_minisom_hexagonal_on_features(tmp_path: Path) -> None:
     feats = _features_artefact(tmp_path / "enc", 40, 12, 16)
     out = tmp_path / "som"
