@@ -486,3 +486,14 @@ def test_a_map_trained_at_a_small_width_holds_no_subnormal_weights() -> None:
     w = BatchSOM(rows=10, cols=10, sigma=3.0, sigma_end=0.3, epochs=6, random_state=0).fit(x).weights_
     tiny = np.finfo(np.float32).tiny
     assert not ((w != 0) & (np.abs(w) < tiny)).any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39])
+def test_engines_refuse_features_that_are_not_finite(bad: float) -> None:
+    from fmnist_cluster.som import BatchSOM, MiniSomEngine
+
+    x = np.random.default_rng(0).random((20, 4))
+    x[3, 2] = bad
+    for engine in (BatchSOM(rows=2, cols=2, epochs=1), MiniSomEngine(rows=2, cols=2, epochs=1)):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            engine.fit(x)

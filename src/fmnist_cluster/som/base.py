@@ -88,9 +88,12 @@ class SomEstimator(TransformerMixin, BaseEstimator):
 
     def _check_x(self, X: np.ndarray, fitted: bool = True) -> np.ndarray:
         """``X`` as a float32 (N, D) array; with ``fitted`` also as wide as the trained map."""
-        x = np.asarray(X, dtype=np.float32)
+        with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
+            x = np.asarray(X, dtype=np.float32)
         if x.ndim != 2 or len(x) == 0:
             raise ValueError(f"features must be a non-empty (N, D) array, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("features hold NaN or infinite values (or values too large for float32)")
         if fitted:
             check_is_fitted(self, "weights_")
             if x.shape[1] != self.weights_.shape[1]:
