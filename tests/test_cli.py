@@ -106,3 +106,16 @@ def test_the_process_ends_with_its_output_flushed_and_its_exit_code(tmp_path) ->
     bad = run("preprocess", "--source", "sample", "--set", "nope=1", "--out", str(tmp_path / "other"))
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "nope" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_an_out_path_with_brackets_is_shown_as_it_is(tmp_path) -> None:
+    """Rich markup in the summary line must not eat '[run1]' or choke on '[/]' in a folder name."""
+    from typer.testing import CliRunner
+
+    from fmnist_cluster.cli import app
+
+    for name in ("outputs[run1]", "a[/]b"):
+        out = tmp_path / name
+        result = CliRunner().invoke(app, ["preprocess", "--source", "sample", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert f"->{out}/data.npz" in "".join(result.output.split()), result.output  # wrapping aside

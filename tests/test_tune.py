@@ -86,6 +86,19 @@ def test_low_above_high_is_one_line_naming_the_key(tmp_path: Path, data_dir: Pat
     assert len(lines) == 1 and "space.som.sigma" in lines[0] and "low (5.0) > high (1.0)" in lines[0]
 
 
+def test_a_damaged_study_journal_is_one_line_and_not_overwritten(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "t"
+    out.mkdir()
+    journal = out / "study.journal"
+    journal.write_text('{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}\ngarbage{\n')
+    before = journal.read_bytes()
+    result = runner.invoke(app, ["tune", "--input", str(data_dir), "--out", str(out), "--set", "n_trials=1"])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "study.journal" in lines[0] and "is damaged" in lines[0], result.output
+    assert journal.read_bytes().startswith(before)  # nothing of it destroyed
+
+
 def test_unknown_space_key_is_an_error(tmp_path: Path) -> None:
     cfg = load_config(TuneConfig, _config(tmp_path, space={"som.sigmaa": {"low": 1, "high": 2}}))
     from fmnist_cluster.tune import check_space as _check_space

@@ -125,6 +125,11 @@ def _run(call: Callable[[], Any]) -> Any:
     return result
 
 
+def _shown(path: Path) -> str:
+    """A user's path inside a line of rich markup: ``[`` in a folder name is text, not a style."""
+    return escape(str(path))
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"fmnist-cluster {__version__}")
@@ -176,7 +181,7 @@ def preprocess(
     metrics = _stage("preprocess", out, {"path": data}, partial(run_preprocess, cfg, out))
     console.print(
         f"[green]preprocess[/]: {metrics['n_train']} train + {metrics['n_test']} test images, "
-        f"{metrics['n_classes']} classes -> {out}/data.npz"
+        f"{metrics['n_classes']} classes -> {_shown(out)}/data.npz"
     )
 
 
@@ -232,7 +237,9 @@ def cluster(
         ari = f" ARI {s['ari']:.3f}" if s.get("ari") is not None else ""
         noise = f" noise {s['noise_share']:.1%}" if name in ("dbscan", "hdbscan") else ""
         parts.append(f"{name} k={s['n_clusters']}{ari}{noise}")
-    console.print(f"[green]cluster[/]: {summary['n']} rows, {summary['dims']} dims: {'; '.join(parts)} -> {out}")
+    console.print(
+        f"[green]cluster[/]: {summary['n']} rows, {summary['dims']} dims: {'; '.join(parts)} -> {_shown(out)}"
+    )
     for line in summary["explanation"] or summary["decoding"]:
         console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
@@ -260,10 +267,10 @@ def embed(
     summary = _stage("embed", out, {"input": input_dir}, partial(run_embed, cfg, input_dir, out))
     console.print(
         f"[green]embed[/]: {summary['n']} rows, methods {', '.join(summary['methods'])}; "
-        f"PC1+PC2 explain {summary['pca_2_variance']:.1%} -> {out}/embedding.npz"
+        f"PC1+PC2 explain {summary['pca_2_variance']:.1%} -> {_shown(out)}/embedding.npz"
     )
     for method, why in summary["skipped"].items():
-        console.print(f"  {method} skipped: {why}", highlight=False, soft_wrap=True)
+        console.print(f"  {method} skipped: {escape(why)}", highlight=False, soft_wrap=True)
 
 
 # -- report -------------------------------------------------------------------------------
@@ -296,7 +303,7 @@ def report(
     console.print(
         f"[green]report[/]: {summary['n_inputs']} artefact(s), {summary['n_figures']} figures, "
         f"{summary['n_tables']} tables, explorer of {summary['explorer_points']} points "
-        f"-> {out}/report.html ({summary['html_bytes'] / 1e6:.1f} MB), {out}/report.md"
+        f"-> {_shown(out)}/report.html ({summary['html_bytes'] / 1e6:.1f} MB), {_shown(out)}/report.md"
     )
 
 
@@ -336,7 +343,7 @@ def train_som(
         acc = f", accuracy {m['test_accuracy_in_sample']:.3f} on the test rows (in-sample: pooled, trained on them)"
     console.print(
         f"[green]train-som[/]: {m['engine']} {cfg.som.rows}x{cfg.som.cols} on {m['n_fit']} rows in "
-        f"{m['train_seconds']:.1f} s: QE {m['qe']:.3f}, TE {m['te']:.4f}{acc} -> {out}"
+        f"{m['train_seconds']:.1f} s: QE {m['qe']:.3f}, TE {m['te']:.4f}{acc} -> {_shown(out)}"
     )
 
 
@@ -378,7 +385,7 @@ def tune(
     s = _stage("tune", out, {"input": input_dir}, partial(run_tune, cfg, input_dir, out))
     console.print(
         f"[green]tune[/]: {s['n_complete']} finished trials ({s['n_pruned']} pruned); best #{s['best_trial']}: "
-        f"held-out QE {s['best_qe']:.3f}, TE {s['best_te']:.4f} -> {out}/best.yaml"
+        f"held-out QE {s['best_qe']:.3f}, TE {s['best_te']:.4f} -> {_shown(out)}/best.yaml"
     )
 
 
@@ -419,7 +426,7 @@ def train_cnn(
     console.print(
         f"[green]train-cnn[/]: test accuracy {100 * m['test_accuracy']:.2f} % ({m['n_right']}/{m['n_test']} right), "
         f"K={m['n_classes']}, {m['epochs_run']} epochs in {m['train_seconds']:.0f} s "
-        f"({m['train_images_per_s']:.0f} images/s), best epoch {m['best_epoch']} -> {out}/model.pt"
+        f"({m['train_images_per_s']:.0f} images/s), best epoch {m['best_epoch']} -> {_shown(out)}/model.pt"
     )
 
 
@@ -471,7 +478,7 @@ def encode(
     m = _stage("encode", out, inputs, partial(run_encode, cfg, model, input_dir, out))
     console.print(
         f"[green]encode[/]: layer '{m['layer']}', {m['n_train']} train + {m['n_test']} test images -> "
-        f"{m['dim']} features each in {m['seconds']:.1f} s ({m['images_per_s']:.0f} images/s) -> {out}/data.npz"
+        f"{m['dim']} features each in {m['seconds']:.1f} s ({m['images_per_s']:.0f} images/s) -> {_shown(out)}/data.npz"
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun, figure_name
+from fmnist_cluster.cluster.estimators import sample_rows
 from fmnist_cluster.config import TSNE_METHODS, EmbedConfig, ReduceConfig
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.features import FeatureSet, load_features
@@ -196,9 +197,8 @@ def run_embed(
             coords["pca"], ratios = pca_embedding(x, config.pca_components, config.seed)
         task.advance(1)
         if "tsne" in methods:
-            rows = np.arange(n)
-            if config.tsne.max_points is not None and n > config.tsne.max_points:
-                rows = np.sort(np.random.default_rng(config.seed).choice(n, config.tsne.max_points, replace=False))
+            limit = config.tsne.max_points
+            rows = np.arange(n) if limit is None else sample_rows(n, limit, config.seed)
             full = np.full((n, 2), np.nan, dtype=np.float32)
             with run.timer("tsne"):
                 full[rows] = tsne_embedding(

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from fmnist_cluster.cluster.estimators import sample_rows
+
 CHUNK = 256
 
 
@@ -49,9 +51,7 @@ def neighbourhood_scores(
     n = len(x)
     if not 1 <= k < n / 2:
         raise ValueError(f"k must be between 1 and {int(np.ceil(n / 2)) - 1} for {n} rows, got {k}")
-    queries = np.arange(n)
-    if points is not None and n > points:
-        queries = np.sort(np.random.default_rng(seed).choice(n, points, replace=False))
+    queries = np.arange(n) if points is None else sample_rows(n, points, seed)
     emb_nn = NearestNeighbors(n_neighbors=k + 1).fit(embedding)
     emb_idx = _without_self(emb_nn.kneighbors(embedding[queries], return_distance=False), queries, k)
     penalty, kept = 0.0, 0

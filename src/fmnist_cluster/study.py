@@ -38,7 +38,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -87,6 +87,7 @@ def _driver_url(url: str) -> str:
 
 
 _OPEN_ATTEMPTS = 5
+T = TypeVar("T")
 
 
 def open_storage(
@@ -103,34 +104,77 @@ def open_storage(
             return StudyStorage(JournalStorage(JournalFileBackend(str(path))), str(path), False)
         except OSError as exc:
             raise FmnistError(f"cannot open the study journal {path} ({exc.strerror}); pass a writable --out") from None
-    shown = shown_url(url)
-    for attempt in range(_OPEN_ATTEMPTS):
-        try:
-            storage = optuna.storages.RDBStorage(
-                _driver_url(url),
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-                if max_retry
-                else None,
-            )
-            return StudyStorage(storage, shown, True)
-        except optuna.exceptions.StorageInternalError:
-            # workers opening one new database at once race to create its tables; the loser's
-            # commit fails, and the tables are there a moment later
-            if attempt == _OPEN_ATTEMPTS - 1:
-                raise FmnistError(
-                    f"cannot set up Optuna's tables in {shown} ({_OPEN_ATTEMPTS} attempts); check --storage"
-                ) from None
-            time.sleep(0.2 * (attempt + 1))
-        except Exception as exc:  # database URLs fail with many driver-specific types
+        except ValueError as exc:  # a line that is not JSON, or not an Optuna record
             raise FmnistError(
-                f"cannot open Optuna storage {shown} ({type(exc).__name__}: {_first_line(exc)}); check --storage"
+                f"the study journal {path} is damaged ({type(exc).__name__}: {first_line(exc)}); "
+                f"remove it to start the study afresh, or pass another --out"
             ) from None
+    shown = shown_url(url)
+
+    def connect() -> StudyStorage:
+        storage = optuna.storages.RDBStorage(
+            _driver_url(url),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if max_retry else None,
+        )
+        return StudyStorage(storage, shown, True)
+
+    # workers opening one new database at once race to create its tables; the loser's commit
+    # fails, and the tables are there a moment later
+    return set_up_with_retries(connect, shown, optuna.exceptions.StorageInternalError, _OPEN_ATTEMPTS, 0.2, 0.2)
+
+
+def set_up_with_retries(
+    call: Callable[[], T],
+    shown: str,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...],
+    attempts: int,
+    first_pause: float,
+    pause_step: float,
+) -> T:
+    """``call()``, run again after a growing pause while it raises ``retry_on``: workers setting
+    up one new study database at once race, and the loser succeeds a moment later.
+
+    Parameters
+    ----------
+    call : callable
+        Opens the storage or creates the study.
+    shown : str
+        The storage as errors name it (no password).
+    retry_on : exception type or tuple of them
+        What the race raises.
+    attempts : int
+        Calls at most (1: no retry).
+    first_pause, pause_step : float
+        Seconds before the second call, and the increase before each later one.
+
+    Raises
+    ------
+    FmnistError
+        ``call`` raised ``retry_on`` ``attempts`` times, or something else but ``ValueError``.
+    ValueError
+        Passed on: the caller says what it means.
+    """
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ValueError:
+            raise
+        except Exception as exc:  # database URLs fail with many driver-specific types
+            why = f"{type(exc).__name__}: {first_line(exc)}"
+            if not isinstance(exc, retry_on) or attempts == 1:
+                raise FmnistError(f"cannot open Optuna storage {shown} ({why}); check --storage") from None
+            if attempt == attempts - 1:
+                raise FmnistError(
+                    f"cannot set up Optuna in {shown} ({attempts} attempts; {why}); check --storage"
+                ) from None
+            time.sleep(first_pause + pause_step * attempt)
     raise AssertionError("unreachable")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (drivers' messages run to many lines)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else ""
 
@@ -208,20 +252,17 @@ def worker_seed(seed: int, slot: int, n_existing: int, host: str | None) -> int:
 
 
 # -- dead workers and the budget ---------------------------------------------------------
-def fail_dead_trials(study: Any, store: StudyStorage, out_dir: Path, max_retry: int) -> list[int]:
-    """Fail the running trials of dead workers and queue their retries; their numbers."""
+def fail_dead_trials(study: Any, store: StudyStorage, out_dir: Path, max_retry: int) -> None:
+    """Fail the running trials of dead workers and queue their retries."""
     import copy
 
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
-    if store.is_rdb:
-        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    if store.is_rdb:  # heartbeats: Optuna knows which trials are stale
         optuna.storages.fail_stale_trials(study)
-        after = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        return sorted(t.number for t in after if t.number not in before)
-    failed = []
+        return
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         info = trial.user_attrs.get(WORKER_ATTR)
@@ -236,12 +277,10 @@ def fail_dead_trials(study: Any, store: StudyStorage, out_dir: Path, max_retry: 
             study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first, or it finished meanwhile
-        failed.append(trial.number)
         if max_retry:  # the retry must not inherit the dead worker's identity
             frozen = copy.deepcopy(study._storage.get_trial(trial._trial_id))
             frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k != WORKER_ATTR}
             RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
-    return failed
 
 
 def counts(study: Any) -> tuple[int, int]:

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fmnist_cluster.artefacts import StageRun
+from fmnist_cluster.artefacts import StageRun, figure_name
 from fmnist_cluster.config import ReportConfig
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.report.document import Section, Table, fmt, slug
@@ -143,7 +143,7 @@ def run_report(config: ReportConfig, folders: list[Path | str], out_dir: Path | 
             run.add_input(path, digest)
         for s in sections:
             for fig in s.figures:
-                run.save_bytes(f"figures/{fig.name}.png", fig.png)
+                run.save_bytes(figure_name(fig.name), fig.png)
         for png in strips:
             run.save_bytes(f"figures/{page.cell_files[id(png)]}", png)
         html_page = render_html(page)

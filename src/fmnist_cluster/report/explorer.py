@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster.cluster import ALGORITHMS
+from fmnist_cluster.cluster.estimators import sample_rows
 from fmnist_cluster.config import ReportConfig
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.report.document import Section
@@ -175,9 +176,7 @@ def build_explorer(
         emb = embeds[0]
         coords = read_npz(emb.folder, EMBEDDING_FILE, "embed", inputs, ("index",))
         n = len(coords["index"])
-        rows = np.arange(n)
-        if n > config.max_points:
-            rows = np.sort(np.random.default_rng(config.seed).choice(n, config.max_points, replace=False))
+        rows = sample_rows(n, config.max_points, config.seed)
         for method in ("pca", "tsne", "umap"):
             if method in coords:
                 xy = np.asarray(coords[method], dtype=np.float32)[rows]

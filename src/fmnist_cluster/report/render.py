@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from fmnist_cluster.artefacts import figure_name
 from fmnist_cluster.report.document import Cell, Figure, Section, Table, html_text, md_text
 from fmnist_cluster.report.evidence import GROUP_ORDER
 from fmnist_cluster.report.findings import Block
@@ -103,7 +104,7 @@ def _html_section(section: Section) -> str:
         inner = f'<div class="figs">{"".join(_html_figure(f) for f in figs if f.inline)}</div>'
         linked = [f for f in figs if not f.inline]
         if linked:
-            files = ", ".join(f'<a href="figures/{f.name}.png">{html_text(f.caption)}</a>' for f in linked)
+            files = ", ".join(f'<a href="{figure_name(f.name)}">{html_text(f.caption)}</a>' for f in linked)
             explorer = '<a href="#explorer-section">explorer</a>'
             inner += f'<p class="note">Interactive in the {explorer}; static copies: {files}.</p>'
         opened = " open" if len(figs) - len(linked) <= OPEN_FIGURES else ""
@@ -191,6 +192,6 @@ def render_markdown(page: Page) -> str:
             lines += [md_table(table, page, titles), ""]
         for group, figs in figure_groups(section.figures):
             lines += [f"**{md_text(group)}**", ""]
-            lines += [f"![{md_text(f.caption)}](figures/{f.name}.png)\n" for f in figs]
+            lines += [f"![{md_text(f.caption)}]({figure_name(f.name)})\n" for f in figs]
     lines += ["## Artefacts", "", md_table(page.overview, page, titles, heading=False)]
     return "\n".join(lines)

@@ -9,14 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.config.som import NEIGHBOURHOODS
+from fmnist_cluster.config.som import LR_DECAYS, NEIGHBOURHOODS, ORDERS, SIGMA_DECAYS
 from fmnist_cluster.som.base import SomEstimator, Step
 from fmnist_cluster.som.grid import SomGrid, best_units, check_choice, epoch_metrics
 
 MINISOM_NEIGHBOURHOODS = NEIGHBOURHOODS
-ORDERS = ("random", "sequential")
-LR_DECAYS = ("asymptotic_decay", "inverse_decay_to_zero", "linear_decay_to_zero")
-SIGMA_DECAYS = ("asymptotic_decay", "inverse_decay_to_one", "linear_decay_to_one")
 
 
 class MiniSomEngine(SomEstimator):
@@ -57,6 +54,9 @@ class MiniSomEngine(SomEstimator):
         Single-sample updates run.
     minisom_ : minisom.MiniSom
         The trained MiniSom.
+    fit_units_ : tuple of ndarray
+        Best unit, second-best unit and distance to the best unit of every training row under
+        the trained map (the last ``history_`` entry's QE and TE come from them).
     """
 
     def __init__(
@@ -137,7 +137,8 @@ class MiniSomEngine(SomEstimator):
         the weights); the fitted attributes are set when the generator is exhausted.
         """
         self._check_params()
-        x = self._check_x(X, fitted=False).astype(np.float64)
+        x32 = self._check_x(X, fitted=False)
+        x = x32.astype(np.float64)  # MiniSom's own arithmetic
         t0 = time.perf_counter()
         som = self.build(x.shape[1])
         if self.init == "pca":
@@ -160,7 +161,7 @@ class MiniSomEngine(SomEstimator):
             entry, w = None, None
             if (t + 1) % n == 0 and t + 1 < run:
                 w = som.get_weights().reshape(-1, x.shape[1])
-                entry = {"epoch": (t + 1) // n, "step": t + 1, **self._errors(w, x, grid)}
+                entry = {"epoch": (t + 1) // n, "step": t + 1, **epoch_metrics(grid, *best_units(w, x32))}
                 history.append(entry)
             if entry is not None or (t + 1) % step_block == 0:
                 yield Step(t + 1, run, entry, w)
@@ -168,13 +169,9 @@ class MiniSomEngine(SomEstimator):
         self.train_seconds_ = time.perf_counter() - t0
         self.weights_ = som.get_weights().reshape(-1, x.shape[1]).astype(np.float32)
         self.grid_ = grid
-        history.append({"epoch": run / n, "step": run, **self._errors(self.weights_, x, grid)})
+        self.fit_units_ = best_units(self.weights_, x32)
+        history.append({"epoch": run / n, "step": run, **epoch_metrics(grid, *self.fit_units_)})
         self.history_ = history
         self.n_epochs_ = run / n
         self.steps_ = run
         self.minisom_ = som
-
-    @staticmethod
-    def _errors(w: np.ndarray, x: np.ndarray, grid: SomGrid) -> dict[str, float]:
-        bmu, bmu2, dist = best_units(w, x)
-        return epoch_metrics(grid, bmu, bmu2, dist)

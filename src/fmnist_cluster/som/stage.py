@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
+from fmnist_cluster.cluster.estimators import sample_rows
 from fmnist_cluster.device import resolve_device
 from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
 from fmnist_cluster.som.analysis import analyse
@@ -105,22 +106,16 @@ def run_train_som(
         The metrics written to ``metrics.json``.
     """
     from fmnist_cluster import plots
-    from fmnist_cluster.data import label_names, load_dataset
+    from fmnist_cluster.data import load_dataset
 
     out_dir = Path(out_dir)
     engine = make_engine(config)
     with user_errors("train-som config"):
         engine._check_params()
-    dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")
-    if len(dataset.x_train) == 0:
-        raise FmnistError(
-            f"{Path(input_dir) / 'data.npz'} has no training samples; run preprocess on a non-empty source"
-        )
+    dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")  # refuses no rows
     x_fit, y_fit = _fit_data(dataset, config.train.pool)
-    x_test = flatten(dataset.x_test)
-    y_test = dataset.y_test
     if config.train.limit is not None and config.train.limit < len(x_fit):
-        pick = np.sort(np.random.default_rng(config.seed).choice(len(x_fit), config.train.limit, replace=False))
+        pick = sample_rows(len(x_fit), config.train.limit, config.seed)
         x_fit = x_fit[pick]
         y_fit = None if y_fit is None else y_fit[pick]
     if resume and config.som.engine != "batch":
@@ -139,33 +134,15 @@ def run_train_som(
                     train(engine, x_fit, progress=progress, checkpoint=ckpt, resume=resume)
                 else:
                     train(engine, x_fit, progress=progress)
-        with plots.FigureRenderer(workers=2) as figures:
-            # the figures of the trained map are drawn in worker processes while it is analysed
-            grid, history = engine.grid_, engine.history_
-            title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
-            pngs = {"history.png": figures.submit(plots.som_history, history, title)}
-            if x_fit.shape[1] == 784:
-                pngs["prototypes.png"] = figures.submit(plots.som_prototypes, engine.weights_, grid.rows, grid.cols)
-            with run.timer("analyse"):
-                n_classes = dataset.n_classes
-                units = getattr(engine, "fit_units_", None)
-                analysed, arrays = analyse(
-                    engine, x_fit, y_fit, x_test, y_test, n_classes, config.train.chunk_size, units
-                )
-            metrics = _summary(config, engine, len(x_fit), len(x_test), x_fit.shape[1], analysed)
-            with run.timer("figures"):
-                names = label_names(n_classes, dataset.class_names)
-                _submit_figures(
-                    pngs, figures, plots, config, grid, title, arrays, metrics, names, x_fit, dataset.is_image
-                )
-                try:
-                    for name in _FIGURE_ORDER:
-                        if name in pngs:
-                            run.save_bytes(name, pngs[name].result())
-                except BrokenProcessPool:
-                    raise FmnistError(
-                        "a process drawing the figures ended unexpectedly (out of memory?); run train-som again"
-                    ) from None
+        try:
+            metrics, arrays, pngs = _analyse_and_draw(run, plots, config, engine, dataset, x_fit, y_fit)
+        except BrokenProcessPool:
+            raise FmnistError(
+                "a process drawing the figures ended unexpectedly (out of memory?); run train-som again"
+            ) from None
+        for name, png in pngs.items():
+            run.save_bytes(name, png)
+        grid = engine.grid_
         run.save_text(
             "outlier_neurons.csv",
             "neuron,row,col,hits\n"
@@ -176,6 +153,31 @@ def run_train_som(
         run.commit()
     ckpt.unlink(missing_ok=True)
     return metrics
+
+
+def _analyse_and_draw(
+    run: StageRun, plots: Any, config: Any, engine: SomEstimator, dataset: Any, x_fit: np.ndarray, y_fit: Any
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+    """Analyse the trained map while worker processes draw its figures; (metrics, arrays, PNGs)."""
+    from fmnist_cluster.data import label_names
+
+    x_test = flatten(dataset.x_test)
+    with plots.FigureRenderer(workers=2) as figures:
+        grid = engine.grid_
+        title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
+        pngs = {"history.png": figures.submit(plots.som_history, engine.history_, title)}
+        if x_fit.shape[1] == 784:
+            pngs["prototypes.png"] = figures.submit(plots.som_prototypes, engine.weights_, grid.rows, grid.cols)
+        with run.timer("analyse"):
+            n_classes = dataset.n_classes
+            analysed, arrays = analyse(
+                engine, x_fit, y_fit, x_test, dataset.y_test, n_classes, config.train.chunk_size, engine.fit_units_
+            )
+        metrics = _summary(config, engine, len(x_fit), len(x_test), x_fit.shape[1], analysed)
+        with run.timer("figures"):
+            names = label_names(n_classes, dataset.class_names)
+            _submit_figures(pngs, figures, plots, config, grid, title, arrays, metrics, names, x_fit, dataset.is_image)
+            return metrics, arrays, {name: future.result() for name, future in pngs.items()}
 
 
 def _summary(
@@ -200,19 +202,6 @@ def _summary(
         **analysed,
         "history": engine.history_,
     }
-
-
-#: the figures of ``train-som``, in the order they are written
-_FIGURE_ORDER = (
-    "history.png",
-    "u_matrix.png",
-    "hit_map.png",
-    "outliers.png",
-    "labels_map.png",
-    "prototypes.png",
-    "winners.png",
-    "largest_qe.png",
-)
 
 
 def _submit_figures(

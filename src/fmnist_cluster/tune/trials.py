@@ -18,8 +18,10 @@ from fmnist_cluster.study import (
     StudyStorage,
     check_budget,
     fail_dead_trials,
+    first_line,
     open_storage,
     run_budget,
+    set_up_with_retries,
     worker_seed,
     worker_slot,
 )
@@ -42,19 +44,6 @@ def _sampler(config: TuneConfig, seed: int) -> Any:
     )
 
 
-def _create_with_retry(optuna: Any, kwargs: dict[str, Any], retry: bool) -> Any:
-    for attempt in range(6):
-        try:
-            return optuna.create_study(**kwargs)
-        except ValueError:
-            raise
-        except Exception:  # workers creating one new database at once can race; try again
-            if attempt == 5 or not retry:
-                raise
-            time.sleep(0.5 + 0.5 * attempt)
-    raise AssertionError("unreachable")
-
-
 def _create_or_load(config: TuneConfig, store: StudyStorage) -> Any:
     import optuna
 
@@ -69,16 +58,14 @@ def _create_or_load(config: TuneConfig, store: StudyStorage) -> Any:
     else:
         kwargs["direction"] = "minimize"
         kwargs["pruner"] = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    try:
-        study = _create_with_retry(optuna, kwargs, retry=store.is_rdb)
-    except ValueError as exc:
+    try:  # on a database, workers creating one new study at once can race: the loser tries again
+        study = set_up_with_retries(
+            lambda: optuna.create_study(**kwargs), store.shown, Exception, 6 if store.is_rdb else 1, 0.5, 0.5
+        )
+    except ValueError as exc:  # a record Optuna cannot read (other objectives are caught below)
         raise FmnistError(
-            f"study '{config.study_name}' in {store.shown} was made with other objectives ({exc}); "
-            f"use another --set study_name or storage"
-        ) from None
-    except Exception as exc:  # storage URLs fail with many driver-specific types
-        raise FmnistError(
-            f"cannot open Optuna storage {store.shown} ({type(exc).__name__}: {exc}); check --storage"
+            f"the study '{config.study_name}' in {store.shown} is damaged ({type(exc).__name__}: {first_line(exc)}); "
+            f"remove it to start afresh, or use another --set study_name, --out or --storage"
         ) from None
     want = 2 if config.objective == "pareto" else 1
     if len(study.directions) != want:
