@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 
 import pytest
@@ -74,12 +75,26 @@ def test_parser_errors_end_in_one_error_line(monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit) as ended:
         cli.main()
     assert ended.value.code == 2
+    assert gc.isenabled()  # main() imports with the garbage collector off, and turns it back on
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: Invalid value for '--epochs'")
     monkeypatch.setattr("sys.argv", ["fmnist-cluster", "--version"])
     with pytest.raises(SystemExit) as ended:
         cli.main()
     assert ended.value.code == 0 and "fmnist-cluster" in capsys.readouterr().out
+
+
+def test_collect_from_here_turns_the_collector_on_with_what_exists_frozen() -> None:
+    gc.disable()
+    try:
+        cli.collect_from_here()
+        frozen = gc.get_freeze_count()
+        assert gc.isenabled() and frozen > 0
+        cli.collect_from_here()  # once on, nothing more is frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+        gc.enable()
 
 
 def test_the_process_ends_with_its_output_flushed_and_its_exit_code(tmp_path) -> None:

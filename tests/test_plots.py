@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from fmnist_cluster import plots
+from fmnist_cluster.figure_workers import FigureRenderer
 
 
 def _tiles(n: int, side: int = 3) -> np.ndarray:
@@ -71,6 +72,47 @@ def test_image_strip_is_dark_on_white_with_grey_gaps() -> None:
     assert (strip[:, 28:30] == 200).all() and (strip[:, 58:60] == 200).all()
 
 
+def _decoded(png: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(png))
+    assert image.mode == "L"
+    return np.asarray(image)
+
+
+def test_tile_picture_is_dark_on_white_pixel_for_pixel() -> None:
+    tiles = np.stack([np.full((2, 2), v, np.float32) for v in (0.0, 1.0, 3.0)])
+    tiles[2, 0, 0] = np.nan
+    pixels = _decoded(plots.tile_picture_png(tiles, 2, gap=1))
+    margin = 4  # 4 x gap of white around the grid
+    grid = pixels[margin:-margin, margin:-margin]
+    assert grid.shape == (2 * 3 + 1, 2 * 3 + 1) and (pixels[:margin] == 255).all()
+    assert (grid[1:3, 1:3] == 255).all()  # the smallest value: white
+    assert (grid[1:3, 4:6] == 170).all()  # a third of the way to black
+    assert grid[4, 1] == 255 and (grid[4:6, 1:3].ravel()[1:] == 0).all()  # NaN white, the largest black
+    assert (grid[0] == 255).all() and (grid[:, 3] == 255).all() and (grid[4:6, 4:6] == 255).all()  # gaps, no tile
+    scaled = _decoded(plots.tile_picture_png(tiles, 2, gap=1, scale=3))
+    assert np.array_equal(scaled[margin:-margin, margin:-margin], np.repeat(np.repeat(grid, 3, 0), 3, 1))
+    with pytest.raises(ValueError, match="scale must be >= 1"):
+        plots.tile_picture_png(tiles, 2, scale=0)
+
+
+def test_tile_picture_title_sits_above_and_widens_a_narrow_picture() -> None:
+    tiles = np.linspace(0, 1, 4 * 9, dtype=np.float32).reshape(4, 3, 3)
+    plain = _decoded(plots.tile_picture_png(tiles, 2))
+    titled = _decoded(plots.tile_picture_png(tiles, 2, title="A title much wider than the tiles $x$"))
+    assert titled.shape[0] > plain.shape[0] and titled.shape[1] > plain.shape[1]
+    band = titled[: titled.shape[0] - plain.shape[0]]
+    assert band.min() < 100  # dark text
+    assert (titled[-plain.shape[0] :].min(axis=0) < 255).sum() == (plain.min(axis=0) < 255).sum()  # tiles intact
+
+
+def test_som_prototypes_are_one_pixel_per_weight_or_at_least_four_inches() -> None:
+    weights = np.random.default_rng(0).random((50 * 50, 784)).astype(np.float32)
+    big = _decoded(plots.som_prototypes(weights, 50, 50))
+    assert big.shape[1] == 50 * 28 + 51 * 2 + 2 * 8  # tiles, gaps and the margin
+    small = _decoded(plots.som_prototypes(weights[:4], 2, 2))
+    assert small.shape[1] >= 4 * plots.DPI
+
+
 @pytest.mark.parametrize("make", ["montage", "titled_tiles", "winners", "per_cluster"])
 def test_montages_render(make: str) -> None:
     images = np.random.default_rng(0).random((12, 784)).astype(np.float32)
@@ -118,24 +160,56 @@ def _fails(message: str) -> None:
     raise ValueError(message)
 
 
+def _gc_state() -> bytes:
+    """What a drawing process's garbage collector does, as bytes (as a picture function returns)."""
+    import gc
+
+    return f"enabled={gc.isenabled()} frozen={gc.get_freeze_count() > 0}".encode()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-def test_figure_renderer_gives_the_bytes_figure_png_gives(workers: int) -> None:
+def test_figure_renderer_gives_the_bytes_figure_png_gives(workers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plots, "fails", _fails, raising=False)  # figures are named in fmnist_cluster.plots
     hits = np.arange(12, dtype=np.int64)
+    coords = np.indices((3, 4)).reshape(2, -1).T
     grid = plots.image_grid(np.linspace(0, 1, 4 * 9, dtype=np.float32).reshape(4, 3, 3), ncols=2)
-    expected_hits = plots.figure_png(plots.som_hit_map(hits, np.indices((3, 4)).reshape(2, -1).T, "rectangular", "t"))
-    with plots.FigureRenderer(workers=workers) as figures:
-        first = figures.submit(plots.som_hit_map, hits, np.indices((3, 4)).reshape(2, -1).T, "rectangular", "t")
-        second = figures.submit(plots.montage, grid[None].repeat(3, 0), ["a", "b", "c"], ncols=3)
-        failed = figures.submit(_fails, "no figure")
+    weights = np.random.default_rng(0).random((4, 784)).astype(np.float32)
+    expected_hits = plots.figure_png(plots.som_hit_map(hits, coords, "rectangular", "t"))
+    with FigureRenderer(workers=workers) as figures:
+        first = figures.submit("som_hit_map", hits, coords, "rectangular", "t")
+        second = figures.submit("montage", grid[None].repeat(3, 0), ["a", "b", "c"], ncols=3)
+        picture = figures.submit("som_prototypes", weights, 2, 2)  # PNG bytes drawn pixel for pixel
+        failed = figures.submit("fails", "no figure")
+        unknown = figures.submit("no_such_figure")
     assert first.result() == expected_hits
     assert second.result()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture.result() == plots.som_prototypes(weights, 2, 2)
     with pytest.raises(ValueError, match="no figure"):
         failed.result()
+    with pytest.raises(AttributeError, match="no_such_figure"):
+        unknown.result()
 
 
 def test_figure_renderer_rejects_no_workers() -> None:
     with pytest.raises(ValueError, match="workers must be >= 1"):
-        plots.FigureRenderer(workers=0)
+        FigureRenderer(workers=0)
+
+
+def test_figure_workers_collect_garbage_without_the_plotting_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forked from a command line that starts with the collector off, a worker turns it on, with
+    the objects of its imports frozen out of it."""
+    import gc
+
+    if not FigureRenderer.can_fork():
+        pytest.skip("no fork on this system: figures are drawn in the calling process")
+    monkeypatch.setattr(plots, "gc_state", _gc_state, raising=False)
+    gc.disable()
+    try:
+        with FigureRenderer(workers=2) as figures:
+            state = figures.submit("gc_state").result()
+    finally:
+        gc.enable()
+    assert state == b"enabled=True frozen=True"
 
 
 def _sigint_plot() -> matplotlib.figure.Figure:
@@ -149,14 +223,15 @@ def _sigint_plot() -> matplotlib.figure.Figure:
     return fig
 
 
-def test_figure_workers_leave_ctrl_c_to_the_parent() -> None:
-    if not plots.FigureRenderer.can_fork():
+def test_figure_workers_leave_ctrl_c_to_the_parent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plots, "sigint_plot", _sigint_plot, raising=False)
+    if not FigureRenderer.can_fork():
         pytest.skip("no fork on this system: figures are drawn in the calling process")
     expected = {}
     for title in ("ignored", "handled"):
         fig = _sigint_plot()
         fig.axes[0].set_title(title)
         expected[title] = plots.figure_png(fig)
-    with plots.FigureRenderer(workers=2) as figures:
-        png = figures.submit(_sigint_plot).result()
+    with FigureRenderer(workers=2) as figures:
+        png = figures.submit("sigint_plot").result()
     assert png == expected["ignored"] != expected["handled"]

@@ -378,7 +378,7 @@ def test_cli_train_som_a_figure_process_that_dies_ends_in_one_error(
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from fmnist_cluster.plots import FigureRenderer
+    from fmnist_cluster.figure_workers import FigureRenderer
 
     def broken(self: FigureRenderer, plot: object, *args: object, **kwargs: object) -> Future:
         future: Future = Future()

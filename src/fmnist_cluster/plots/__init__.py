@@ -1,11 +1,11 @@
 """Every figure of the toolkit. Functions take arrays (or, for ``tune``, the Optuna study), return
 a matplotlib Figure, and never touch the disk; :func:`figure_png` turns a figure into PNG bytes
-for :meth:`fmnist_cluster.artefacts.StageRun.save_bytes`.
+for :meth:`fmnist_cluster.artefacts.StageRun.save_bytes`. Pictures drawn pixel for pixel (the
+SOM prototypes, image strips) are returned as PNG bytes directly.
 
 Figures use the non-interactive Agg backend, so they render on machines with no screen.
 
 * :mod:`~fmnist_cluster.plots.common`: backend, PNG bytes, label colours.
-* :mod:`~fmnist_cluster.plots.render`: :class:`FigureRenderer`, figures drawn in worker processes.
 * :mod:`~fmnist_cluster.plots.images`: image grids and montages.
 * :mod:`~fmnist_cluster.plots.clustering`: ``cluster``, ``embed`` and decoding figures.
 * :mod:`~fmnist_cluster.plots.cnn`: ``train-cnn`` figures.
@@ -37,9 +37,9 @@ from fmnist_cluster.plots.images import (
     montage,
     stack_rows,
     tile_figure,
+    tile_picture_png,
     titled_tiles,
 )
-from fmnist_cluster.plots.render import FigureRenderer
 from fmnist_cluster.plots.som import (
     SOM_MARKERS,
     som_history,
@@ -55,7 +55,6 @@ from fmnist_cluster.plots.tune import tune_history, tune_importances, tune_paret
 __all__ = [
     "DPI",
     "SOM_MARKERS",
-    "FigureRenderer",
     "as_images",
     "confusion_matrix",
     "contingency_heatmap",
@@ -84,6 +83,7 @@ __all__ = [
     "som_winner_samples",
     "stack_rows",
     "tile_figure",
+    "tile_picture_png",
     "titled_tiles",
     "tune_history",
     "tune_importances",

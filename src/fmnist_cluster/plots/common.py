@@ -35,7 +35,9 @@ def grey_png(pixels: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="L").save(buf, format="PNG", optimize=True)
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="L").save(
+        buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL
+    )
     return buf.getvalue()
 
 

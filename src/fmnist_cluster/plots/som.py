@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fmnist_cluster.plots.common import DPI, label_colours
-from fmnist_cluster.plots.images import as_images, stack_rows, tile_figure
+from fmnist_cluster.plots.images import as_images, stack_rows, tile_figure, tile_picture_png
 
 SOM_MARKERS = ("o", "s", "p", "*", "^", "1", "h", "x", "+", "d")
 
@@ -160,24 +160,17 @@ def som_labels_map(
     return fig
 
 
-def som_prototypes(weights: np.ndarray, rows: int, cols: int) -> Figure:
-    """Every neuron's weights as a 28x28 tile, in grid order (row 0 at the top).
+def som_prototypes(weights: np.ndarray, rows: int, cols: int) -> bytes:
+    """Every neuron's weights as a 28x28 tile in grid order (row 0 at the top), as PNG bytes.
 
-    The grid is sized at a whole number of screen pixels per weight (as many as make the picture
-    at least 4 inches wide; the title and margins take a few pixels back), so the tiles stay
-    crisp. Maps wider than 16 inches at one pixel per weight are shrunk to 16 inches.
+    Drawn pixel for pixel (:func:`~fmnist_cluster.plots.images.tile_picture_png`), at a whole
+    number of screen pixels per weight: one, or as many as make the picture at least 4 inches
+    wide, so the tiles stay crisp at any map size.
     """
     tiles = as_images(np.asarray(weights).reshape(rows * cols, -1))
-    side = tiles.shape[2]
-    scale = max(1, math.ceil(4 * DPI / (cols * side)))
-    tile_inches = scale * side / DPI if cols * side * scale <= 16 * DPI else 16 / cols
-    return tile_figure(
-        tiles,
-        cols,
-        title=f"Prototypes: the weights of all {rows}x{cols} neurons in grid order",
-        tile_inches=tile_inches,
-        title_size=11,
-    )
+    scale = max(1, math.ceil(4 * DPI / (cols * tiles.shape[2])))
+    title = f"Prototypes: the weights of all {rows}x{cols} neurons in grid order"
+    return tile_picture_png(tiles, cols, title=title, scale=scale)
 
 
 def som_winner_samples(groups: Sequence[tuple[int, np.ndarray, int]], cols: int, per_row: int = 10) -> Figure:

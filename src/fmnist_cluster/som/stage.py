@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.cluster.estimators import sample_rows
 from fmnist_cluster.device import resolve_device
 from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
+from fmnist_cluster.figure_workers import FigureRenderer
 from fmnist_cluster.som.analysis import analyse
 from fmnist_cluster.som.base import SomEstimator
 from fmnist_cluster.som.batch import BatchSOM
@@ -86,6 +88,7 @@ def run_train_som(
     out_dir: Path | str,
     progress: Progress = NULL_PROGRESS,
     resume: bool = False,
+    figures: FigureRenderer | None = None,
 ) -> dict[str, Any]:
     """The ``train-som`` stage: train a map on a feature artefact and analyse it.
 
@@ -99,85 +102,94 @@ def run_train_som(
     progress : Progress
     resume : bool
         Continue from ``out_dir/checkpoint.npz`` (written after every epoch of the batch engine).
+    figures : FigureRenderer, optional
+        Draws the figures; by default the stage opens one (two workers) before it loads the
+        data. The command line opens it before torch is imported, so that the workers start
+        from a small process and import matplotlib while the stage's own imports run.
 
     Returns
     -------
     dict
         The metrics written to ``metrics.json``.
     """
-    from fmnist_cluster import plots
     from fmnist_cluster.data import load_dataset
 
     out_dir = Path(out_dir)
     engine = make_engine(config)
     with user_errors("train-som config"):
         engine._check_params()
-    dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")  # refuses no rows
-    x_fit, y_fit = _fit_data(dataset, config.train.pool)
-    if config.train.limit is not None and config.train.limit < len(x_fit):
-        pick = sample_rows(len(x_fit), config.train.limit, config.seed)
-        x_fit = x_fit[pick]
-        y_fit = None if y_fit is None else y_fit[pick]
     if resume and config.som.engine != "batch":
         raise FmnistError("--resume works with som.engine 'batch' only (MiniSom has no per-epoch checkpoint)")
-    ckpt = out_dir / CHECKPOINT
-    if resume and not ckpt.is_file():
-        warnings.warn(f"--resume: no checkpoint in {out_dir}; training from the start", SomWarning, stacklevel=2)
     with user_errors("train.device"):
         resolve_device(config.train.device)
-    torch.manual_seed(config.seed)
-    with StageRun("train-som", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
-        run.add_input(Path(input_dir) / "data.npz", digest)
-        with run.timer("train"):
-            with user_errors("train-som"):
-                if isinstance(engine, BatchSOM):
-                    train(engine, x_fit, progress=progress, checkpoint=ckpt, resume=resume)
-                else:
-                    train(engine, x_fit, progress=progress)
-        try:
-            metrics, arrays, pngs = _analyse_and_draw(run, plots, config, engine, dataset, x_fit, y_fit)
-        except BrokenProcessPool:
-            raise FmnistError(
-                "a process drawing the figures ended unexpectedly (out of memory?); run train-som again"
-            ) from None
-        for name, png in pngs.items():
-            run.save_bytes(name, png)
-        grid = engine.grid_
-        run.save_text(
-            "outlier_neurons.csv",
-            "neuron,row,col,hits\n"
-            + "".join(f"{k},{k // grid.cols},{k % grid.cols},{arrays['hits'][k]}\n" for k in arrays["outliers"]),
-        )
-        run.save_npz("som.npz", **{k: v for k, v in arrays.items() if k not in ("bmu_fit", "dist_fit")})
-        run.save_json("metrics.json", metrics)
-        run.commit()
+    with FigureRenderer(workers=2) if figures is None else nullcontext(figures) as figures:
+        dataset, digest = load_dataset(input_dir, "fmnist-cluster preprocess (or encode)")  # refuses no rows
+        x_fit, y_fit = _fit_data(dataset, config.train.pool)
+        if config.train.limit is not None and config.train.limit < len(x_fit):
+            pick = sample_rows(len(x_fit), config.train.limit, config.seed)
+            x_fit = x_fit[pick]
+            y_fit = None if y_fit is None else y_fit[pick]
+        ckpt = out_dir / CHECKPOINT
+        if resume and not ckpt.is_file():
+            warnings.warn(f"--resume: no checkpoint in {out_dir}; training from the start", SomWarning, stacklevel=2)
+        torch.manual_seed(config.seed)
+        with StageRun("train-som", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
+            run.add_input(Path(input_dir) / "data.npz", digest)
+            with run.timer("train"):
+                with user_errors("train-som"):
+                    if isinstance(engine, BatchSOM):
+                        train(engine, x_fit, progress=progress, checkpoint=ckpt, resume=resume)
+                    else:
+                        train(engine, x_fit, progress=progress)
+            try:
+                metrics, arrays, pngs = _analyse_and_draw(run, figures, config, engine, dataset, x_fit, y_fit)
+            except BrokenProcessPool:
+                raise FmnistError(
+                    "a process drawing the figures ended unexpectedly (out of memory?); run train-som again"
+                ) from None
+            for name, png in pngs.items():
+                run.save_bytes(name, png)
+            grid = engine.grid_
+            run.save_text(
+                "outlier_neurons.csv",
+                "neuron,row,col,hits\n"
+                + "".join(f"{k},{k // grid.cols},{k % grid.cols},{arrays['hits'][k]}\n" for k in arrays["outliers"]),
+            )
+            run.save_npz("som.npz", **{k: v for k, v in arrays.items() if k not in ("bmu_fit", "dist_fit")})
+            run.save_json("metrics.json", metrics)
+            run.commit()
     ckpt.unlink(missing_ok=True)
     return metrics
 
 
 def _analyse_and_draw(
-    run: StageRun, plots: Any, config: Any, engine: SomEstimator, dataset: Any, x_fit: np.ndarray, y_fit: Any
+    run: StageRun,
+    figures: FigureRenderer,
+    config: Any,
+    engine: SomEstimator,
+    dataset: Any,
+    x_fit: np.ndarray,
+    y_fit: Any,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-    """Analyse the trained map while worker processes draw its figures; (metrics, arrays, PNGs)."""
+    """Analyse the trained map while ``figures`` draws its first figures; (metrics, arrays, PNGs)."""
     from fmnist_cluster.data import label_names
 
     x_test = flatten(dataset.x_test)
-    with plots.FigureRenderer(workers=2) as figures:
-        grid = engine.grid_
-        title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
-        pngs = {"history.png": figures.submit(plots.som_history, engine.history_, title)}
+    grid = engine.grid_
+    title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
+    with run.timer("analyse"):
+        n_classes = dataset.n_classes
+        analysed, arrays = analyse(
+            engine, x_fit, y_fit, x_test, dataset.y_test, n_classes, config.train.chunk_size, engine.fit_units_
+        )
+    metrics = _summary(config, engine, len(x_fit), len(x_test), x_fit.shape[1], analysed)
+    with run.timer("figures"):
+        pngs = {"history.png": figures.submit("som_history", engine.history_, title)}
         if x_fit.shape[1] == 784:
-            pngs["prototypes.png"] = figures.submit(plots.som_prototypes, engine.weights_, grid.rows, grid.cols)
-        with run.timer("analyse"):
-            n_classes = dataset.n_classes
-            analysed, arrays = analyse(
-                engine, x_fit, y_fit, x_test, dataset.y_test, n_classes, config.train.chunk_size, engine.fit_units_
-            )
-        metrics = _summary(config, engine, len(x_fit), len(x_test), x_fit.shape[1], analysed)
-        with run.timer("figures"):
-            names = label_names(n_classes, dataset.class_names)
-            _submit_figures(pngs, figures, plots, config, grid, title, arrays, metrics, names, x_fit, dataset.is_image)
-            return metrics, arrays, {name: future.result() for name, future in pngs.items()}
+            pngs["prototypes.png"] = figures.submit("som_prototypes", engine.weights_, grid.rows, grid.cols)
+        names = label_names(n_classes, dataset.class_names)
+        _submit_figures(pngs, figures, config, grid, title, arrays, metrics, names, x_fit, dataset.is_image)
+        return metrics, arrays, {name: future.result() for name, future in pngs.items()}
 
 
 def _summary(
@@ -206,8 +218,7 @@ def _summary(
 
 def _submit_figures(
     pngs: dict[str, Any],
-    figures: Any,
-    plots: Any,
+    figures: FigureRenderer,
     config: Any,
     grid: Any,
     title: str,
@@ -220,15 +231,15 @@ def _submit_figures(
     """Hand the figures that need the analysis to ``figures`` (a FigureRenderer), into ``pngs``."""
     coords, topology = grid.coords, grid.topology
     pngs["u_matrix.png"] = figures.submit(
-        plots.som_u_matrix, arrays["u_matrix"], coords, topology, arrays.get("dominant"), names, title
+        "som_u_matrix", arrays["u_matrix"], coords, topology, arrays.get("dominant"), names, title
     )
-    pngs["hit_map.png"] = figures.submit(plots.som_hit_map, arrays["hits"], coords, topology, title)
+    pngs["hit_map.png"] = figures.submit("som_hit_map", arrays["hits"], coords, topology, title)
     pngs["outliers.png"] = figures.submit(
-        plots.som_outliers, arrays["hits"], arrays["outliers"], grid.cols, *metrics["outlier_fences"]
+        "som_outliers", arrays["hits"], arrays["outliers"], grid.cols, *metrics["outlier_fences"]
     )
     if "dominant" in arrays:
         pngs["labels_map.png"] = figures.submit(
-            plots.som_labels_map, arrays["dominant"], arrays["purity"], coords, topology, names, title
+            "som_labels_map", arrays["dominant"], arrays["purity"], coords, topology, names, title
         )
     if x_fit.shape[1] != 784 or not is_image:
         return
@@ -237,9 +248,9 @@ def _submit_figures(
         members = np.nonzero(arrays["bmu_fit"] == k)[0]
         members = members[np.argsort(arrays["dist_fit"][members], kind="stable")]
         groups.append((k, x_fit[members[: config.analysis.n_winner_samples]], len(members)))
-    pngs["winners.png"] = figures.submit(plots.som_winner_samples, groups, grid.cols)
+    pngs["winners.png"] = figures.submit("som_winner_samples", groups, grid.cols)
     n = min(config.analysis.n_largest_qe, len(x_fit))
     worst = np.argsort(-arrays["dist_fit"], kind="stable")[:n]
     titles = [f"qe {arrays['dist_fit'][i]:.2f}" for i in worst]
     suptitle = f"{n} samples with the largest quantisation error"
-    pngs["largest_qe.png"] = figures.submit(plots.montage, x_fit[worst], titles, ncols=10, suptitle=suptitle)
+    pngs["largest_qe.png"] = figures.submit("montage", x_fit[worst], titles, ncols=10, suptitle=suptitle)

@@ -1,4 +1,4 @@
-"""Rendering many figures at once: :class:`FigureRenderer` draws them in worker processes.
+"""Figures drawn in worker processes: :class:`FigureRenderer`.
 
 Drawing a figure and compressing its PNG run on one core, so a stage that ends with a handful
 of figures leaves the other cores idle while it draws them one after the other. The renderer
@@ -6,41 +6,61 @@ forks up to ``workers`` processes that draw figures side by side, and a stage ca
 first figures while it goes on computing what the others need. The bytes are the same as
 :func:`~fmnist_cluster.plots.common.figure_png` makes in the calling process.
 
-Workers are forked (they start in milliseconds and share the parent's imports); where ``fork``
-is not available, or with ``workers=1``, every figure is drawn in the calling process. A figure
-function must not run torch code: the workers may be forked after torch's thread pool started.
+Figures are named, not passed: ``submit("som_hit_map", ...)`` draws
+``fmnist_cluster.plots.som_hit_map``. The workers import the plotting package (matplotlib)
+themselves, as soon as they start, so the calling process never does: ``train-som`` opens the
+renderer before it loads its data, and the workers, forked from a small process with a clean
+heap, import matplotlib on the core the loading leaves idle (docs/benchmarks.md). This module
+imports nothing heavier than the standard library.
+
+Workers are forked (they start in milliseconds); where ``fork`` is not available, or with
+``workers=1``, every figure is drawn in the calling process. A figure function must not run
+torch code: the workers may be forked after torch's thread pool started.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
 import multiprocessing
 import signal
 import sys
-from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import Any
 
-from matplotlib.figure import Figure
+PLOTS = "fmnist_cluster.plots"
+"""The package whose functions :meth:`FigureRenderer.submit` names."""
 
-from fmnist_cluster.plots.common import figure_png
 
-
-def _png(plot: Callable[..., Figure], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    return figure_png(plot(*args, **kwargs))
+def _png(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    plots = importlib.import_module(PLOTS)
+    drawn = getattr(plots, name)(*args, **kwargs)
+    return drawn if isinstance(drawn, bytes) else plots.figure_png(drawn)
 
 
 def _worker_setup() -> None:
-    """A worker leaves Ctrl-C to its parent (which shuts the pool down and reports it once) and
-    writes, if ever, to the real stderr, not to a console whose lock another thread held at fork."""
+    """A worker leaves Ctrl-C to its parent (which shuts the pool down and reports it once),
+    writes, if ever, to the real stderr, not to a console whose lock another thread held at
+    fork, and imports the plotting package before its first figure; the objects of that import
+    are left out of garbage collection (full collections scanning them took 0.11 s of four SOM
+    figures, docs/benchmarks.md)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    importlib.import_module(PLOTS)
+    gc.freeze()
+    gc.enable()
+
+
+def _started() -> None:
+    """The first task: a ``ProcessPoolExecutor`` forks its workers at the first submission."""
 
 
 class FigureRenderer:
     """Draws figures to PNG bytes, in up to ``workers`` forked processes.
 
-    Use it as a context manager; leaving the block waits for the figures still being drawn.
+    Use it as a context manager: entering the block forks the workers, leaving it waits for the
+    figures still being drawn.
 
     Parameters
     ----------
@@ -51,7 +71,7 @@ class FigureRenderer:
     Examples
     --------
     >>> with FigureRenderer(workers=2) as figures:                    # doctest: +SKIP
-    ...     png = figures.submit(plots.som_hit_map, hits, coords, "rectangular", "map")
+    ...     png = figures.submit("som_hit_map", hits, coords, "rectangular", "map")
     ...     data = png.result()
     """
 
@@ -71,6 +91,7 @@ class FigureRenderer:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_setup
             )
+            self._pool.submit(_started)  # fork now, from the process as it is now
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -78,8 +99,9 @@ class FigureRenderer:
             self._pool.shutdown(wait=True, cancel_futures=kind is not None)
             self._pool = None
 
-    def submit(self, plot: Callable[..., Figure], *args: Any, **kwargs: Any) -> Future[bytes]:
-        """Draw ``plot(*args, **kwargs)`` (a module-level function returning a Figure) as PNG.
+    def submit(self, name: str, *args: Any, **kwargs: Any) -> Future[bytes]:
+        """Draw ``fmnist_cluster.plots.<name>(*args, **kwargs)`` (a function returning a Figure,
+        or PNG bytes) as PNG.
 
         Returns
         -------
@@ -87,10 +109,10 @@ class FigureRenderer:
             ``result()`` gives the PNG, or raises what drawing raised.
         """
         if self._pool is not None:
-            return self._pool.submit(_png, plot, args, kwargs)
+            return self._pool.submit(_png, name, args, kwargs)
         done: Future[bytes] = Future()
         try:
-            done.set_result(_png(plot, args, kwargs))
+            done.set_result(_png(name, args, kwargs))
         except Exception as exc:  # handed over as the pool would, through result()
             done.set_exception(exc)
         return done
