@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from fmnist_cluster.artefacts import StageRun, atomic_write_text, npz_bytes, read_manifest, require_file, sha256_file
+from fmnist_cluster.artefacts import (
+    StageRun,
+    atomic_write_text,
+    load_npz,
+    npz_bytes,
+    read_manifest,
+    require_file,
+    sha256_file,
+)
 from fmnist_cluster.cli import app
 from fmnist_cluster.data import load_dataset
 from fmnist_cluster.errors import FmnistError
@@ -32,6 +40,42 @@ def test_npz_keeps_shapes_of_scalars_and_strings(tmp_path: Path) -> None:
         for key, value in arrays.items():
             assert loaded[key].shape == value.shape
             np.testing.assert_array_equal(loaded[key], value)
+
+
+def test_mapped_npz_gives_the_arrays_numpy_reads_and_never_writes_the_file(tmp_path: Path) -> None:
+    big = np.arange(2 * 300_000, dtype=np.float32).reshape(2, 300_000)  # 2.4 MB: mapped
+    arrays = {
+        "big": big,
+        "fortran": np.asfortranarray(big.reshape(600, 1000)),
+        "small": np.arange(5),
+        "s": np.array("a"),
+    }
+    path = tmp_path / "a.npz"
+    path.write_bytes(npz_bytes(arrays))
+    before = sha256_file(path)
+    mapped = load_npz(path, ("big",), mapped=True)
+    for key, value in arrays.items():
+        assert type(mapped[key]) is np.ndarray and mapped[key].dtype == value.dtype
+        assert np.array_equal(mapped[key], value), key
+    assert not mapped["big"].flags.owndata  # a view of the mapping, not a copy
+    mapped["big"][0, 0] = -1.0  # copy-on-write: the array changes, the file does not
+    assert mapped["big"][0, 0] == -1.0 and sha256_file(path) == before
+    assert load_npz(path, mapped=True)["big"][0, 0] == 0.0
+
+
+def test_mapped_npz_refuses_a_damaged_file_in_one_error(tmp_path: Path) -> None:
+    good = npz_bytes({"big": np.ones(400_000, np.float32)})
+    path = tmp_path / "a.npz"
+    path.write_bytes(good[: len(good) // 2])  # truncated: no zip directory
+    with pytest.raises(FmnistError, match=r"is not a readable \.npz file"):
+        load_npz(path, mapped=True)
+    header_end = good.index(b"\n", good.index(b"\x93NUMPY")) + 1
+    path.write_bytes(good[:header_end].replace(b"400000", b"400001") + good[header_end:])  # claims one more
+    with pytest.raises(FmnistError, match=r"is not a readable \.npz file"):
+        load_npz(path, mapped=True)
+    with pytest.raises(FmnistError, match="lacks array"):
+        path.write_bytes(good)
+        load_npz(path, ("x",), mapped=True)
 
 
 def test_atomic_writes_follow_the_umask_of_the_moment(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def load_dataset(
     with ThreadPoolExecutor(1) as pool:  # hashing and reading run side by side: both release the GIL
         hashing = pool.submit(sha256_file, path)
         try:
-            arrays = load_npz(path, ("x_train", "x_test"), producer)
+            arrays = load_npz(path, ("x_train", "x_test"), producer, mapped=True)  # checked by its sha256
         finally:  # a damaged file is reported as damaged, even when it cannot be read
             try:
                 digest = hashing.result()
