@@ -20,6 +20,7 @@ from fmnist_cluster import __version__
 from fmnist_cluster.artefacts import Progress, check_out_dir, keep_freed_memory
 from fmnist_cluster.config import (
     DEVICES,
+    SOURCES,
     SPLITS,
     ClusterConfig,
     CnnConfig,
@@ -157,7 +158,7 @@ def preprocess(
     source: Annotated[
         str | None,
         _option(
-            "Image source: sample (shipped, offline), idx, kaggle-csv, twisted-csv, torchvision. "
+            f"Image source: {one_of(SOURCES)} (sample is shipped with the package and works offline). "
             + overrides_help(PreprocessConfig, "source")
         ),
     ] = None,

@@ -188,7 +188,6 @@ class WorkerSlot:
     token: str
     host: str
     pid: int
-    fd: int
 
     def info(self) -> dict[str, Any]:
         return {"host": self.host, "pid": self.pid, "slot": self.slot, "token": self.token}
@@ -215,7 +214,7 @@ def worker_slot(out_dir: Path) -> Iterator[WorkerSlot]:
     os.ftruncate(fd, 0)
     os.pwrite(fd, token.encode(), 0)
     try:
-        yield WorkerSlot(slot, token, socket.gethostname(), os.getpid(), fd)
+        yield WorkerSlot(slot, token, socket.gethostname(), os.getpid())
     finally:
         os.ftruncate(fd, 0)
         fcntl.flock(fd, fcntl.LOCK_UN)
