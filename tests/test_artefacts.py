@@ -44,12 +44,7 @@ def test_npz_keeps_shapes_of_scalars_and_strings(tmp_path: Path) -> None:
 
 def test_mapped_npz_gives_the_arrays_numpy_reads_and_never_writes_the_file(tmp_path: Path) -> None:
     big = np.arange(2 * 300_000, dtype=np.float32).reshape(2, 300_000)  # 2.4 MB: mapped
-    arrays = {
-        "big": big,
-        "fortran": np.asfortranarray(big.reshape(600, 1000)),
-        "small": np.arange(5),
-        "s": np.array("a"),
-    }
+    arrays = {"big": big, "wide": big.reshape(600, 1000).T.copy(), "small": np.arange(5), "s": np.array("a")}
     path = tmp_path / "a.npz"
     path.write_bytes(npz_bytes(arrays))
     before = sha256_file(path)
@@ -57,10 +52,15 @@ def test_mapped_npz_gives_the_arrays_numpy_reads_and_never_writes_the_file(tmp_p
     for key, value in arrays.items():
         assert type(mapped[key]) is np.ndarray and mapped[key].dtype == value.dtype
         assert np.array_equal(mapped[key], value), key
-    assert not mapped["big"].flags.owndata  # a view of the mapping, not a copy
+        assert isinstance(mapped[key].base, np.memmap) == (value.nbytes >= 1 << 20), key  # large ones mapped
+    assert mapped["big"].ctypes.data % 64 == 0 and mapped["wide"].ctypes.data % 64 == 0  # write_npz aligns them
     mapped["big"][0, 0] = -1.0  # copy-on-write: the array changes, the file does not
     assert mapped["big"][0, 0] == -1.0 and sha256_file(path) == before
     assert load_npz(path, mapped=True)["big"][0, 0] == 0.0
+    other = tmp_path / "numpy.npz"  # numpy's own writer does not align: read, not mapped
+    np.savez(other, big=big, fortran=np.asfortranarray(big.reshape(600, 1000)))
+    from_numpy = load_npz(other, mapped=True)
+    assert np.array_equal(from_numpy["big"], big) and np.array_equal(from_numpy["fortran"], big.reshape(600, 1000))
 
 
 def test_mapped_npz_refuses_a_damaged_file_in_one_error(tmp_path: Path) -> None:
@@ -76,6 +76,12 @@ def test_mapped_npz_refuses_a_damaged_file_in_one_error(tmp_path: Path) -> None:
     with pytest.raises(FmnistError, match="lacks array"):
         path.write_bytes(good)
         load_npz(path, ("x",), mapped=True)
+    import zipfile
+
+    with zipfile.ZipFile(path, "a") as archive:  # a second member that is also called "big"
+        archive.writestr("big", good[:0])
+    with pytest.raises(FmnistError, match=r"is not a readable \.npz file"):
+        load_npz(path, mapped=True)
 
 
 def test_atomic_writes_follow_the_umask_of_the_moment(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ first figures while it goes on computing what the others need. The bytes are the
 
 Figures are named, not passed: ``submit("som_hit_map", ...)`` draws
 ``fmnist_cluster.plots.som_hit_map``. The workers import the plotting package (matplotlib)
-themselves, as soon as they start, so the calling process never does: ``train-som`` opens the
-renderer before it loads its data, and the workers, forked from a small process with a clean
-heap, import matplotlib on the core the loading leaves idle (docs/benchmarks.md). This module
+themselves, as soon as they start, so the calling process never does: the ``train-som``
+command opens the renderer before torch is imported, and the workers, forked from a small
+process, import matplotlib on the core the command's own imports leave idle
+(docs/benchmarks.md). If a worker dies, ``train-som`` draws the figures in its own process. This module
 imports nothing heavier than the standard library.
 
 Workers are forked (they start in milliseconds); where ``fork`` is not available, or with

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -73,9 +74,18 @@ def save_json(path: Path | str, obj: Any) -> None:
     atomic_write_text(path, dumps_json(obj))
 
 
+#: zip extra-field ID of alignment padding (the one Android's zipalign writes; readers skip it)
+_PADDING_ID = 0xD935
+_ALIGN = 64
+
+
 def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
     """Write arrays as an uncompressed ``.npz`` whose bytes depend on the arrays only
-    (sorted names, fixed zip timestamps)."""
+    (sorted names, fixed zip timestamps).
+
+    Each array's data starts 64 bytes into a 64-byte block of the file (the local header's
+    extra field is padded; numpy pads the ``.npy`` header to 64 bytes), so that a mapping of
+    the file (``load_npz(..., mapped=True)``) gives arrays as aligned as numpy's own."""
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name in sorted(arrays):
             arr = np.asarray(arrays[name])
@@ -84,6 +94,10 @@ def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
+            # local header: 30 bytes, the name, the padding block (4 + n), the zip64 block (20)
+            end = fileobj.tell() + 30 + len(info.filename.encode()) + 4 + 20
+            padding = -end % _ALIGN
+            info.extra = struct.pack("<HH", _PADDING_ID, padding) + bytes(padding)
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.require(arr, requirements="C"), allow_pickle=False)
 

@@ -10,7 +10,7 @@ import platform
 import zipfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -167,9 +167,14 @@ def load_npz(
         ``numpy.savez`` writes them) copy-on-write instead of reading them: they stay in the
         page cache the file is already in, and writing to them never touches the file. Their
         zip CRC is not checked, so only for files whose sha256 the caller checks against their
-        manifest (:func:`check_digest`). In a fresh process, reading the 220 MB of the real
-        ``data.npz`` faults in as many bytes of new memory, 0.16-0.6 s on a 2-core virtual
-        machine; mapping it took 0.05 s (docs/benchmarks.md).
+        manifest (:func:`check_digest`). Arrays whose data is not 64-byte aligned in the file
+        (``.npz`` files of other writers) are read. In a fresh process, reading the 220 MB of
+        the real ``data.npz`` faults in as many bytes of new memory, 0.16-0.6 s on a 2-core
+        virtual machine; mapping it took 0.05 s (docs/benchmarks.md).
+
+    Returns
+    -------
+    dict of str to ndarray
 
     Raises
     ------
@@ -183,7 +188,7 @@ def load_npz(
         else:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
         raise FmnistError(
             f"{path} is not a readable .npz file ({exc.__class__.__name__}); run `{producer}` again"
         ) from None
@@ -194,39 +199,53 @@ def load_npz(
 
 
 _MAP_FROM_BYTES = 1 << 20
+_MAP_ALIGN = 64  # bytes: what write_npz aligns array data to, and numpy aligns .npy headers to
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def _mapped_npz(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz``: large stored numeric ones memory-mapped (copy-on-write), the
-    others read."""
+    """The arrays of an ``.npz``: large stored numeric ones whose data is 64-byte aligned in
+    the file (as :func:`~fmnist_cluster.artefacts.files.write_npz` writes them) memory-mapped
+    copy-on-write, the others read."""
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
-            if info.compress_type != zipfile.ZIP_STORED or info.file_size < _MAP_FROM_BYTES:
+            if name in arrays:
+                raise ValueError(f"two arrays are named {name!r}")
+            mapped = _mapped_member(path, raw, info)
+            if mapped is None:
                 with archive.open(info) as member:
-                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
-                continue
-            raw.seek(info.header_offset)
-            local = raw.read(30)  # the local file header: its name and extra field lengths end it
-            if len(local) < 30 or local[:4] != b"PK\x03\x04":
-                raise zipfile.BadZipFile(f"bad local header of {info.filename}")
-            names = int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
-            start = info.header_offset + 30 + names
-            raw.seek(start)
-            version = np.lib.format.read_magic(raw)
-            if version not in _HEADER_READERS:
-                raise ValueError(f"{info.filename}: .npy format {version} is not read here")
-            shape, fortran, dtype = _HEADER_READERS[version](raw)
-            if dtype.hasobject:
-                raise ValueError(f"{info.filename} holds Python objects, which are not loaded")
-            if raw.tell() - start + dtype.itemsize * math.prod(shape) != info.file_size:
-                raise ValueError(f"{info.filename}: its header does not match its size")
-            order = "F" if fortran else "C"
-            mapped = np.memmap(path, dtype=dtype, mode="c", offset=raw.tell(), shape=shape, order=order)
-            arrays[name] = mapped.view(np.ndarray)  # a plain array; the mapping lives as long as it does
+                    mapped = np.lib.format.read_array(member, allow_pickle=False)
+            arrays[name] = mapped
     return arrays
+
+
+def _mapped_member(path: Path, raw: BinaryIO, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """One member memory-mapped, or None where it is to be read instead (small, compressed,
+    unaligned, a header version not parsed here, or a file system that cannot map)."""
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size < _MAP_FROM_BYTES:
+        return None
+    raw.seek(info.header_offset)
+    local = raw.read(30)  # the local file header: its name and extra field lengths end it
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header of {info.filename}")
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    raw.seek(start)
+    version = np.lib.format.read_magic(raw)
+    if version not in _HEADER_READERS:
+        return None
+    shape, fortran, dtype = _HEADER_READERS[version](raw)
+    offset = raw.tell()
+    if dtype.hasobject or offset % _MAP_ALIGN:
+        return None  # objects are refused by the reader; unaligned data would slow every product on it
+    if offset - start + dtype.itemsize * math.prod(shape) != info.file_size:
+        raise ValueError(f"{info.filename}: its header does not match its size")
+    try:
+        mapped = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran else "C")
+    except OSError:
+        return None
+    return mapped.view(np.ndarray)  # a plain array; the mapping lives as long as it does
 
 
 def package_versions() -> dict[str, str]:

@@ -30,14 +30,14 @@ def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
     return buf.getvalue()
 
 
-def grey_png(pixels: np.ndarray) -> bytes:
-    """A 2-D uint8 array as a greyscale PNG (repeatable bytes)."""
+def grey_png(pixels: np.ndarray, *, fast: bool = False) -> bytes:
+    """A 2-D uint8 array as a greyscale PNG (repeatable bytes): smallest (Pillow's
+    ``optimize``) by default, at :data:`PNG_COMPRESS_LEVEL` with ``fast`` (large pictures)."""
     from PIL import Image
 
+    options = {"compress_level": PNG_COMPRESS_LEVEL} if fast else {"optimize": True}
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="L").save(
-        buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL
-    )
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="L").save(buf, format="PNG", **options)
     return buf.getvalue()
 
 

@@ -193,6 +193,11 @@ def tile_picture_png(
         White pixels between tiles and around them, before scaling.
     title_size : float
         Font size of the title (points, at the figures' DPI).
+
+    Returns
+    -------
+    bytes
+        The PNG (8-bit greyscale; repeatable bytes).
     """
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
@@ -207,7 +212,7 @@ def tile_picture_png(
         band = _text_band(title, pixels.shape[1], title_size)
         width = max(band.shape[1], pixels.shape[1])
         pixels = np.vstack([_centred(band, width), _centred(pixels, width)])
-    return grey_png(np.pad(pixels, 4 * gap, constant_values=255))
+    return grey_png(np.pad(pixels, 4 * gap, constant_values=255), fast=True)
 
 
 def _centred(pixels: np.ndarray, width: int) -> np.ndarray:

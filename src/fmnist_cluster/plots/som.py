@@ -160,16 +160,30 @@ def som_labels_map(
     return fig
 
 
+#: widest prototype picture, in pixels: larger maps show one weight pixel in every k each way
+PROTOTYPES_MAX_WIDTH = 8192
+
+
 def som_prototypes(weights: np.ndarray, rows: int, cols: int) -> bytes:
     """Every neuron's weights as a 28x28 tile in grid order (row 0 at the top), as PNG bytes.
 
     Drawn pixel for pixel (:func:`~fmnist_cluster.plots.images.tile_picture_png`), at a whole
     number of screen pixels per weight: one, or as many as make the picture at least 4 inches
-    wide, so the tiles stay crisp at any map size.
+    wide, so the tiles stay crisp. Maps too wide for :data:`PROTOTYPES_MAX_WIDTH` pixels
+    (above about 270 columns) show every k-th weight pixel of each tile, as the title says.
+
+    Returns
+    -------
+    bytes
+        The PNG.
     """
     tiles = as_images(np.asarray(weights).reshape(rows * cols, -1))
-    scale = max(1, math.ceil(4 * DPI / (cols * tiles.shape[2])))
     title = f"Prototypes: the weights of all {rows}x{cols} neurons in grid order"
+    step = math.ceil(cols * (tiles.shape[2] + 2) / PROTOTYPES_MAX_WIDTH)
+    if step > 1:
+        tiles = tiles[:, ::step, ::step]
+        title += f" (every {step}th pixel each way)"
+    scale = max(1, math.ceil(4 * DPI / (cols * tiles.shape[2])))
     return tile_picture_png(tiles, cols, title=title, scale=scale)
 
 

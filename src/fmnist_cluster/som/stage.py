@@ -143,10 +143,19 @@ def run_train_som(
                         train(engine, x_fit, progress=progress)
             try:
                 metrics, arrays, pngs = _analyse_and_draw(run, figures, config, engine, dataset, x_fit, y_fit)
-            except BrokenProcessPool:
-                raise FmnistError(
-                    "a process drawing the figures ended unexpectedly (out of memory?); run train-som again"
-                ) from None
+            except BrokenProcessPool:  # a worker died (out of memory?): the trained map is not lost
+                warnings.warn(
+                    "a process drawing the figures ended unexpectedly (out of memory?); drawing them here instead",
+                    SomWarning,
+                    stacklevel=2,
+                )
+                with FigureRenderer(workers=1) as inline:
+                    try:
+                        metrics, arrays, pngs = _analyse_and_draw(run, inline, config, engine, dataset, x_fit, y_fit)
+                    except BrokenProcessPool:
+                        raise FmnistError(
+                            "the figures could not be drawn (a drawing process ended unexpectedly); run train-som again"
+                        ) from None
             for name, png in pngs.items():
                 run.save_bytes(name, png)
             grid = engine.grid_
@@ -171,7 +180,7 @@ def _analyse_and_draw(
     x_fit: np.ndarray,
     y_fit: Any,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-    """Analyse the trained map while ``figures`` draws its first figures; (metrics, arrays, PNGs)."""
+    """Analyse the trained map, then draw its figures with ``figures``; (metrics, arrays, PNGs)."""
     from fmnist_cluster.data import label_names
 
     x_test = flatten(dataset.x_test)
