@@ -113,6 +113,8 @@ def test_som_prototypes_are_one_pixel_per_weight_or_at_least_four_inches() -> No
     assert small.shape[1] >= 4 * plots.DPI
     wide = _decoded(plots.som_prototypes(weights[:300], 1, 300))  # 9,002 px at one pixel per weight
     assert wide.shape[1] == 300 * 14 + 301 * 2 + 2 * 8  # every 2nd weight pixel each way
+    widest = _decoded(plots.som_prototypes(np.zeros((1000, 784), np.float32), 1, 1000))
+    assert widest.shape[1] <= plots.PROTOTYPES_MAX_WIDTH
 
 
 @pytest.mark.parametrize("make", ["montage", "titled_tiles", "winners", "per_cluster"])

@@ -371,12 +371,11 @@ def test_cli_train_som_batch_writes_artefact(data_dir: Path, tmp_path: Path) -> 
     assert sha256_file(outs[0] / "som.npz") == sha256_file(outs[1] / "som.npz")
 
 
-@pytest.mark.parametrize("inline_too", [False, True])
 def test_cli_train_som_a_figure_process_that_dies_costs_no_training(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline_too: bool
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A figure worker killed (e.g. out of memory) breaks the pool: the figures are drawn in the
-    process itself, with one warning; if that breaks too, one error line and no artefact."""
+    process itself, with one warning, and the artefact is complete."""
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
@@ -385,7 +384,7 @@ def test_cli_train_som_a_figure_process_that_dies_costs_no_training(
     submit = FigureRenderer.submit
 
     def broken(self: FigureRenderer, name: str, *args: object, **kwargs: object) -> Future:
-        if self.workers == 1 and not inline_too:
+        if self.workers == 1:  # drawing in the process itself still works
             return submit(self, name, *args, **kwargs)
         future: Future = Future()
         future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
@@ -394,17 +393,11 @@ def test_cli_train_som_a_figure_process_that_dies_costs_no_training(
     monkeypatch.setattr(FigureRenderer, "submit", broken)
     out = tmp_path / "som"
     result = runner.invoke(app, ["train-som", "--input", str(data_dir), "--out", str(out), *SMALL])
+    assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    if inline_too:
-        assert result.exit_code == 2, result.output
-        errors = [line for line in lines if line.startswith("error:")]
-        assert len(errors) == 1 and errors[0].startswith("error: the figures could not be drawn"), result.output
-        assert sorted(f.name for f in out.iterdir()) == ["checkpoint.npz"]  # kept for --resume, no artefact
-    else:
-        assert result.exit_code == 0, result.output
-        assert any(line.startswith("warning: a process drawing the figures ended unexpectedly") for line in lines)
-        assert (out / "manifest.json").is_file() and (out / "u_matrix.png").is_file()
+    warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "a process drawing the figures ended unexpectedly" in warned[0], result.output
+    assert (out / "manifest.json").is_file() and (out / "u_matrix.png").is_file() and (out / "history.png").is_file()
 
 
 def test_cli_train_som_minisom_hexagonal_on_features(tmp_path: Path) -> None:

@@ -74,7 +74,8 @@ def save_json(path: Path | str, obj: Any) -> None:
     atomic_write_text(path, dumps_json(obj))
 
 
-#: zip extra-field ID of alignment padding (the one Android's zipalign writes; readers skip it)
+#: zip extra-field ID of the alignment padding (an ID used for padding, by Android's zipalign
+#: among others; readers skip extra fields they do not know)
 _PADDING_ID = 0xD935
 _ALIGN = 64
 
@@ -83,9 +84,10 @@ def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
     """Write arrays as an uncompressed ``.npz`` whose bytes depend on the arrays only
     (sorted names, fixed zip timestamps).
 
-    Each array's data starts 64 bytes into a 64-byte block of the file (the local header's
-    extra field is padded; numpy pads the ``.npy`` header to 64 bytes), so that a mapping of
-    the file (``load_npz(..., mapped=True)``) gives arrays as aligned as numpy's own."""
+    Each array's data starts on a 64-byte boundary of the file (the local header's extra field
+    is padded; numpy pads the ``.npy`` header to 64 bytes), so that a mapping of the file
+    (``load_npz(..., mapped=True)``) gives arrays as aligned as numpy's own. ``fileobj`` must
+    be seekable."""
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name in sorted(arrays):
             arr = np.asarray(arrays[name])
@@ -99,6 +101,7 @@ def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
             padding = -end % _ALIGN
             info.extra = struct.pack("<HH", _PADDING_ID, padding) + bytes(padding)
             with zf.open(info, "w", force_zip64=True) as fh:
+                assert fileobj.tell() % _ALIGN == 0, "zip local header layout changed"
                 np.lib.format.write_array(fh, np.require(arr, requirements="C"), allow_pickle=False)
 
 

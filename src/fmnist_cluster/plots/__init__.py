@@ -41,6 +41,7 @@ from fmnist_cluster.plots.images import (
     titled_tiles,
 )
 from fmnist_cluster.plots.som import (
+    PROTOTYPES_MAX_WIDTH,
     SOM_MARKERS,
     som_history,
     som_hit_map,
@@ -54,6 +55,7 @@ from fmnist_cluster.plots.tune import tune_history, tune_importances, tune_paret
 
 __all__ = [
     "DPI",
+    "PROTOTYPES_MAX_WIDTH",
     "SOM_MARKERS",
     "as_images",
     "confusion_matrix",

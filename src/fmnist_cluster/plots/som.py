@@ -179,10 +179,14 @@ def som_prototypes(weights: np.ndarray, rows: int, cols: int) -> bytes:
     """
     tiles = as_images(np.asarray(weights).reshape(rows * cols, -1))
     title = f"Prototypes: the weights of all {rows}x{cols} neurons in grid order"
-    step = math.ceil(cols * (tiles.shape[2] + 2) / PROTOTYPES_MAX_WIDTH)
+    step = 1  # the picture: cols tiles of ceil(side / step) pixels, gaps of 2, a margin of 8 each side
+    while (
+        step < tiles.shape[2] and cols * math.ceil(tiles.shape[2] / step) + 2 * (cols + 1) + 16 > PROTOTYPES_MAX_WIDTH
+    ):
+        step += 1
     if step > 1:
         tiles = tiles[:, ::step, ::step]
-        title += f" (every {step}th pixel each way)"
+        title += f" (one weight pixel in {step} each way)"
     scale = max(1, math.ceil(4 * DPI / (cols * tiles.shape[2])))
     return tile_picture_png(tiles, cols, title=title, scale=scale)
 

@@ -141,8 +141,9 @@ def run_train_som(
                         train(engine, x_fit, progress=progress, checkpoint=ckpt, resume=resume)
                     else:
                         train(engine, x_fit, progress=progress)
+            metrics, arrays = _analyse(run, config, engine, dataset, x_fit, y_fit)
             try:
-                metrics, arrays, pngs = _analyse_and_draw(run, figures, config, engine, dataset, x_fit, y_fit)
+                pngs = _draw(run, figures, config, engine, dataset, x_fit, metrics, arrays)
             except BrokenProcessPool:  # a worker died (out of memory?): the trained map is not lost
                 warnings.warn(
                     "a process drawing the figures ended unexpectedly (out of memory?); drawing them here instead",
@@ -150,12 +151,7 @@ def run_train_som(
                     stacklevel=2,
                 )
                 with FigureRenderer(workers=1) as inline:
-                    try:
-                        metrics, arrays, pngs = _analyse_and_draw(run, inline, config, engine, dataset, x_fit, y_fit)
-                    except BrokenProcessPool:
-                        raise FmnistError(
-                            "the figures could not be drawn (a drawing process ended unexpectedly); run train-som again"
-                        ) from None
+                    pngs = _draw(run, inline, config, engine, dataset, x_fit, metrics, arrays)
             for name, png in pngs.items():
                 run.save_bytes(name, png)
             grid = engine.grid_
@@ -171,34 +167,46 @@ def run_train_som(
     return metrics
 
 
-def _analyse_and_draw(
+def _analyse(
+    run: StageRun, config: Any, engine: SomEstimator, dataset: Any, x_fit: np.ndarray, y_fit: Any
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Analyse the trained map: (metrics, arrays)."""
+    with run.timer("analyse"):
+        analysed, arrays = analyse(
+            engine,
+            x_fit,
+            y_fit,
+            flatten(dataset.x_test),
+            dataset.y_test,
+            dataset.n_classes,
+            config.train.chunk_size,
+            engine.fit_units_,
+        )
+    return _summary(config, engine, len(x_fit), len(dataset.x_test), x_fit.shape[1], analysed), arrays
+
+
+def _draw(
     run: StageRun,
     figures: FigureRenderer,
     config: Any,
     engine: SomEstimator,
     dataset: Any,
     x_fit: np.ndarray,
-    y_fit: Any,
-) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-    """Analyse the trained map, then draw its figures with ``figures``; (metrics, arrays, PNGs)."""
+    metrics: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+) -> dict[str, bytes]:
+    """Every figure of the analysed map, drawn by ``figures``: file name -> PNG bytes."""
     from fmnist_cluster.data import label_names
 
-    x_test = flatten(dataset.x_test)
     grid = engine.grid_
     title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
-    with run.timer("analyse"):
-        n_classes = dataset.n_classes
-        analysed, arrays = analyse(
-            engine, x_fit, y_fit, x_test, dataset.y_test, n_classes, config.train.chunk_size, engine.fit_units_
-        )
-    metrics = _summary(config, engine, len(x_fit), len(x_test), x_fit.shape[1], analysed)
     with run.timer("figures"):
         pngs = {"history.png": figures.submit("som_history", engine.history_, title)}
         if x_fit.shape[1] == 784:
             pngs["prototypes.png"] = figures.submit("som_prototypes", engine.weights_, grid.rows, grid.cols)
-        names = label_names(n_classes, dataset.class_names)
+        names = label_names(dataset.n_classes, dataset.class_names)
         _submit_figures(pngs, figures, config, grid, title, arrays, metrics, names, x_fit, dataset.is_image)
-        return metrics, arrays, {name: future.result() for name, future in pngs.items()}
+        return {name: future.result() for name, future in pngs.items()}
 
 
 def _summary(
