@@ -77,7 +77,8 @@ def save_json(path: Path | str, obj: Any) -> None:
 #: zip extra-field ID of the alignment padding (an ID used for padding, by Android's zipalign
 #: among others; readers skip extra fields they do not know)
 _PADDING_ID = 0xD935
-_ALIGN = 64
+NPZ_ALIGN = 64
+"""Bytes :func:`write_npz` aligns each array's data to (numpy pads ``.npy`` headers to it too)."""
 
 
 def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
@@ -98,10 +99,10 @@ def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
             info.external_attr = 0o644 << 16
             # local header: 30 bytes, the name, the padding block (4 + n), the zip64 block (20)
             end = fileobj.tell() + 30 + len(info.filename.encode()) + 4 + 20
-            padding = -end % _ALIGN
+            padding = -end % NPZ_ALIGN
             info.extra = struct.pack("<HH", _PADDING_ID, padding) + bytes(padding)
             with zf.open(info, "w", force_zip64=True) as fh:
-                assert fileobj.tell() % _ALIGN == 0, "zip local header layout changed"
+                assert fileobj.tell() % NPZ_ALIGN == 0, "zip local header layout changed"
                 np.lib.format.write_array(fh, np.require(arr, requirements="C"), allow_pickle=False)
 
 

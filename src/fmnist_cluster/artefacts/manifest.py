@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from fmnist_cluster import __version__
-from fmnist_cluster.artefacts.files import sha256_file
+from fmnist_cluster.artefacts.files import NPZ_ALIGN, sha256_file
 from fmnist_cluster.errors import FmnistError
 
 MANIFEST = "manifest.json"
@@ -163,14 +163,15 @@ def load_npz(
     producer : str
         The command quoted in errors.
     mapped : bool
-        Memory-map the large arrays (numeric, stored uncompressed, at least 1 MiB, as
-        ``numpy.savez`` writes them) copy-on-write instead of reading them: they stay in the
-        page cache the file is already in, and writing to them never touches the file. Their
-        zip CRC is not checked, so only for files whose sha256 the caller checks against their
-        manifest (:func:`check_digest`). Arrays whose data is not 64-byte aligned in the file
-        (``.npz`` files of other writers) are read. In a fresh process, reading the 220 MB of
-        the real ``data.npz`` faults in as many bytes of new memory, 0.16-0.6 s on a 2-core
-        virtual machine; mapping it took 0.05 s (docs/benchmarks.md).
+        Memory-map the large arrays (numeric, stored uncompressed, at least 1 MiB, their data
+        aligned as :func:`~fmnist_cluster.artefacts.files.write_npz` writes them) copy-on-write
+        instead of reading them: they stay in the page cache the file is already in, and
+        writing to them never touches the file. Their zip CRC is not checked, so only for files
+        whose sha256 the caller checks against their manifest (:func:`check_digest`). The other
+        arrays (and those of ``.npz`` files of other writers, whose data is not aligned) are
+        read. In a fresh process, reading the 220 MB of the real ``data.npz`` faults in as many
+        bytes of new memory, 0.16-0.6 s on a 2-core virtual machine; mapping it took 0.05 s
+        (docs/benchmarks.md).
 
     Returns
     -------
@@ -199,7 +200,6 @@ def load_npz(
 
 
 _MAP_FROM_BYTES = 1 << 20
-_MAP_ALIGN = 64  # bytes: what write_npz aligns array data to, and numpy aligns .npy headers to
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -237,7 +237,7 @@ def _mapped_member(path: Path, raw: BinaryIO, info: zipfile.ZipInfo) -> np.ndarr
         return None
     shape, fortran, dtype = _HEADER_READERS[version](raw)
     offset = raw.tell()
-    if dtype.hasobject or offset % _MAP_ALIGN:
+    if dtype.hasobject or offset % NPZ_ALIGN:
         return None  # objects are refused by the reader; unaligned data would slow every product on it
     if offset - start + dtype.itemsize * math.prod(shape) != info.file_size:
         raise ValueError(f"{info.filename}: its header does not match its size")

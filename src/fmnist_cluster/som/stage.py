@@ -195,17 +195,32 @@ def _draw(
     metrics: dict[str, Any],
     arrays: dict[str, np.ndarray],
 ) -> dict[str, bytes]:
-    """Every figure of the analysed map, drawn by ``figures``: file name -> PNG bytes."""
+    """Every figure of the analysed map, drawn by ``figures`` side by side: file name -> PNG."""
     from fmnist_cluster.data import label_names
 
     grid = engine.grid_
+    coords, topology = grid.coords, grid.topology
     title = f"{config.som.engine} {grid.rows}x{grid.cols} {grid.topology}"
+    names = label_names(dataset.n_classes, dataset.class_names)
     with run.timer("figures"):
-        pngs = {"history.png": figures.submit("som_history", engine.history_, title)}
+        pngs = {
+            "history.png": figures.submit("som_history", engine.history_, title),
+            "u_matrix.png": figures.submit(
+                "som_u_matrix", arrays["u_matrix"], coords, topology, arrays.get("dominant"), names, title
+            ),
+            "hit_map.png": figures.submit("som_hit_map", arrays["hits"], coords, topology, title),
+            "outliers.png": figures.submit(
+                "som_outliers", arrays["hits"], arrays["outliers"], grid.cols, *metrics["outlier_fences"]
+            ),
+        }
+        if "dominant" in arrays:
+            pngs["labels_map.png"] = figures.submit(
+                "som_labels_map", arrays["dominant"], arrays["purity"], coords, topology, names, title
+            )
         if x_fit.shape[1] == 784:
             pngs["prototypes.png"] = figures.submit("som_prototypes", engine.weights_, grid.rows, grid.cols)
-        names = label_names(dataset.n_classes, dataset.class_names)
-        _submit_figures(pngs, figures, config, grid, title, arrays, metrics, names, x_fit, dataset.is_image)
+            if dataset.is_image:
+                _submit_samples(pngs, figures, config, grid.cols, arrays, x_fit)
         return {name: future.result() for name, future in pngs.items()}
 
 
@@ -233,39 +248,22 @@ def _summary(
     }
 
 
-def _submit_figures(
+def _submit_samples(
     pngs: dict[str, Any],
     figures: FigureRenderer,
     config: Any,
-    grid: Any,
-    title: str,
+    cols: int,
     arrays: dict[str, np.ndarray],
-    metrics: dict[str, Any],
-    names: list[str],
     x_fit: np.ndarray,
-    is_image: bool,
 ) -> None:
-    """Hand the figures that need the analysis to ``figures`` (a FigureRenderer), into ``pngs``."""
-    coords, topology = grid.coords, grid.topology
-    pngs["u_matrix.png"] = figures.submit(
-        "som_u_matrix", arrays["u_matrix"], coords, topology, arrays.get("dominant"), names, title
-    )
-    pngs["hit_map.png"] = figures.submit("som_hit_map", arrays["hits"], coords, topology, title)
-    pngs["outliers.png"] = figures.submit(
-        "som_outliers", arrays["hits"], arrays["outliers"], grid.cols, *metrics["outlier_fences"]
-    )
-    if "dominant" in arrays:
-        pngs["labels_map.png"] = figures.submit(
-            "som_labels_map", arrays["dominant"], arrays["purity"], coords, topology, names, title
-        )
-    if x_fit.shape[1] != 784 or not is_image:
-        return
+    """Hand the two montages of training images (the winners' samples, the largest errors) to
+    ``figures``, into ``pngs``."""
     groups = []
     for k in _winner_neurons(config.analysis.winner_neurons, arrays["hits"]):
         members = np.nonzero(arrays["bmu_fit"] == k)[0]
         members = members[np.argsort(arrays["dist_fit"][members], kind="stable")]
         groups.append((k, x_fit[members[: config.analysis.n_winner_samples]], len(members)))
-    pngs["winners.png"] = figures.submit("som_winner_samples", groups, grid.cols)
+    pngs["winners.png"] = figures.submit("som_winner_samples", groups, cols)
     n = min(config.analysis.n_largest_qe, len(x_fit))
     worst = np.argsort(-arrays["dist_fit"], kind="stable")[:n]
     titles = [f"qe {arrays['dist_fit'][i]:.2f}" for i in worst]
