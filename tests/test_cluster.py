@@ -315,7 +315,7 @@ def test_cluster_cli_on_pixels_makes_image_figures(tmp_path: Path, idx_dir: Path
         assert (out / "figures" / f"{fig}.png").is_file()
 
 
-def test_cluster_cli_on_som_outputs(tmp_path: Path, idx_dir: Path) -> None:
+def test_cluster_cli_on_som_outputs(tmp_path: Path, idx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A train-som artefact: each test image becomes its best-matching unit's prototype."""
     data = tmp_path / "data"
     assert (
@@ -331,6 +331,19 @@ def test_cluster_cli_on_som_outputs(tmp_path: Path, idx_dir: Path) -> None:
         run.add_input(data / DATA_FILE, digest)
         run.save_npz("som.npz", weights=weights.astype(np.float32), bmu_test=bmu)
         run.commit()
+    import fmnist_cluster.features as features
+
+    loads: list[Path] = []
+
+    def counting_load(folder, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loads.append(Path(folder))
+        return load_dataset(folder, *args, **kwargs)
+
+    monkeypatch.setattr(features, "load_dataset", counting_load)
+    rows = features.load_features(som)
+    assert loads == [data], "the recorded preprocess folder is read once, for labels and images"
+    assert rows.images is not None and np.array_equal(rows.images, ds.x_test)
+    assert np.array_equal(rows.y, ds.y_test) and rows.kind == "som"
     out = tmp_path / "c"
     result = runner.invoke(
         app,

@@ -77,11 +77,12 @@ def _check_split(split: str) -> None:
 
 def _som_features(
     folder: Path, split: str, manifest: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None, Path, str]:
+) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None, np.ndarray | None, Path, str]:
     """Per-image SOM outputs of a ``train-som`` artefact: every test image is represented by
     the weight vector (prototype) of its best-matching unit, so clustering these rows clusters
     the map's prototypes weighted by their hits (the classic two-level SOM clustering).
-    Labels come from the ``preprocess`` folder recorded in the SOM's manifest."""
+    Labels and images come from the ``preprocess`` folder recorded in the SOM's manifest
+    (read once)."""
     if split != "test":
         raise FmnistError(f"{folder} (train-som) holds best-matching units of the test images only; use --split test")
     path, digest = require_file(folder, "som.npz", "fmnist-cluster train-som", stage="train-som")
@@ -91,13 +92,14 @@ def _som_features(
     bmu = np.asarray(arrays["bmu_test"], dtype=np.int64)
     if bmu.size and (bmu.min() < 0 or bmu.max() >= len(prototypes)):
         raise FmnistError(f"{path}: bmu_test points outside the map; run `fmnist-cluster train-som` again")
-    y, names = None, None
+    y, names, pictures = None, None, None
     data_folder = recorded_images(manifest)
     if data_folder is not None:
         dataset, _ = load_dataset(data_folder)
-        if dataset.y_test is not None and len(dataset.y_test) == len(bmu):
+        if len(dataset.x_test) == len(bmu):
             y, names = dataset.y_test, dataset.class_names
-    return prototypes[bmu], y, names, path, digest
+            pictures = dataset.x_test if dataset.is_image else None
+    return prototypes[bmu], y, names, pictures, path, digest
 
 
 def load_features(
@@ -134,7 +136,7 @@ def load_features(
     class_names: tuple[str, ...] | None = None
     pictures: np.ndarray | None = None
     if stage == "train-som":
-        x, y, class_names, path, digest = _som_features(folder, split, manifest)
+        x, y, class_names, pictures, path, digest = _som_features(folder, split, manifest)
         kind = "som"
     else:
         dataset, digest = load_dataset(folder, FEATURES_PRODUCER)
