@@ -275,7 +275,7 @@ def test_findings_from_the_explainer(study: dict[str, Path], tmp_path: Path) -> 
     rows = findings.split('id="findings-labels"', 1)[1].split("</table>", 1)[0].split("<tr>")[2:]
     assert len(rows) == 3 and all('<img class="strip"' in r and 'href="#cluster-1"' in r for r in rows)
     # the evidence lists the hypotheses and the families
-    assert "Explainer: hypotheses, best first" in page and "skipped: no such feature" in page
+    assert "Explainer: hypotheses, best on validation first" in page and "skipped: no such feature" in page
     assert "explain-label-0" in {p.stem.replace("cluster-", "") for p in (out / "figures").glob("*.png")}
     # Markdown opens the same way, rules escaped
     assert md.index("## Findings") < md.index("Verdict: explained") < md.index("## Clustering")
@@ -284,6 +284,68 @@ def test_findings_from_the_explainer(study: dict[str, Path], tmp_path: Path) -> 
     data = json.loads(parser.scripts[0][1])
     names = [c["name"] for c in data["colourings"]]
     assert "explainer's rule" in names and "Fashion-MNIST class" in names
+
+
+def _edit_explanation(folder: Path, **changes: object) -> None:
+    path = folder / "explanation.json"
+    explanation = json.loads(path.read_text())
+    explanation.update(changes)
+    path.write_text(json.dumps(explanation))
+    _rehash(folder)
+
+
+def test_findings_name_the_labels_a_rule_leaves_open(study: dict[str, Path], tmp_path: Path) -> None:
+    cluster = explained_copy(study, tmp_path / "cluster-explained")
+    labels = json.loads((cluster / "explanation.json").read_text())["labels"]
+    for entry, verdict in zip(labels, ("partly explained", "explained", "explained"), strict=True):
+        entry["verdict"] = verdict
+    _edit_explanation(cluster, labels=labels, settings={"label_fit": 0.9})
+    _, page, _ = report(tmp_path, cluster)
+    findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert (
+        "Not every label is accounted for: label 0 only partly explained "
+        "(precision or recall under 90 % on the test split)." in findings
+    )
+    assert "<td>partly explained</td>" in findings and "under 90 %." in findings
+
+
+@pytest.mark.parametrize(
+    ("z", "expected"),
+    [
+        (
+            5.29,
+            "above chance (11.80 %), but closes only 6.1 % of the gap from chance to a perfect rule "
+            "(partly explained needs 10 %)",
+        ),
+        (1.2, "not significantly above chance (11.80 %)"),
+    ],
+)
+def test_unexplained_findings_say_why(study: dict[str, Path], tmp_path: Path, z: float, expected: str) -> None:
+    cluster = explained_copy(study, tmp_path / "cluster-explained")
+    guess = {"kind": "class-grouping", "properties": [], "classes": {}, "rules": None, "agreement": 0.172}
+    labels = [
+        {"label": k, "rule": None, "classes": None, "n_test": 20, "precision": None, "recall": None} for k in range(3)
+    ]
+    _edit_explanation(
+        cluster,
+        verdict="unexplained",
+        best=None,
+        best_guess=guess,
+        agreement=0.172,
+        chance=0.118,
+        z=z,
+        lift=0.0612,
+        labels=labels,
+        settings={"min_z": 3.0, "partial_lift": 0.1, "label_fit": 0.9},
+    )
+    _, page, _ = report(tmp_path, cluster)
+    findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert (
+        "Verdict: unexplained. The best guess (class-grouping) gives the mystery label of 17.20 % of the test rows, "
+        + expected
+        in findings
+    )
+    assert "No hypothesis beat chance" not in findings and "Not every label" not in findings
 
 
 def test_findings_say_when_there_is_no_explanation(study: dict[str, Path], tmp_path: Path) -> None:

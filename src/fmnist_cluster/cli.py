@@ -182,9 +182,10 @@ def preprocess(
     cfg = _load(PreprocessConfig, config, sets, {"source": source, "path": path, "limit": limit})
     data = Path(cfg.path).expanduser() if cfg.path else None
     metrics = _stage("preprocess", out, {"path": data}, partial(run_preprocess, cfg, out))
+    kind = "mystery labels" if cfg.source == "twisted-csv" or cfg.relabel is not None else "classes"
     console.print(
         f"[green]preprocess[/]: {metrics['n_train']} train + {metrics['n_test']} test images, "
-        f"{metrics['n_classes']} classes -> {_shown(out)}/data.npz"
+        f"{metrics['n_classes']} {kind} -> {_shown(out)}/data.npz"
     )
 
 

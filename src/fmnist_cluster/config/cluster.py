@@ -193,7 +193,12 @@ class ExplainConfig(StrictModel):
         Share of the training split held out to choose hypotheses and their complexity.
     simplicity_tolerance : float
         The simplest hypothesis (fewest properties, then no class evidence, then fewest rules)
-        whose validation agreement is within this of the best one wins.
+        whose validation agreement is within this of the best one wins ...
+    simplicity_z : float
+        ... or whose validation agreement is less than this many standard errors of the paired
+        difference below the best one's (0: the tolerance alone). The best of some thirty
+        candidates scored on the same rows is the luckiest of them: 3 is about what a 5 % test
+        over 30 comparisons asks (Bonferroni, one-sided).
     complexity_tolerance : float
         Within one hypothesis, the fewest ranges / leaves / thresholds whose validation
         agreement is within this of its best variant.
@@ -210,6 +215,9 @@ class ExplainConfig(StrictModel):
     min_z : float
         Smallest one-sided binomial z score of the agreement over chance for any verdict
         other than ``unexplained``.
+    label_fit : float
+        A label's rule is only ``partly explained`` when its precision or recall on the test
+        split is under this, whatever the whole verdict.
     montage_images : int
         Images shown per label in the per-label figures.
     """
@@ -218,12 +226,14 @@ class ExplainConfig(StrictModel):
     properties: list[str] | None = None
     validation_share: float = Field(default=0.2, gt=0, lt=0.9)
     simplicity_tolerance: float = Field(default=0.005, ge=0, lt=1)
+    simplicity_z: float = Field(default=3.0, ge=0, le=10)
     complexity_tolerance: float = Field(default=0.001, ge=0, lt=1)
     extra_segments: int = Field(default=3, ge=0, le=20)
     pair_candidates: int = Field(default=15, ge=0, le=200)
     explained_lift: float = Field(default=0.9, gt=0, le=1)
     partial_lift: float = Field(default=0.1, gt=0, le=1)
     min_z: float = Field(default=3.0, ge=0)
+    label_fit: float = Field(default=0.9, gt=0, le=1)
     montage_images: int = Field(default=20, gt=0, le=200)
 
     @field_validator("properties")

@@ -19,7 +19,7 @@ Used from Python::
 
 from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
 from fmnist_cluster.explain.properties import PROPERTIES, image_properties
-from fmnist_cluster.explain.search import FAMILIES, VERDICTS, Evidence, explain
+from fmnist_cluster.explain.search import FAMILIES, VERDICTS, Evidence, explain, weak_labels
 
 __all__ = [
     "FAMILIES",
@@ -32,4 +32,5 @@ __all__ = [
     "PropertyPair",
     "explain",
     "image_properties",
+    "weak_labels",
 ]

@@ -7,10 +7,16 @@ training split and scored once on the test split: *agreement* is the share of te
 label the hypothesis gives, *chance* the share of the most common test label.
 
 The winner is the simplest hypothesis (fewest properties, then no class evidence, then fewest
-rules) whose validation agreement is within ``simplicity_tolerance`` of the best. The verdict
-compares its test agreement with chance through the lift ``(agreement - chance) / (1 - chance)``
-and a one-sided binomial z score: ``explained`` at a lift of at least ``explained_lift``,
-``partly explained`` at ``partial_lift`` with z of at least ``min_z``, else ``unexplained``.
+rules) whose validation agreement is within ``simplicity_tolerance`` of the best, or not
+significantly below it: less than ``simplicity_z`` standard errors of the paired difference on
+the validation rows. (With some thirty candidates scored on the same rows, the best score alone
+favours whichever over-fitted hypothesis was luckiest.) The verdict compares its test agreement
+with chance through the lift ``(agreement - chance) / (1 - chance)`` and a one-sided binomial z
+score: ``explained`` at a lift of at least ``explained_lift``, ``partly explained`` at
+``partial_lift`` with z of at least ``min_z``, else ``unexplained``. Each label is judged too:
+its rule is ``partly explained`` when its precision or recall on the test split is under
+``label_fit``, even when the whole verdict is ``explained``, and ``unexplained`` when the rule
+never gives it.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ class _Fitted:
     validation: float
     training: float
     described: dict[str, Any]
+    val_hits: np.ndarray
 
     def key(self) -> tuple[int, int, int, int, float]:
         """Simplicity order: fewest properties, no classes, fewest rules, fewest thresholds; then
@@ -106,10 +113,19 @@ def _agreement(model: Any, X: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(model.predict(X) == y)) if len(y) else 0.0
 
 
-def _pick(fitted: list[_Fitted], tolerance: float) -> _Fitted:
-    """The simplest of the fitted whose validation agreement is within ``tolerance`` of the best."""
-    top = max(f.validation for f in fitted)
-    return min((f for f in fitted if f.validation >= top - tolerance), key=_Fitted.key)
+def _pick(fitted: list[_Fitted], tolerance: float, z: float = 0.0) -> _Fitted:
+    """The simplest of the fitted whose validation agreement is within ``tolerance`` of the
+    best's, or less than ``z`` standard errors of the paired difference below it."""
+    best = max(fitted, key=lambda f: f.validation)
+
+    def close(f: _Fitted) -> bool:
+        gap = best.validation - f.validation
+        if gap <= tolerance:
+            return True
+        diff = best.val_hits.astype(np.float64) - f.val_hits
+        return gap < z * float(np.std(diff)) / np.sqrt(max(len(diff), 1))
+
+    return min((f for f in fitted if close(f)), key=_Fitted.key)
 
 
 def _fit_variants(
@@ -134,10 +150,11 @@ def _fit_variants(
         except ValueError:
             continue
         described = model.describe(evidence.class_names, props)
-        validation = _agreement(model, X_val, y_val)
+        hits = model.predict(X_val) == y_val
+        validation = float(np.mean(hits)) if len(y_val) else 0.0
         n_fit, n_val = len(y_fit), len(y_val)
         training = (_agreement(model, X_fit, y_fit) * n_fit + validation * n_val) / (n_fit + n_val)
-        fitted.append(_Fitted(kind, props, uses_classes, model, build, validation, training, described))
+        fitted.append(_Fitted(kind, props, uses_classes, model, build, validation, training, described, hits))
     return _pick(fitted, settings.complexity_tolerance) if fitted else None
 
 
@@ -176,25 +193,62 @@ def _verdict(agreement: float, chance: float, n: int, settings: ExplainConfig) -
     return "unexplained", float(lift), float(z)
 
 
-def _per_label(predicted: np.ndarray, y: np.ndarray, labels: np.ndarray, described: dict | None) -> list[dict]:
+def _per_label(
+    predicted: np.ndarray, y: np.ndarray, labels: np.ndarray, described: dict | None, label_fit: float
+) -> list[dict]:
+    """One entry per label: its rule and classes, and (only when there is a rule) the rule's
+    precision and recall on the test split and its own verdict."""
     out = []
     for label in labels:
         truth = y == label
-        said = predicted == label
-        hit = int(np.sum(truth & said))
-        rule = described["rules"].get(str(label)) if described else None
-        classes = (described.get("classes") or {}).get(str(label)) if described else None
-        out.append(
-            {
-                "label": int(label),
-                "rule": rule,
-                "classes": classes,
-                "n_test": int(truth.sum()),
-                "precision": round(hit / int(said.sum()), 4) if said.any() else None,
-                "recall": round(hit / int(truth.sum()), 4) if truth.any() else None,
-            }
-        )
+        entry: dict[str, Any] = {
+            "label": int(label),
+            "rule": None,
+            "classes": None,
+            "n_test": int(truth.sum()),
+            "precision": None,
+            "recall": None,
+            "verdict": None,
+        }
+        if described:
+            said = predicted == label
+            hit = int(np.sum(truth & said))
+            precision = round(hit / int(said.sum()), 4) if said.any() else None
+            recall = round(hit / int(truth.sum()), 4) if truth.any() else None
+            rule = described["rules"].get(str(label))
+            fits = all(v is None or v >= label_fit for v in (precision, recall))
+            entry.update(
+                {
+                    "rule": rule,
+                    "classes": (described.get("classes") or {}).get(str(label)),
+                    "precision": precision,
+                    "recall": recall,
+                    "verdict": "unexplained" if rule is None else "explained" if fits else "partly explained",
+                }
+            )
+        out.append(entry)
     return out
+
+
+def weak_labels(result: dict[str, Any]) -> str:
+    """What an :func:`explain` result with a rule leaves open, label by label: ``'labels 2, 5
+    only partly explained (...); label 1 unexplained (...)'``; ``''`` when every label's own
+    rule fits (or there is no rule at all)."""
+
+    def having(verdict: str) -> str:
+        labels = [str(e["label"]) for e in result.get("labels") or [] if e.get("verdict") == verdict]
+        return f"label{'s' if len(labels) > 1 else ''} {', '.join(labels)}" if labels else ""
+
+    if result.get("best") is None:
+        return ""
+    fit = (result.get("settings") or {}).get("label_fit")
+    under = f"under {fit * 100:.0f} %" if isinstance(fit, int | float) else "too low"
+    parts = []
+    if partly := having("partly explained"):
+        parts.append(f"{partly} only partly explained (precision or recall {under} on the test split)")
+    if missing := having("unexplained"):
+        parts.append(f"{missing} unexplained (the rule never gives {'them' if ',' in missing else 'it'})")
+    return "; ".join(parts)
 
 
 def explain(
@@ -310,10 +364,10 @@ def explain(
     if not everything:
         verdict, lift, z = "unexplained", 0.0, 0.0
         result.update({"verdict": verdict, "agreement": None, "lift": lift, "z": z, "best": None, "candidates": []})
-        result["labels"] = _per_label(np.full(len(y_test), -1), y_test, labels, None)
+        result["labels"] = _per_label(np.full(len(y_test), -1), y_test, labels, None, settings.label_fit)
         result["_predict"] = None
         return result
-    winner = _pick(everything, settings.simplicity_tolerance)
+    winner = _pick(everything, settings.simplicity_tolerance, settings.simplicity_z)
     reported: list[_Fitted] = []
     for family in FAMILIES:
         reported += sorted(found[family], key=lambda f: -f.validation)[:3]
@@ -363,7 +417,11 @@ def explain(
             "best_guess": best_entry,
             "candidates": entries,
             "labels": _per_label(
-                predicted_test, y_test, labels, winner_described if verdict != "unexplained" else None
+                predicted_test,
+                y_test,
+                labels,
+                winner_described if verdict != "unexplained" else None,
+                settings.label_fit,
             ),
             "_predict": {"train": predicted_train, "test": predicted_test},
         }

@@ -358,12 +358,30 @@ def explanation_tables(explanation: dict[str, Any]) -> list[Table]:
             f"{k}: {rules.get(k) or ' + '.join(str(c) for c in classes.get(k) or []) or '–'}"
             for k in sorted(set(rules) | set(classes), key=lambda s: (len(str(s)), str(s)))
         )
-        rows.append([str(i), hypothesis_text(cand), pct(cand.get("agreement")), detail])
+        chosen = " (chosen)" if cand == explanation.get("best_guess") else ""
+        rows.append(
+            [
+                str(i),
+                hypothesis_text(cand) + chosen,
+                pct(cand.get("validation_agreement")),
+                pct(cand.get("agreement")),
+                detail,
+            ]
+        )
     note = (
         f"verdict: {explanation.get('verdict')}; best agreement {pct(explanation.get('agreement'))} "
-        f"on the test split, chance {pct(explanation.get('chance'))}"
+        f"on the test split, chance {pct(explanation.get('chance'))}. Ranked by agreement on the validation "
+        "rows (carved from the training split), where the winner was chosen: the simplest one not "
+        "significantly worse than the best; the test agreement is its score."
     )
-    tables = [Table("Explainer: hypotheses, best first", ["rank", "hypothesis", "agreement", "rules"], rows, note)]
+    tables = [
+        Table(
+            "Explainer: hypotheses, best on validation first",
+            ["rank", "hypothesis", "validation", "test agreement", "rules"],
+            rows,
+            note,
+        )
+    ]
     families = explanation.get("families") or {}
     if isinstance(families, dict) and families:
         rows = [[str(k), str(v)] for k, v in families.items()]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fmnist_cluster.explain.search import weak_labels
 from fmnist_cluster.report.document import Cell, Section, Table, fmt, pct
 from fmnist_cluster.report.evidence import decoding_composition, hypothesis_text, read_json, read_npz
 from fmnist_cluster.report.rows import RowImages
@@ -101,6 +102,26 @@ def _strip(images: np.ndarray | None, rows: np.ndarray, seed: int) -> bytes | No
     return plots.image_strip_png(images[pick])
 
 
+def _unexplained(explanation: dict[str, Any]) -> str:
+    """Why nothing counts as a meaning: no hypothesis, none above chance, or one above chance
+    that explains too little."""
+    guess = explanation.get("best_guess") if isinstance(explanation.get("best_guess"), dict) else None
+    chance = pct(explanation.get("chance"))
+    if guess is None:
+        return f"No hypothesis could be fitted (chance {chance})."
+    settings = explanation.get("settings") or {}
+    z, lift = explanation.get("z"), explanation.get("lift")
+    text = f"The best guess ({hypothesis_text(guess)}) gives the mystery label of {pct(explanation.get('agreement'))}"
+    min_z, partial = settings.get("min_z"), settings.get("partial_lift")
+    numbers = all(isinstance(v, int | float) for v in (z, lift, min_z, partial))
+    if numbers and z >= min_z and lift < partial:
+        return (
+            f"{text} of the test rows, above chance ({chance}), but closes only {pct(lift, 1)} of the gap from "
+            f"chance to a perfect rule (partly explained needs {pct(partial, 0)})."
+        )
+    return f"{text} of the test rows, not significantly above chance ({chance})."
+
+
 def _label_rows_explained(
     sec: Section, explanation: dict[str, Any], inputs: dict[str, str], images: RowImages, seed: int
 ) -> Block:
@@ -108,16 +129,17 @@ def _label_rows_explained(
     best = explanation.get("best") if isinstance(explanation.get("best"), dict) else None
     block = Block("findings-labels", "What the mystery labels mean")
     if best is None:
-        block.lines.append(
-            f"Verdict: {verdict}. No hypothesis beat chance ({pct(explanation.get('chance'))}); "
-            "the candidates are listed in the evidence."
-        )
+        reason = _unexplained(explanation)
+        block.lines.append(f"Verdict: {verdict}. {reason} The candidates are listed in the evidence.")
     else:
         block.lines.append(
             f"Verdict: {verdict}. The best hypothesis ({hypothesis_text(best)}) gives the mystery label of "
             f"{pct(explanation.get('agreement', best.get('agreement')))} of the test rows (chance "
             f"{pct(explanation.get('chance'))})."
         )
+        weak = weak_labels(explanation)
+        if weak:
+            block.lines.append(f"Not every label is accounted for: {weak}.")
     y, pics = None, None
     if "explanation.npz" in sec.manifest.get("outputs", {}):
         arrays = read_npz(sec.folder, "explanation.npz", "cluster", inputs, ("y",))
@@ -138,6 +160,7 @@ def _label_rows_explained(
                 " + ".join(str(c) for c in entry.get("classes") or []) or "–",
                 pct(entry.get("precision"), 1),
                 pct(entry.get("recall"), 1),
+                str(entry.get("verdict") or "–"),
                 fmt(entry.get("n_test")),
                 Cell("", png=png) if png else "–",
                 _evidence(sec),
@@ -145,10 +168,11 @@ def _label_rows_explained(
         )
     block.table = Table(
         "One row per mystery label",
-        ["label", "rule", "classes", "precision", "recall", "test rows", "images", ""],
+        ["label", "rule", "classes", "precision", "recall", "verdict", "test rows", "images", ""],
         rows,
         "precision: share of the rows the rule gives this label that carry it; recall: share of the label's "
-        "rows the rule finds; both on the test split.",
+        "rows the rule finds; both on the test split. A label's rule is only partly explained when either is "
+        f"under {pct((explanation.get('settings') or {}).get('label_fit'), 0)}.",
     )
     return block
 
