@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -16,6 +17,7 @@ from fmnist_cluster.artefacts import (
     atomic_write_text,
     load_npz,
     npz_bytes,
+    read_hashed,
     read_manifest,
     require_file,
     sha256_file,
@@ -42,46 +44,74 @@ def test_npz_keeps_shapes_of_scalars_and_strings(tmp_path: Path) -> None:
             np.testing.assert_array_equal(loaded[key], value)
 
 
-def test_mapped_npz_gives_the_arrays_numpy_reads_and_never_writes_the_file(tmp_path: Path) -> None:
-    big = np.arange(2 * 300_000, dtype=np.float32).reshape(2, 300_000)  # 2.4 MB: mapped
+def test_npz_from_read_bytes_gives_the_arrays_numpy_reads_as_views_of_those_bytes(tmp_path: Path) -> None:
+    big = np.arange(2 * 300_000, dtype=np.float32).reshape(2, 300_000)
     arrays = {"big": big, "wide": big.reshape(600, 1000).T.copy(), "small": np.arange(5), "s": np.array("a")}
     path = tmp_path / "a.npz"
     path.write_bytes(npz_bytes(arrays))
     before = sha256_file(path)
-    mapped = load_npz(path, ("big",), mapped=True)
+    content, digest = read_hashed(path, block=1 << 16)  # many blocks, hashed as they are read
+    assert digest == before and content.tobytes() == path.read_bytes()
+    loaded = load_npz(path, ("big",), content=content)
     for key, value in arrays.items():
-        assert type(mapped[key]) is np.ndarray and mapped[key].dtype == value.dtype
-        assert np.array_equal(mapped[key], value), key
-        assert isinstance(mapped[key].base, np.memmap) == (value.nbytes >= 1 << 20), key  # large ones mapped
-    assert mapped["big"].ctypes.data % 64 == 0 and mapped["wide"].ctypes.data % 64 == 0  # write_npz aligns them
-    mapped["big"][0, 0] = -1.0  # copy-on-write: the array changes, the file does not
-    assert mapped["big"][0, 0] == -1.0 and sha256_file(path) == before
-    assert load_npz(path, mapped=True)["big"][0, 0] == 0.0
-    other = tmp_path / "numpy.npz"  # numpy's own writer does not align: read, not mapped
+        assert type(loaded[key]) is np.ndarray and loaded[key].dtype == value.dtype
+        assert np.array_equal(loaded[key], value), key
+        assert np.shares_memory(loaded[key], content), key  # used in place: no second copy
+    assert loaded["big"].ctypes.data % 64 == 0 and loaded["wide"].ctypes.data % 64 == 0  # write_npz aligns them
+    loaded["big"][0, 0] = -1.0  # private bytes: the array changes, the file does not
+    assert sha256_file(path) == before
+    # the file written in place, then cut short, after the read: the arrays keep the bytes hashed
+    with open(path, "r+b") as fh:
+        fh.seek(len(content) // 2)
+        fh.write(b"\xff" * 4096)
+        fh.truncate(100)
+    assert np.array_equal(loaded["wide"], arrays["wide"]) and loaded["big"][1, -1] == big[1, -1]
+    other = tmp_path / "numpy.npz"  # numpy's own writers do not align: decoded, not viewed
     np.savez(other, big=big, fortran=np.asfortranarray(big.reshape(600, 1000)))
-    from_numpy = load_npz(other, mapped=True)
-    assert np.array_equal(from_numpy["big"], big) and np.array_equal(from_numpy["fortran"], big.reshape(600, 1000))
+    np.savez_compressed(tmp_path / "z.npz", big=big)
+    for name in ("numpy.npz", "z.npz"):
+        content, _ = read_hashed(tmp_path / name)
+        decoded = load_npz(tmp_path / name, content=content)
+        assert np.array_equal(decoded["big"], big) and not np.shares_memory(decoded["big"], content)
+    assert np.array_equal(decoded["big"], big)
+    assert np.array_equal(load_npz(other, content=read_hashed(other)[0])["fortran"], big.reshape(600, 1000))
 
 
-def test_mapped_npz_refuses_a_damaged_file_in_one_error(tmp_path: Path) -> None:
+def test_npz_from_read_bytes_refuses_a_damaged_file_in_one_error(tmp_path: Path) -> None:
+    def load(data: bytes, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        path.write_bytes(data)
+        return load_npz(path, required, content=read_hashed(path)[0])
+
     good = npz_bytes({"big": np.ones(400_000, np.float32)})
     path = tmp_path / "a.npz"
-    path.write_bytes(good[: len(good) // 2])  # truncated: no zip directory
-    with pytest.raises(FmnistError, match=r"is not a readable \.npz file"):
-        load_npz(path, mapped=True)
+    with pytest.raises(FmnistError, match=r"is not a readable \.npz file \(BadZipFile"):
+        load(good[: len(good) // 2])  # truncated: no zip directory
     header_end = good.index(b"\n", good.index(b"\x93NUMPY")) + 1
-    path.write_bytes(good[:header_end].replace(b"400000", b"400001") + good[header_end:])  # claims one more
-    with pytest.raises(FmnistError, match=r"is not a readable \.npz file"):
-        load_npz(path, mapped=True)
+    with pytest.raises(FmnistError, match=r"is not a readable \.npz file \(ValueError: big.npy: its header"):
+        load(good[:header_end].replace(b"400000", b"400001") + good[header_end:])  # claims one more
     with pytest.raises(FmnistError, match="lacks array"):
-        path.write_bytes(good)
-        load_npz(path, ("x",), mapped=True)
+        load(good, ("x",))
     import zipfile
 
-    with zipfile.ZipFile(path, "a") as archive:  # a second member that is also called "big"
+    buffer = io.BytesIO(good)
+    with zipfile.ZipFile(buffer, "a") as archive:  # a second member that is also called "big"
         archive.writestr("big", good[:0])
-    with pytest.raises(FmnistError, match=r"is not a readable \.npz file"):
-        load_npz(path, mapped=True)
+    with pytest.raises(FmnistError, match=r"is not a readable \.npz file \(ValueError: two arrays are named 'big'"):
+        load(buffer.getvalue())
+
+
+def test_an_array_too_large_for_memory_is_one_error(tmp_path: Path) -> None:
+    """A compressed member (decoded, not viewed) that declares 4 TB: numpy cannot allocate it."""
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)})
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(64))
+    for content in (None, read_hashed(path)[0]):
+        with pytest.raises(FmnistError, match="declares arrays too large for this machine's memory"):
+            load_npz(path, content=content)
 
 
 def test_atomic_writes_follow_the_umask_of_the_moment(tmp_path: Path) -> None:
@@ -141,6 +171,17 @@ def test_require_file_catches_missing_and_changed(tmp_path: Path) -> None:
     assert require_file(out, "data.npz", "p")[1] == sha256_file(out / "data.npz")
     (out / "data.npz").write_bytes(b"changed")
     with pytest.raises(FmnistError, match="does not match the sha256"):
+        require_file(out, "data.npz", "p")
+    (out / "data.npz").unlink()
+    with pytest.raises(FmnistError, match=r"data\.npz is missing; run `p`"):
+        require_file(out, "data.npz", "p")
+    (out / "data.npz").mkdir()
+    with pytest.raises(FmnistError, match=r"data\.npz is not a regular file; run `p`"):
+        require_file(out, "data.npz", "p")
+    (out / "data.npz").rmdir()
+    (out / "data.npz").symlink_to(out / "loop")
+    (out / "loop").symlink_to(out / "data.npz")
+    with pytest.raises(FmnistError, match=r"data\.npz is not a regular file"):
         require_file(out, "data.npz", "p")
     (out / "manifest.json").write_text("{not json")
     with pytest.raises(FmnistError, match="not valid JSON"):

@@ -134,3 +134,73 @@ def test_an_out_path_with_brackets_is_shown_as_it_is(tmp_path) -> None:
         result = CliRunner().invoke(app, ["preprocess", "--source", "sample", "--out", str(out)])
         assert result.exit_code == 0, result.output
         assert f"->{out}/data.npz" in "".join(result.output.split()), result.output  # wrapping aside
+
+
+def test_ctrl_c_ends_in_one_line_that_says_what_is_left(tmp_path, monkeypatch, capsys) -> None:
+    """Interrupted in a stage: one error line, exit code 130, and the way on (--resume from the
+    checkpoint a training stage left, or nothing published); interrupted while the command was
+    still starting (the option parser turns it into exit code 130): one line too."""
+    import pytest
+
+    import fmnist_cluster.data
+    import fmnist_cluster.som
+
+    def exit_(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli, "_exit", exit_)  # not os._exit: train-som forks figure workers, which end by it
+
+    def run(*argv: str) -> list[str]:
+        monkeypatch.setattr("sys.argv", ["fmnist-cluster", *argv])
+        with pytest.raises(SystemExit) as ended:
+            cli.main()
+        assert ended.value.code == 130
+        return capsys.readouterr().err.strip().splitlines()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    def interrupted_after_a_checkpoint(*args: object, **kwargs: object) -> None:
+        (tmp_path / "som").mkdir()
+        (tmp_path / "som" / fmnist_cluster.som.CHECKPOINT).write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fmnist_cluster.data, "run_preprocess", interrupted)
+    assert run("preprocess", "--out", str(tmp_path / "data")) == [
+        f"error: interrupted: preprocess stopped; nothing of it was published to {tmp_path / 'data'}"
+    ]
+    monkeypatch.setattr(fmnist_cluster.som, "run_train_som", interrupted_after_a_checkpoint)
+    som = tmp_path / "som"
+    assert run("train-som", "--input", str(tmp_path / "data"), "--out", str(som)) == [
+        "error: interrupted: train-som stopped; run the same command with --resume to continue from "
+        f"{som}/checkpoint.npz"
+    ]
+    monkeypatch.setattr(cli, "_load", interrupted)  # before the stage: the parser's own exit code 130
+    assert run("preprocess", "--out", str(tmp_path / "data")) == [
+        "error: interrupted before the command started its work; nothing was written"
+    ]
+
+
+def test_a_full_disk_is_one_error_line_and_leaves_the_older_artefact(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from typer.testing import CliRunner
+
+    import fmnist_cluster.artefacts.stage_run as stage_run
+    from fmnist_cluster.cli import app
+
+    out = tmp_path / "data"
+    assert CliRunner().invoke(app, ["preprocess", "--out", str(out)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "data.npz"))
+
+    monkeypatch.setattr(stage_run, "write_npz", full)
+    result = CliRunner().invoke(app, ["preprocess", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: No space left on device ({out / 'data.npz'}); free some space or pass an --out on another disk"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["data"], "no staging folder is left"

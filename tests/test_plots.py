@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -239,3 +240,47 @@ def test_figure_workers_leave_ctrl_c_to_the_parent(monkeypatch: pytest.MonkeyPat
     with FigureRenderer(workers=2) as figures:
         png = figures.submit("sigint_plot").result()
     assert png == expected["ignored"] != expected["handled"]
+
+
+def test_figure_workers_end_with_their_parent(tmp_path: Path) -> None:
+    """A command killed outright (SIGKILL, out of memory) leaves no figure worker behind to hold
+    its pipes open."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not FigureRenderer.can_fork():
+        pytest.skip("no fork on this system: figures are drawn in the calling process")
+    script = (
+        "import os, sys, time\n"
+        "from fmnist_cluster.figure_workers import FigureRenderer\n"
+        "with FigureRenderer(workers=2) as figures:\n"
+        "    pids = {p.pid for p in figures._pool._processes.values()}\n"
+        "    print(*sorted(pids), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    assert parent.stdout is not None
+    workers = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(workers) == 2
+
+    def alive(pid: int) -> bool:
+        try:
+            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return status != "Z"
+
+    assert all(alive(pid) for pid in workers)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:  # do not leave them behind if the check fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "figure workers outlived their parent"

@@ -3,6 +3,7 @@ library function each. Our single exception type becomes one red line and exit c
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import sys
@@ -33,7 +34,7 @@ from fmnist_cluster.config import (
     one_of,
     overrides_help,
 )
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.errors import FmnistError, Interrupted
 from fmnist_cluster.terminal import console, err_console, live_progress
 
 app = typer.Typer(
@@ -100,12 +101,36 @@ def _load(model: type[M], config: Path | None, sets: list[str] | None, extra: di
     return _run(lambda: load_config(model, config, overrides))
 
 
-def _stage(stage: str, out: Path, inputs: dict[str, Path | None], call: Callable[[Progress], R]) -> R:
+def _stage(
+    stage: str, out: Path, inputs: dict[str, Path | None], call: Callable[[Progress], R], checkpoint: str | None = None
+) -> R:
     """Refuse a bad --out, then run ``call(progress)`` (the stage function with every argument
-    but the progress reporter) with progress shown; returns the stage's summary."""
+    but the progress reporter) with progress shown; returns the stage's summary. Ctrl-C ends
+    in one line that says what is left: ``checkpoint`` names the file in --out that
+    ``--resume`` continues from, for the stages that have one."""
     _guard(out, stage, **inputs)
-    with live_progress() as progress:
-        return _run(lambda: call(progress))
+    try:
+        with live_progress() as progress:
+            return _run(lambda: call(progress))
+    except KeyboardInterrupt:
+        if checkpoint is not None and (out / checkpoint).is_file():
+            left = f"run the same command with --resume to continue from {_shown(out / checkpoint)}"
+        else:
+            left = f"nothing of it was published to {_shown(out)}"
+        _error(f"interrupted: {stage} stopped; {left}")
+        raise typer.Exit(Interrupted.exit_code) from None
+
+
+def _error(markup: str) -> None:
+    """The one ``error:`` line of a failed command (``markup``: rich markup, user text escaped)."""
+    global _ERROR_SAID
+    _ERROR_SAID = True
+    err_console.print(f"[bold red]error:[/] {markup}", highlight=False, soft_wrap=True)
+
+
+_ERROR_SAID = False
+"""Whether the command has printed its error line (an interrupt caught by the option parser
+before any stage ran has not)."""
 
 
 def _run(call: Callable[[], Any]) -> Any:
@@ -116,8 +141,14 @@ def _run(call: Callable[[], Any]) -> Any:
         try:
             result = call()
         except FmnistError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            _error(escape(str(exc)))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRORS:
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            _error(escape(f"{exc.strerror}{where}; {_DISK_ERRORS[exc.errno]}"))
+            raise typer.Exit(FmnistError.exit_code) from None
         finally:
             seen = set()
             for w in caught:
@@ -126,6 +157,16 @@ def _run(call: Callable[[], Any]) -> Any:
                     seen.add(text)
                     err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
     return result
+
+
+_DISK_ERRORS = {
+    errno.ENOSPC: "free some space or pass an --out on another disk",
+    errno.EDQUOT: "free some space or pass an --out on another disk",
+    errno.EROFS: "pass a writable --out",
+    errno.EIO: "check the disk",
+}
+"""What the machine's disks can refuse while a stage writes (the folder itself is checked
+before the stage starts), and what to do."""
 
 
 def _shown(path: Path) -> str:
@@ -341,11 +382,11 @@ def train_som(
     from fmnist_cluster.figure_workers import FigureRenderer
 
     with FigureRenderer(workers=2) as figures:  # forked before torch loads: they import matplotlib meanwhile
-        from fmnist_cluster.som import run_train_som
+        from fmnist_cluster.som import CHECKPOINT, run_train_som
 
         cfg = _load(SomConfig, config, sets, {"som.engine": engine, "som.epochs": epochs, "train.device": device})
         stage = partial(run_train_som, cfg, input_dir, out, resume=resume, figures=figures)
-        m = _stage("train-som", out, {"input": input_dir}, stage)
+        m = _stage("train-som", out, {"input": input_dir}, stage, checkpoint=CHECKPOINT)
     acc = f", test accuracy {m['test_accuracy']:.3f}" if "test_accuracy" in m else ""
     if "test_accuracy_in_sample" in m:
         acc = f", accuracy {m['test_accuracy_in_sample']:.3f} on the test rows (in-sample: pooled, trained on them)"
@@ -427,10 +468,11 @@ def train_cnn(
     epoch, can stop early and resume. Writes model.pt (weights + architecture + K + class names),
     metrics.json (test accuracy, loss, per-class accuracy, right/wrong counts, images/s),
     predictions.npz, learning_curves.png, confusion_matrix.png and misclassified.png."""
-    from fmnist_cluster.cnn import run_train_cnn
+    from fmnist_cluster.cnn import STATE_FILE, run_train_cnn
 
     cfg = _load(CnnConfig, config, sets, {"train.epochs": epochs, "device": device, "threads": threads, "seed": seed})
-    m = _stage("train-cnn", out, {"input": input_dir}, partial(run_train_cnn, cfg, input_dir, out, resume=resume))
+    stage = partial(run_train_cnn, cfg, input_dir, out, resume=resume)
+    m = _stage("train-cnn", out, {"input": input_dir}, stage, checkpoint=STATE_FILE)
     console.print(
         f"[green]train-cnn[/]: test accuracy {100 * m['test_accuracy']:.2f} % ({m['n_right']}/{m['n_test']} right), "
         f"K={m['n_classes']}, {m['epochs_run']} epochs in {m['train_seconds']:.0f} s "
@@ -496,6 +538,8 @@ def main() -> None:
     The option parser's own errors (a value of the wrong type, an unknown option) end like every
     other error of the toolkit: one ``error:`` line and exit code 2, not a usage box.
     """
+    global _ERROR_SAID
+    _ERROR_SAID = False
     gc.disable()  # until the stage runs: see collect_from_here
     try:
         code = app(standalone_mode=False)
@@ -503,10 +547,12 @@ def main() -> None:
         message = getattr(exc, "format_message", None)
         if not (callable(message) and isinstance(getattr(exc, "exit_code", None), int)):
             raise
-        err_console.print(f"[bold red]error:[/] {escape(message())}", highlight=False, soft_wrap=True)
+        _error(escape(message()))
         code = exc.exit_code
     finally:
         gc.enable()
+    if code == Interrupted.exit_code and not _ERROR_SAID:  # Ctrl-C while the command was starting
+        _error("interrupted before the command started its work; nothing was written")
     _exit(code if isinstance(code, int) else 0)
 
 

@@ -21,9 +21,11 @@ torch code: the workers may be forked after torch's thread pool started.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import multiprocessing
+import os
 import signal
 import sys
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -40,12 +42,23 @@ def _png(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     return drawn if isinstance(drawn, bytes) else plots.figure_png(drawn)
 
 
-def _worker_setup() -> None:
-    """A worker leaves Ctrl-C to its parent (which shuts the pool down and reports it once),
-    writes, if ever, to the real stderr, not to a console whose lock another thread held at
-    fork, and imports the plotting package before its first figure; the objects of that import
-    are left out of garbage collection (full collections scanning them took 0.11 s of four SOM
-    figures, docs/benchmarks.md)."""
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker_setup(parent: int) -> None:
+    """A worker ends with its parent, whatever kills the parent (SIGKILL, out of memory: an
+    orphan would keep the parent's pipes open, and a shell pipeline on the command's output
+    would never end); leaves Ctrl-C to its parent (which shuts the pool down and reports it
+    once); writes, if ever, to the real stderr, not to a console whose lock another thread held
+    at fork; and imports the plotting package before its first figure; the objects of that
+    import are left out of garbage collection (full collections scanning them took 0.11 s of
+    four SOM figures, docs/benchmarks.md)."""
+    import ctypes  # here: the parent never needs it
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     importlib.import_module(PLOTS)
@@ -90,7 +103,10 @@ class FigureRenderer:
     def __enter__(self) -> FigureRenderer:
         if self.workers > 1 and self.can_fork():
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_setup
+                self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_worker_setup,
+                initargs=(os.getpid(),),
             )
             self._pool.submit(_started)  # fork now, from the process as it is now
         return self

@@ -11,6 +11,7 @@ import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -31,6 +32,46 @@ def sha256_file(path: Path | str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_hashed(path: Path | str, block: int = 8 << 20) -> tuple[np.ndarray, str]:
+    """The bytes of a file, read once into private memory, and the sha256 of those very bytes.
+
+    Each block is hashed in a thread while the next one is read (both release the GIL), so the
+    check costs little more than the read. Whatever happens to the file afterwards (written in
+    place, truncated, replaced), the bytes returned stay the ones the digest describes.
+
+    Returns
+    -------
+    (ndarray of uint8, str)
+        The bytes (as many as could be read) and their hex sha256.
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened or read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        spare = np.empty(size + NPZ_ALIGN, dtype=np.uint8)
+        start = -spare.ctypes.data % NPZ_ALIGN
+        data = spare[start : start + size]  # starts on a NPZ_ALIGN boundary, as write_npz's arrays do in the file
+        view = memoryview(data)
+        done = 0
+        with ThreadPoolExecutor(1) as pool:
+            hashing: Future[None] | None = None
+            while done < len(data):
+                n = fh.readinto(view[done : done + block])
+                if not n:
+                    break  # the file shrank since it was opened: its digest will tell
+                if hashing is not None:
+                    hashing.result()
+                hashing = pool.submit(digest.update, view[done : done + n])
+                done += n
+            if hashing is not None:
+                hashing.result()
+    return data[:done], digest.hexdigest()
 
 
 def array_digest(*arrays: np.ndarray) -> str:
@@ -86,9 +127,9 @@ def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
     (sorted names, fixed zip timestamps).
 
     Each array's data starts on a 64-byte boundary of the file (the local header's extra field
-    is padded; numpy pads the ``.npy`` header to 64 bytes), so that a mapping of the file
-    (``load_npz(..., mapped=True)``) gives arrays as aligned as numpy's own. ``fileobj`` must
-    be seekable."""
+    is padded; numpy pads the ``.npy`` header to 64 bytes), so that the file's bytes read into
+    memory (``load_npz(..., content=...)``) hold arrays as aligned as numpy's own, used in place.
+    ``fileobj`` must be seekable."""
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name in sorted(arrays):
             arr = np.asarray(arrays[name])

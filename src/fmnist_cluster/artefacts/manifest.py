@@ -4,13 +4,14 @@ its manifest records, so a file swapped or damaged after the fact is caught."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import platform
 import zipfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,8 @@ def locate_file(
         )
     path = folder / name
     if not path.is_file():
-        raise FmnistError(f"{path} is missing; run `{producer}` to make it")
+        what = "is missing" if not (path.exists() or path.is_symlink()) else "is not a regular file"
+        raise FmnistError(f"{path} {what}; run `{producer}` to make it")
     expected = manifest["outputs"].get(name)
     if expected is None:
         raise FmnistError(
@@ -151,7 +153,11 @@ def check_digest(path: Path, expected: str, digest: str, producer: str) -> None:
 
 
 def load_npz(
-    path: Path | str, required: tuple[str, ...] = (), producer: str = "the stage that makes it", *, mapped: bool = False
+    path: Path | str,
+    required: tuple[str, ...] = (),
+    producer: str = "the stage that makes it",
+    *,
+    content: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Load every array of an ``.npz``, checking the required keys.
 
@@ -162,16 +168,14 @@ def load_npz(
         Arrays the file must hold.
     producer : str
         The command quoted in errors.
-    mapped : bool
-        Memory-map the large arrays (numeric, stored uncompressed, at least 1 MiB, their data
-        aligned as :func:`~fmnist_cluster.artefacts.files.write_npz` writes them) copy-on-write
-        instead of reading them: they stay in the page cache the file is already in, and
-        writing to them never touches the file. Their zip CRC is not checked, so only for files
-        whose sha256 the caller checks against their manifest (:func:`check_digest`). The other
-        arrays (and those of ``.npz`` files of other writers, whose data is not aligned) are
-        read. In a fresh process, reading the 220 MB of the real ``data.npz`` faults in as many
-        bytes of new memory, 0.16-0.6 s on a 2-core virtual machine; mapping it took 0.05 s
-        (docs/benchmarks.md).
+    content : ndarray of uint8, optional
+        The file's bytes, already read (:func:`~fmnist_cluster.artefacts.files.read_hashed`,
+        whose digest the caller checks against the manifest with :func:`check_digest`). The
+        arrays are then parsed from these bytes, never from the file again: numeric arrays
+        stored uncompressed with their data 64-byte aligned (as
+        :func:`~fmnist_cluster.artefacts.files.write_npz` writes them) are writable views of
+        ``content``, at no cost; the others (other writers, compressed) are decoded from it. The
+        zip CRC of the views is not checked: the sha256 covers them.
 
     Returns
     -------
@@ -184,14 +188,16 @@ def load_npz(
     """
     path = Path(path)
     try:
-        if mapped:
-            arrays = _mapped_npz(path)
+        if content is not None:
+            arrays = _npz_from_bytes(content)
         else:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise FmnistError(f"{path} is not a readable .npz file ({_reason(exc)}); run `{producer}` again") from None
+    except MemoryError:
         raise FmnistError(
-            f"{path} is not a readable .npz file ({exc.__class__.__name__}); run `{producer}` again"
+            f"{path} declares arrays too large for this machine's memory (damaged?); run `{producer}` again"
         ) from None
     missing = [key for key in required if key not in arrays]
     if missing:
@@ -199,32 +205,71 @@ def load_npz(
     return arrays
 
 
-_MAP_FROM_BYTES = 1 << 20
+def _reason(exc: BaseException) -> str:
+    """The class of an exception, with its message when that is short and printable."""
+    text = str(exc).strip()
+    if text and len(text) <= 120 and text.isprintable():
+        return f"{exc.__class__.__name__}: {text}"
+    return exc.__class__.__name__
+
+
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def _mapped_npz(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz``: large stored numeric ones whose data is 64-byte aligned in
-    the file (as :func:`~fmnist_cluster.artefacts.files.write_npz` writes them) memory-mapped
-    copy-on-write, the others read."""
+class _BytesReader(io.RawIOBase):
+    """A read-only, seekable file over bytes in memory, without copying them."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        super().__init__()
+        self._data = memoryview(data).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        n = max(0, min(len(target), len(self._data) - self._pos))
+        target[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+def _npz_from_bytes(content: np.ndarray) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` held in ``content``: stored, aligned numeric ones as views of
+    it, the others decoded."""
     arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
+    raw = _BytesReader(content)
+    with zipfile.ZipFile(raw) as archive:
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
             if name in arrays:
                 raise ValueError(f"two arrays are named {name!r}")
-            mapped = _mapped_member(path, raw, info)
-            if mapped is None:
+            array = _member_view(content, raw, info)
+            if array is None:
                 with archive.open(info) as member:
-                    mapped = np.lib.format.read_array(member, allow_pickle=False)
-            arrays[name] = mapped
+                    array = np.lib.format.read_array(member, allow_pickle=False)
+            arrays[name] = array
     return arrays
 
 
-def _mapped_member(path: Path, raw: BinaryIO, info: zipfile.ZipInfo) -> np.ndarray | None:
-    """One member memory-mapped, or None where it is to be read instead (small, compressed,
-    unaligned, a header version not parsed here, or a file system that cannot map)."""
-    if info.compress_type != zipfile.ZIP_STORED or info.file_size < _MAP_FROM_BYTES:
+def _member_view(content: np.ndarray, raw: _BytesReader, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """One member as a view of ``content``, or None where it is to be decoded instead
+    (compressed, unaligned, or a header version not parsed here)."""
+    if info.compress_type != zipfile.ZIP_STORED:
         return None
     raw.seek(info.header_offset)
     local = raw.read(30)  # the local file header: its name and extra field lengths end it
@@ -239,13 +284,9 @@ def _mapped_member(path: Path, raw: BinaryIO, info: zipfile.ZipInfo) -> np.ndarr
     offset = raw.tell()
     if dtype.hasobject or offset % NPZ_ALIGN:
         return None  # objects are refused by the reader; unaligned data would slow every product on it
-    if offset - start + dtype.itemsize * math.prod(shape) != info.file_size:
+    if offset - start + dtype.itemsize * math.prod(shape) != info.file_size or start + info.file_size > len(content):
         raise ValueError(f"{info.filename}: its header does not match its size")
-    try:
-        mapped = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran else "C")
-    except OSError:
-        return None
-    return mapped.view(np.ndarray)  # a plain array; the mapping lives as long as it does
+    return np.ndarray(shape, dtype=dtype, buffer=content, offset=offset, order="F" if fortran else "C")
 
 
 def package_versions() -> dict[str, str]:

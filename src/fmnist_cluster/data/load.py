@@ -3,12 +3,11 @@ are read the same way by every later stage."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from fmnist_cluster.artefacts import check_digest, load_npz, locate_file, sha256_file
+from fmnist_cluster.artefacts import check_digest, load_npz, locate_file, read_hashed
 from fmnist_cluster.data.dataset import DATA_FILE, Dataset, check_labels
 from fmnist_cluster.errors import FmnistError
 
@@ -47,16 +46,12 @@ def load_dataset(
         range; labels and features that disagree.
     """
     path, expected = locate_file(folder, DATA_FILE, producer, stage=stages, option=option)
-    with ThreadPoolExecutor(1) as pool:  # hashing and reading run side by side: both release the GIL
-        hashing = pool.submit(sha256_file, path)
-        try:
-            arrays = load_npz(path, ("x_train", "x_test"), producer, mapped=True)  # checked by its sha256
-        finally:  # a damaged file is reported as damaged, even when it cannot be read
-            try:
-                digest = hashing.result()
-            except OSError as exc:
-                raise FmnistError(f"cannot read {path} ({exc.strerror or exc}); check the file's permissions") from None
-            check_digest(path, expected, digest, producer)
+    try:  # one read: the arrays are parsed from the very bytes whose sha256 is checked
+        content, digest = read_hashed(path)
+    except OSError as exc:
+        raise FmnistError(f"cannot read {path} ({exc.strerror or exc}); check the file's permissions") from None
+    check_digest(path, expected, digest, producer)
+    arrays = load_npz(path, ("x_train", "x_test"), producer, content=content)
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     for name, x in (("x_train", x_train), ("x_test", x_test)):
         if x.dtype != np.float32 or x.ndim not in (2, 4):
