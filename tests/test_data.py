@@ -377,6 +377,7 @@ def test_failed_run_keeps_the_previous_artefact(idx_dir: Path, tmp_path: Path) -
 def test_a_data_file_that_cannot_be_read_ends_in_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """load_dataset reads and hashes data.npz in one pass; a read error there is a one-line error
     too, and a digest that differs from the manifest's stops it before any array is parsed."""
+    import fmnist_cluster.artefacts.manifest as manifest_module
     import fmnist_cluster.data.load as load_module
     from fmnist_cluster.artefacts import read_hashed
     from fmnist_cluster.errors import FmnistError
@@ -388,11 +389,11 @@ def test_a_data_file_that_cannot_be_read_ends_in_one_error(tmp_path: Path, monke
     def unreadable(path: Path) -> tuple[np.ndarray, str]:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(load_module, "read_hashed", unreadable)
+    monkeypatch.setattr(manifest_module, "read_hashed", unreadable)
     with pytest.raises(FmnistError, match=r"cannot read .*data\.npz \(Permission denied\)"):
         load_dataset(tmp_path / "o")
     parsed: list[Path] = []
-    monkeypatch.setattr(load_module, "read_hashed", lambda path: (read_hashed(path)[0], "0" * 64))
+    monkeypatch.setattr(manifest_module, "read_hashed", lambda path: (read_hashed(path)[0], "0" * 64))
     monkeypatch.setattr(load_module, "load_npz", lambda path, *args, **kwargs: parsed.append(path))
     with pytest.raises(FmnistError, match="does not match the sha256 in its manifest"):
         load_dataset(tmp_path / "o")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import MANIFEST, load_npz, read_manifest, require_file, sha256_file
+from fmnist_cluster.artefacts import MANIFEST, load_npz, read_checked, read_manifest, sha256_file
 from fmnist_cluster.config import ReduceConfig
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
 from fmnist_cluster.errors import FmnistError
@@ -85,8 +85,8 @@ def _som_features(
     (read once)."""
     if split != "test":
         raise FmnistError(f"{folder} (train-som) holds best-matching units of the test images only; use --split test")
-    path, digest = require_file(folder, "som.npz", "fmnist-cluster train-som", stage="train-som")
-    arrays = load_npz(path, ("weights", "bmu_test"), "fmnist-cluster train-som")
+    path, digest, content = read_checked(folder, "som.npz", "fmnist-cluster train-som", stage="train-som")
+    arrays = load_npz(path, ("weights", "bmu_test"), "fmnist-cluster train-som", content=content)
     weights = np.asarray(arrays["weights"], dtype=np.float32)
     prototypes = weights.reshape(-1, weights.shape[-1])
     bmu = np.asarray(arrays["bmu_test"], dtype=np.int64)

@@ -42,6 +42,7 @@ from fmnist_cluster.artefacts.manifest import (
     load_npz,
     locate_file,
     package_versions,
+    read_checked,
     read_manifest,
     require_file,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "locate_file",
     "npz_bytes",
     "package_versions",
+    "read_checked",
     "read_hashed",
     "read_manifest",
     "require_file",

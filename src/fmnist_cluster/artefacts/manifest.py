@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster import __version__
-from fmnist_cluster.artefacts.files import NPZ_ALIGN, sha256_file
+from fmnist_cluster.artefacts.files import NPZ_ALIGN, read_hashed, sha256_file
 from fmnist_cluster.errors import FmnistError
 
 MANIFEST = "manifest.json"
@@ -109,6 +109,35 @@ def require_file(
     digest = sha256_file(path)
     check_digest(path, expected, digest, producer)
     return path, digest
+
+
+def read_checked(
+    folder: Path | str, name: str, producer: str, stage: str | tuple[str, ...] | None = None, option: str = "--input"
+) -> tuple[Path, str, np.ndarray]:
+    """Read one file of a finished upstream artefact once, checked against its manifest: the
+    bytes returned are the bytes whose sha256 was checked (:func:`locate_file`, then
+    :func:`~fmnist_cluster.artefacts.files.read_hashed` and :func:`check_digest`), so what a
+    stage uses is what its manifest records, whatever happens to the file meanwhile.
+
+    Parameters are those of :func:`require_file`.
+
+    Returns
+    -------
+    (Path, str, ndarray of uint8)
+        The file's path, its sha256 and its bytes.
+
+    Raises
+    ------
+    FmnistError
+        As :func:`require_file`, and a file that cannot be read.
+    """
+    path, expected = locate_file(folder, name, producer, stage, option)
+    try:
+        content, digest = read_hashed(path)
+    except OSError as exc:
+        raise FmnistError(f"cannot read {path} ({exc.strerror or exc}); check the file's permissions") from None
+    check_digest(path, expected, digest, producer)
+    return path, digest, content
 
 
 def locate_file(

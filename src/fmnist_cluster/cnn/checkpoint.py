@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fmnist_cluster.artefacts import atomic_write_bytes, require_file
+from fmnist_cluster.artefacts import atomic_write_bytes, read_checked
 from fmnist_cluster.cnn.network import INPUT_SHAPE, Network
 from fmnist_cluster.errors import FmnistError
 
@@ -39,9 +39,11 @@ def _torch_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def _torch_load(path: Path, producer: str) -> Any:
+def _torch_load(path: Path, producer: str, content: bytes | None = None) -> Any:
+    """A checkpoint read with ``weights_only`` (no pickled code), from ``content`` (its bytes,
+    already read and checked) when given, else from ``path``."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path if content is None else io.BytesIO(content), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError, KeyError) as exc:
         raise FmnistError(
             f"{path} is not a readable checkpoint ({exc.__class__.__name__}); it is truncated or damaged, "
@@ -116,12 +118,12 @@ def load_checkpoint(model_dir: Path | str, option: str = "--model") -> tuple[nn.
         Missing folder or file, a file changed since training, or one that is not a readable
         checkpoint or whose weights do not fit its architecture.
     """
-    path, _ = require_file(model_dir, MODEL_FILE, PRODUCER, stage="train-cnn", option=option)
-    return _load_checkpoint_file(path)
+    path, _, content = read_checked(model_dir, MODEL_FILE, PRODUCER, stage="train-cnn", option=option)
+    return _load_checkpoint_file(path, content.tobytes())
 
 
-def _load_checkpoint_file(path: Path) -> tuple[Network, dict[str, Any]]:
-    blob = _torch_load(path, PRODUCER)
+def _load_checkpoint_file(path: Path, content: bytes | None = None) -> tuple[Network, dict[str, Any]]:
+    blob = _torch_load(path, PRODUCER, content)
     needed = ("format", "architecture", "n_classes", "class_names", "state_dict")
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT or any(k not in blob for k in needed):
         raise FmnistError(f"{path} is not an fmnist-cluster CNN checkpoint; run `{PRODUCER}` to make one")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import load_npz, read_manifest, require_file
+from fmnist_cluster.artefacts import load_npz, read_checked, read_manifest, require_file
 from fmnist_cluster.config import ReportConfig
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.report.document import Figure, Section, Table, fmt, pct, slug
@@ -198,19 +198,19 @@ def _flatten(
 
 def read_json(folder: Path, name: str, stage: str, inputs: dict[str, str]) -> Any:
     """A JSON output of an artefact, checked against its manifest; recorded in ``inputs``."""
-    path, digest = require_file(folder, name, producer(stage))
+    path, digest, content = read_checked(folder, name, producer(stage))
     inputs[str(path)] = digest
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(content.tobytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise FmnistError(f"{path} is not valid JSON; run `{producer(stage)}` again") from None
 
 
 def read_npz(folder: Path, name: str, stage: str, inputs: dict[str, str], required: tuple[str, ...] = ()) -> Any:
     """An ``.npz`` output of an artefact, checked against its manifest; recorded in ``inputs``."""
-    path, digest = require_file(folder, name, producer(stage))
+    path, digest, content = read_checked(folder, name, producer(stage))
     inputs[str(path)] = digest
-    return load_npz(path, required, producer(stage))
+    return load_npz(path, required, producer(stage), content=content)
 
 
 def collect(folder: Path, inputs: dict[str, str]) -> Section:
@@ -224,11 +224,11 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
         require_file(folder, name, producer(stage))
     for name in outputs:
         if name.endswith(".png"):
-            path, digest = require_file(folder, name, producer(stage))
+            path, digest, content = read_checked(folder, name, producer(stage))
             inputs[str(path)] = digest
             stem = Path(name).stem
             caption = stem.replace("-", " ").replace("_", " ")
-            section.figures.append(Figure(f"{known}-{slug(stem)}", caption, path.read_bytes(), figure_group(stem)))
+            section.figures.append(Figure(f"{known}-{slug(stem)}", caption, content.tobytes(), figure_group(stem)))
     for name in (n for n in outputs if n.endswith(".json") and "/" not in n):
         data = read_json(folder, name, stage, inputs)
         if name == "metrics.json" and isinstance(data, dict):
