@@ -231,3 +231,22 @@ def test_load_dataset_rejects_bad_arrays(tmp_path: Path) -> None:
         run.commit()
     with pytest.raises(FmnistError, match="expected 3 integer labels"):
         load_dataset(out)
+
+
+def test_checked_reads_of_empty_huge_or_odd_files_end_in_one_error(tmp_path: Path) -> None:
+    from fmnist_cluster.artefacts import read_checked, read_hashed
+
+    out = tmp_path / "o"
+    with StageRun("preprocess", out, {}) as run:
+        run.save_bytes("data.npz", npz_bytes({"x": np.arange(3)}))
+        run.commit()
+    path = out / "data.npz"
+    empty = tmp_path / "empty.npz"
+    np.savez(empty)  # a valid archive of no arrays (22 bytes): numpy reads it, so do we
+    assert load_npz(empty, content=read_hashed(empty)[0]) == {}
+    empty.write_bytes(b"")
+    with pytest.raises(FmnistError, match=r"is not a readable \.npz file \(BadZipFile: File is not a zip file\)"):
+        load_npz(empty, content=read_hashed(empty)[0])
+    os.truncate(path, 1 << 40)  # a sparse terabyte: it cannot be read into memory
+    with pytest.raises(FmnistError, match=r"data\.npz \(1099\.5 GB\) does not fit in this machine's memory"):
+        read_checked(out, "data.npz", "fmnist-cluster preprocess")

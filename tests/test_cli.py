@@ -177,7 +177,7 @@ def test_ctrl_c_ends_in_one_line_that_says_what_is_left(tmp_path, monkeypatch, c
     ]
     monkeypatch.setattr(cli, "_load", interrupted)  # before the stage: the parser's own exit code 130
     assert run("preprocess", "--out", str(tmp_path / "data")) == [
-        "error: interrupted before the command started its work; nothing was written"
+        "error: interrupted; --out holds its previous artefact or the complete new one, never a part"
     ]
 
 

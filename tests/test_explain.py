@@ -240,6 +240,30 @@ def test_a_half_the_images_cannot_show_is_not_dressed_up_as_a_rule(sample: dict)
     assert unguarded != {"class-grouping"}, "the case no longer needs the significance guard"
 
 
+def test_on_few_rows_a_constant_guess_does_not_beat_a_perfect_rule(sample: dict) -> None:
+    """400 training rows (80 validation) and a rule that gives 8 % of the rows a label of their
+    own: a grouping of every class into the common label is at chance, and on 80 rows it is
+    not significantly worse than the perfect rule either; being at chance, it must not win."""
+    rng = np.random.default_rng([2, 7])
+    y, rule = draw_rule("property-bins", rng, sample["classes"], sample["all"])
+    assert rule["property"] == "max_intensity"
+    n = len(sample["y_train"])
+    rows = np.sort(np.random.default_rng(2).choice(n, 400, replace=False))
+    evidence = Evidence(
+        y[:n][rows],
+        y[n:],
+        {k: v[rows] for k, v in sample["train"].items()},
+        sample["test"],
+        sample["y_train"][rows],
+        sample["y_test"],
+        FASHION_CLASSES,
+        "content",
+    )
+    result = explain(evidence)
+    assert result["verdict"] == "explained", result["best_guess"]
+    assert result["best"]["kind"] == "property-bins" and result["best"]["properties"] == ["max_intensity"]
+
+
 def test_a_label_whose_rule_is_incomplete_is_marked(sample: dict) -> None:
     """A grouping, except that 70 % of the trousers (chosen at random) carry a label of their
     own: the whole rule still gives 97 % of the labels, but the new label's rule ("Trouser") is
@@ -266,7 +290,7 @@ def test_a_label_whose_rule_is_incomplete_is_marked(sample: dict) -> None:
     assert not lines[1].endswith("partly explained")
 
 
-def test_unexplained_labels_carry_no_per_label_figures(sample: dict) -> None:
+def test_unexplained_labels_carry_no_rule_and_no_figures_of_one(sample: dict) -> None:
     y = np.random.default_rng(5).integers(0, 4, len(sample["classes"]))
     result = explain(_sample_evidence(sample, y))
     assert result["verdict"] == "unexplained"

@@ -552,7 +552,7 @@ def main() -> None:
     finally:
         gc.enable()
     if code == Interrupted.exit_code and not _ERROR_SAID:  # Ctrl-C while the command was starting
-        _error("interrupted before the command started its work; nothing was written")
+        _error("interrupted; --out holds its previous artefact or the complete new one, never a part")
     _exit(code if isinstance(code, int) else 0)
 
 

@@ -4,11 +4,13 @@ its manifest records, so a file swapped or damaged after the fact is caught."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import math
 import platform
 import zipfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -106,7 +108,8 @@ def require_file(
         file changed since it was written.
     """
     path, expected = locate_file(folder, name, producer, stage, option)
-    digest = sha256_file(path)
+    with _reading(path, producer):
+        digest = sha256_file(path)
     check_digest(path, expected, digest, producer)
     return path, digest
 
@@ -132,12 +135,24 @@ def read_checked(
         As :func:`require_file`, and a file that cannot be read.
     """
     path, expected = locate_file(folder, name, producer, stage, option)
-    try:
+    with _reading(path, producer):
         content, digest = read_hashed(path)
-    except OSError as exc:
-        raise FmnistError(f"cannot read {path} ({exc.strerror or exc}); check the file's permissions") from None
     check_digest(path, expected, digest, producer)
     return path, digest, content
+
+
+@contextlib.contextmanager
+def _reading(path: Path, producer: str) -> Iterator[None]:
+    """One error line for a file that cannot be read, or not held in memory."""
+    try:
+        yield
+    except OSError as exc:
+        raise FmnistError(f"cannot read {path} ({exc.strerror or exc}); check the file and its permissions") from None
+    except MemoryError:
+        size = path.stat().st_size / 1e9
+        raise FmnistError(
+            f"{path} ({size:.1f} GB) does not fit in this machine's memory (damaged?); run `{producer}` again"
+        ) from None
 
 
 def locate_file(
@@ -265,7 +280,7 @@ class _BytesReader(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
         if base + offset < 0:
-            raise ValueError("negative seek position")
+            raise OSError(errno.EINVAL, "Invalid argument")  # as a real file, which zipfile expects
         self._pos = base + offset
         return self._pos
 

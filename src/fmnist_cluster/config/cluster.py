@@ -193,10 +193,12 @@ class ExplainConfig(StrictModel):
         Share of the training split held out to choose hypotheses and their complexity.
     simplicity_tolerance : float
         The simplest hypothesis (fewest properties, then no class evidence, then fewest rules)
-        whose validation agreement is within this of the best one wins ...
+        whose validation agreement is within this of the best one wins, or one that passes
+        ``simplicity_z``.
     simplicity_z : float
-        ... or whose validation agreement is less than this many standard errors of the paired
-        difference below the best one's (0: the tolerance alone). The best of some thirty
+        A simpler hypothesis also wins when its validation agreement is less than this many
+        standard errors of the paired difference below the best one's and this many binomial
+        standard errors above chance (0: the tolerance alone). The best of some thirty
         candidates scored on the same rows is the luckiest of them: 3 is about what a 5 % test
         over 30 comparisons asks (Bonferroni, one-sided).
     complexity_tolerance : float

@@ -80,7 +80,7 @@ class _Fitted:
     validation: float
     training: float
     described: dict[str, Any]
-    val_hits: np.ndarray
+    val_hits: np.ndarray = field(compare=False, repr=False)
 
     def key(self) -> tuple[int, int, int, int, float]:
         """Simplicity order: fewest properties, no classes, fewest rules, fewest thresholds; then
@@ -113,17 +113,21 @@ def _agreement(model: Any, X: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(model.predict(X) == y)) if len(y) else 0.0
 
 
-def _pick(fitted: list[_Fitted], tolerance: float, z: float = 0.0) -> _Fitted:
+def _pick(fitted: list[_Fitted], tolerance: float, z: float = 0.0, chance: float = 1.0) -> _Fitted:
     """The simplest of the fitted whose validation agreement is within ``tolerance`` of the
-    best's, or less than ``z`` standard errors of the paired difference below it."""
+    best's, or less than ``z`` standard errors of the paired difference below it while itself
+    ``z`` binomial standard errors above ``chance`` (on few validation rows a hypothesis no
+    better than a constant guess is not significantly worse than a perfect one either)."""
     best = max(fitted, key=lambda f: f.validation)
 
     def close(f: _Fitted) -> bool:
         gap = best.validation - f.validation
         if gap <= tolerance:
             return True
+        n = max(len(f.val_hits), 1)
         diff = best.val_hits.astype(np.float64) - f.val_hits
-        return gap < z * float(np.std(diff)) / np.sqrt(max(len(diff), 1))
+        above_chance = f.validation - chance >= z * np.sqrt(max(chance * (1.0 - chance), 1e-12) / n)
+        return bool(above_chance and gap < z * float(np.std(diff)) / np.sqrt(n))
 
     return min((f for f in fitted if close(f)), key=_Fitted.key)
 
@@ -216,14 +220,21 @@ def _per_label(
             precision = round(hit / int(said.sum()), 4) if said.any() else None
             recall = round(hit / int(truth.sum()), 4) if truth.any() else None
             rule = described["rules"].get(str(label))
-            fits = all(v is None or v >= label_fit for v in (precision, recall))
+            if rule is None:
+                verdict: str | None = "unexplained"
+            elif precision is None and recall is None:
+                verdict = None  # no test row carries it and the rule never gives it: untested
+            elif all(v is None or v >= label_fit for v in (precision, recall)):
+                verdict = "explained"
+            else:
+                verdict = "partly explained"
             entry.update(
                 {
                     "rule": rule,
                     "classes": (described.get("classes") or {}).get(str(label)),
                     "precision": precision,
                     "recall": recall,
-                    "verdict": "unexplained" if rule is None else "explained" if fits else "partly explained",
+                    "verdict": verdict,
                 }
             )
         out.append(entry)
@@ -242,7 +253,7 @@ def weak_labels(result: dict[str, Any]) -> str:
     if result.get("best") is None:
         return ""
     fit = (result.get("settings") or {}).get("label_fit")
-    under = f"under {fit * 100:.0f} %" if isinstance(fit, int | float) else "too low"
+    under = f"under {fit * 100:g} %" if isinstance(fit, int | float) else "too low"
     parts = []
     if partly := having("partly explained"):
         parts.append(f"{partly} only partly explained (precision or recall {under} on the test split)")
@@ -367,7 +378,8 @@ def explain(
         result["labels"] = _per_label(np.full(len(y_test), -1), y_test, labels, None, settings.label_fit)
         result["_predict"] = None
         return result
-    winner = _pick(everything, settings.simplicity_tolerance, settings.simplicity_z)
+    val_chance = float(np.max(np.bincount(np.searchsorted(labels, y_val), minlength=k)) / len(y_val))
+    winner = _pick(everything, settings.simplicity_tolerance, settings.simplicity_z, val_chance)
     reported: list[_Fitted] = []
     for family in FAMILIES:
         reported += sorted(found[family], key=lambda f: -f.validation)[:3]
