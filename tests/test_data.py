@@ -378,7 +378,6 @@ def test_a_data_file_that_cannot_be_read_ends_in_one_error(tmp_path: Path, monke
     """load_dataset reads and hashes data.npz in one pass; a read error there is a one-line error
     too, and a digest that differs from the manifest's stops it before any array is parsed."""
     import fmnist_cluster.artefacts.manifest as manifest_module
-    import fmnist_cluster.data.load as load_module
     from fmnist_cluster.artefacts import read_hashed
     from fmnist_cluster.errors import FmnistError
 
@@ -394,7 +393,7 @@ def test_a_data_file_that_cannot_be_read_ends_in_one_error(tmp_path: Path, monke
         load_dataset(tmp_path / "o")
     parsed: list[Path] = []
     monkeypatch.setattr(manifest_module, "read_hashed", lambda path: (read_hashed(path)[0], "0" * 64))
-    monkeypatch.setattr(load_module, "load_npz", lambda path, *args, **kwargs: parsed.append(path))
+    monkeypatch.setattr(manifest_module, "load_npz", lambda path, *args, **kwargs: parsed.append(path))
     with pytest.raises(FmnistError, match="does not match the sha256 in its manifest"):
         load_dataset(tmp_path / "o")
     assert len(digest) == 64 and not parsed

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import MANIFEST, load_npz, read_checked, read_manifest, sha256_file
+from fmnist_cluster.artefacts import MANIFEST, load_checked_npz, read_manifest, sha256_file
 from fmnist_cluster.config import ReduceConfig
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
 from fmnist_cluster.errors import FmnistError
@@ -85,13 +85,13 @@ def _som_features(
     (read once)."""
     if split != "test":
         raise FmnistError(f"{folder} (train-som) holds best-matching units of the test images only; use --split test")
-    path, digest, content = read_checked(folder, "som.npz", "fmnist-cluster train-som", stage="train-som")
-    arrays = load_npz(path, ("weights", "bmu_test"), "fmnist-cluster train-som", content=content)
+    producer = "fmnist-cluster train-som"
+    path, digest, arrays = load_checked_npz(folder, "som.npz", producer, ("weights", "bmu_test"), "train-som")
     weights = np.asarray(arrays["weights"], dtype=np.float32)
     prototypes = weights.reshape(-1, weights.shape[-1])
     bmu = np.asarray(arrays["bmu_test"], dtype=np.int64)
     if bmu.size and (bmu.min() < 0 or bmu.max() >= len(prototypes)):
-        raise FmnistError(f"{path}: bmu_test points outside the map; run `fmnist-cluster train-som` again")
+        raise FmnistError(f"{path}: bmu_test points outside the map; run `{producer}` again")
     y, names, pictures = None, None, None
     data_folder = recorded_images(manifest)
     if data_folder is not None:

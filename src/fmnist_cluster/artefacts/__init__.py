@@ -39,6 +39,7 @@ from fmnist_cluster.artefacts.files import (
 from fmnist_cluster.artefacts.manifest import (
     MANIFEST,
     check_digest,
+    load_checked_npz,
     load_npz,
     locate_file,
     package_versions,
@@ -66,6 +67,7 @@ __all__ = [
     "dumps_json",
     "figure_name",
     "keep_freed_memory",
+    "load_checked_npz",
     "load_npz",
     "locate_file",
     "npz_bytes",

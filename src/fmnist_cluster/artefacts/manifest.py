@@ -141,6 +141,26 @@ def read_checked(
     return path, digest, content
 
 
+def load_checked_npz(
+    folder: Path | str,
+    name: str,
+    producer: str,
+    required: tuple[str, ...] = (),
+    stage: str | tuple[str, ...] | None = None,
+    option: str = "--input",
+) -> tuple[Path, str, dict[str, np.ndarray]]:
+    """The arrays of one ``.npz`` of a finished upstream artefact, parsed from the very bytes
+    checked against its manifest (:func:`read_checked`, then :func:`load_npz` of those bytes).
+
+    Returns
+    -------
+    (Path, str, dict of str to ndarray)
+        The file's path, its sha256 and its arrays.
+    """
+    path, digest, content = read_checked(folder, name, producer, stage, option)
+    return path, digest, load_npz(path, required, producer, content=content)
+
+
 @contextlib.contextmanager
 def _reading(path: Path, producer: str) -> Iterator[None]:
     """One error line for a file that cannot be read, or not held in memory."""

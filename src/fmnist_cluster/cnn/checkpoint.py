@@ -122,7 +122,7 @@ def load_checkpoint(model_dir: Path | str, option: str = "--model") -> tuple[nn.
     return _load_checkpoint_file(path, content.tobytes())
 
 
-def _load_checkpoint_file(path: Path, content: bytes | None = None) -> tuple[Network, dict[str, Any]]:
+def _load_checkpoint_file(path: Path, content: bytes) -> tuple[Network, dict[str, Any]]:
     blob = _torch_load(path, PRODUCER, content)
     needed = ("format", "architecture", "n_classes", "class_names", "state_dict")
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT or any(k not in blob for k in needed):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_cluster.artefacts import load_npz, read_checked
+from fmnist_cluster.artefacts import load_checked_npz
 from fmnist_cluster.data.dataset import DATA_FILE, Dataset, check_labels
 from fmnist_cluster.errors import FmnistError
 
@@ -45,8 +45,7 @@ def load_dataset(
         Missing folder, manifest or file; a folder of another stage; wrong arrays; labels out of
         range; labels and features that disagree.
     """
-    path, digest, content = read_checked(folder, DATA_FILE, producer, stage=stages, option=option)
-    arrays = load_npz(path, ("x_train", "x_test"), producer, content=content)  # used in place
+    path, digest, arrays = load_checked_npz(folder, DATA_FILE, producer, ("x_train", "x_test"), stages, option)
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     for name, x in (("x_train", x_train), ("x_test", x_test)):
         if x.dtype != np.float32 or x.ndim not in (2, 4):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import load_npz, read_checked, read_manifest, require_file
+from fmnist_cluster.artefacts import load_checked_npz, read_checked, read_manifest, require_file
 from fmnist_cluster.config import ReportConfig
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.report.document import Figure, Section, Table, fmt, pct, slug
@@ -208,9 +208,9 @@ def read_json(folder: Path, name: str, stage: str, inputs: dict[str, str]) -> An
 
 def read_npz(folder: Path, name: str, stage: str, inputs: dict[str, str], required: tuple[str, ...] = ()) -> Any:
     """An ``.npz`` output of an artefact, checked against its manifest; recorded in ``inputs``."""
-    path, digest, content = read_checked(folder, name, producer(stage))
+    path, digest, arrays = load_checked_npz(folder, name, producer(stage), required)
     inputs[str(path)] = digest
-    return load_npz(path, required, producer(stage), content=content)
+    return arrays
 
 
 def collect(folder: Path, inputs: dict[str, str]) -> Section:
@@ -220,16 +220,19 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
     known = stage if stage in STAGE_ORDER else "other"
     section = Section(stage, folder, manifest)
     outputs = sorted(str(n) for n in manifest["outputs"] if safe_output(str(n)))
-    for name in outputs:  # every file the report stands on matches its manifest, not only those it shows
+    figures = [n for n in outputs if n.endswith(".png")]
+    jsons = [n for n in outputs if n.endswith(".json") and "/" not in n]
+    for name in sorted(set(outputs) - set(figures) - set(jsons)):
+        # every file the report stands on matches its manifest, not only those it shows (which
+        # are checked as they are read, below)
         require_file(folder, name, producer(stage))
-    for name in outputs:
-        if name.endswith(".png"):
-            path, digest, content = read_checked(folder, name, producer(stage))
-            inputs[str(path)] = digest
-            stem = Path(name).stem
-            caption = stem.replace("-", " ").replace("_", " ")
-            section.figures.append(Figure(f"{known}-{slug(stem)}", caption, content.tobytes(), figure_group(stem)))
-    for name in (n for n in outputs if n.endswith(".json") and "/" not in n):
+    for name in figures:
+        path, digest, content = read_checked(folder, name, producer(stage))
+        inputs[str(path)] = digest
+        stem = Path(name).stem
+        caption = stem.replace("-", " ").replace("_", " ")
+        section.figures.append(Figure(f"{known}-{slug(stem)}", caption, content.tobytes(), figure_group(stem)))
+    for name in jsons:
         data = read_json(folder, name, stage, inputs)
         if name == "metrics.json" and isinstance(data, dict):
             section.metrics = data
