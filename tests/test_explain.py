@@ -129,6 +129,38 @@ def test_class_and_property_splits_one_group() -> None:
     assert set(described["classes"]["3"]) == {FASHION_CLASSES[c] for c in (4, 5, 7, 9)}
     assert "ink_area ≥ 62.5" in described["rules"]["3"]
     assert described["rules"]["0"] == "T-shirt/top or Pullover or Shirt"
+    assert described["properties"] == ["ink_area"]
+
+
+def test_a_class_is_never_described_by_a_range_it_has_no_rows_in() -> None:
+    """Thresholds 30 and 70 come from T-shirts (three labels); Trousers only reach 60, most of
+    them below 30. Their empty range above 70 takes the label of their nearest range, so the
+    rule says "Trouser with value ≥ 30", not "Trouser with (value < 30 or value ≥ 70)"."""
+    rng = np.random.default_rng(3)
+    v0, v1 = rng.uniform(0, 100, 6000), np.concatenate([rng.uniform(0, 30, 2800), rng.uniform(30, 60, 1200)])
+    classes = np.r_[np.zeros(6000), np.ones(4000)]
+    v = np.r_[v0, v1]
+    y = np.searchsorted([30.0, 70.0], v, side="right")
+    model = ClassAndProperty(n_thresholds=2, n_classes=2).fit(np.c_[classes, v], y)
+    assert model.thresholds_ == pytest.approx([30.0, 70.0], abs=0.5)
+    assert list(model.table_[1]) == [0, 1, 1]
+    assert list(model.predict([[1, 95.0], [1, 5.0]])) == [1, 0]
+    rules = model.describe(FASHION_CLASSES, ["value"])["rules"]
+    assert re.fullmatch(r"\(T-shirt/top or Trouser\) with value < [\d.]+", rules["0"]), rules["0"]
+    assert re.match(r"Trouser with value ≥ [\d.]+; or T-shirt/top with ", rules["1"]), rules["1"]
+
+
+def test_a_pair_tree_that_splits_on_one_property_names_only_that_one() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.uniform(0, 1, (4000, 2))
+    y = np.searchsorted([0.25, 0.5, 0.75], X[:, 1], side="right")
+    model = PropertyPair(max_leaf_nodes=4).fit(X, y)
+    assert model.features_used_ == (1,) and model.n_splits_ == 3
+    described = model.describe(property_names=["ink_area", "left_share"])
+    assert described["properties"] == ["left_share"] and described["n_rules"] == 4
+    assert all("ink_area" not in rule for rule in described["rules"].values())
+    both = PropertyPair(max_leaf_nodes=4).fit(X, (X[:, 0] > 0.5) ^ (X[:, 1] > 0.5))
+    assert both.features_used_ == (0, 1)
 
 
 @pytest.mark.parametrize(
@@ -188,6 +220,8 @@ def test_explainer_finds_a_random_rule(sample: dict, kind: str, rule_seed: int) 
     where = f"rule {rule} (FMNIST_RULE_SEED={rule_seed}); explanation {result['best_guess']}"
     assert set(result) >= {"verdict", "agreement", "chance", "best", "candidates"}
     tried = {c["kind"] for c in result["candidates"]}
+    rules = [json.dumps([c["kind"], c["properties"], c["rules"]]) for c in result["candidates"]]
+    assert len(set(rules)) == len(rules), where  # a rule found twice is listed once
     assert tried == {"class-grouping", "property-bins", "class-and-property"}, where
     if kind == "noise":
         assert result["verdict"] == "unexplained", where
@@ -207,6 +241,8 @@ def test_explainer_finds_a_random_rule(sample: dict, kind: str, rule_seed: int) 
         # the drawn property, or one the data cannot tell from it (listed as equivalent)
         said = [best["properties"], *(e["properties"] for e in best["equivalent"])]
         assert [rule["property"]] in said, where
+    same = [{"kind": best["kind"], "properties": best["properties"]}, *best["equivalent"]]
+    assert all(a != b for a, b in itertools.combinations(same, 2)), where
     if kind == "property-bins":
         assert best["classes"] is None and len(best["thresholds"]) == len(rule["thresholds"]), where
     if kind == "class-and-property":

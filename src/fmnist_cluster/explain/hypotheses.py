@@ -117,7 +117,8 @@ class ClassGrouping(ClassifierMixin, BaseEstimator):
         return out
 
     def describe(self, class_names: Sequence[str], property_names: Sequence[str] = ()) -> dict[str, Any]:
-        """The rule: ``rules`` and ``classes`` per label, and ``n_rules``."""
+        """The rule: ``rules`` and ``classes`` per label, ``n_rules``, and the ``properties`` it
+        names (none)."""
         check_is_fitted(self, "table_")
         rules, classes = {}, {}
         for i, label in enumerate(self.classes_):
@@ -125,7 +126,7 @@ class ClassGrouping(ClassifierMixin, BaseEstimator):
             if members:
                 rules[str(label)] = " or ".join(members)
                 classes[str(label)] = members
-        return {"rules": rules, "classes": classes, "n_rules": len(rules)}
+        return {"rules": rules, "classes": classes, "n_rules": len(rules), "properties": []}
 
 
 class PropertyBins(ClassifierMixin, BaseEstimator):
@@ -181,7 +182,8 @@ class PropertyBins(ClassifierMixin, BaseEstimator):
         return self.range_labels_[range_of(self.thresholds_, _check_X(X, 1)[:, 0])]
 
     def describe(self, class_names: Sequence[str] = (), property_names: Sequence[str] = ("value",)) -> dict[str, Any]:
-        """The rule: ``rules`` per label (``classes`` is None), and ``n_rules`` (ranges)."""
+        """The rule: ``rules`` per label (``classes`` is None), ``n_rules`` (ranges) and the
+        ``properties`` it names (the one)."""
         check_is_fitted(self, "thresholds_")
         name = property_names[0]
         cuts = [float(c) for c in self.thresholds_]
@@ -190,7 +192,7 @@ class PropertyBins(ClassifierMixin, BaseEstimator):
             ranges = [i for i, lab in enumerate(self.range_labels_) if lab == label]
             if ranges:
                 rules[str(label)] = interval_text(name, ranges, cuts)
-        return {"rules": rules, "classes": None, "n_rules": len(self.range_labels_)}
+        return {"rules": rules, "classes": None, "n_rules": len(self.range_labels_), "properties": [name]}
 
 
 class PropertyPair(ClassifierMixin, BaseEstimator):
@@ -206,6 +208,10 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray
     tree_model_ : sklearn.tree.DecisionTreeClassifier
+    features_used_ : tuple of int
+        The columns the tree splits on (0, 1 or both), in column order.
+    n_splits_ : int
+        Threshold tests in the tree (its leaves less one).
     """
 
     def __init__(self, *, max_leaf_nodes: int = 4, random_state: int = 0) -> None:
@@ -221,6 +227,10 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
         self.tree_model_ = DecisionTreeClassifier(
             max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state
         ).fit(X, y)
+        tree = self.tree_model_.tree_
+        splits = tree.feature[tree.children_left >= 0]
+        self.features_used_ = tuple(sorted({int(f) for f in splits}))
+        self.n_splits_ = len(splits)
         self.classes_ = labels
         return self
 
@@ -230,7 +240,8 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
         return self.tree_model_.predict(_check_X(X, 2))
 
     def describe(self, class_names: Sequence[str] = (), property_names: Sequence[str] = ("a", "b")) -> dict[str, Any]:
-        """The rule: one conjunction per leaf, leaves of a label joined by "or"."""
+        """The rule: one conjunction per leaf, leaves of a label joined by "or"; ``properties``
+        lists the properties the tree splits on, which may be one of the two."""
         check_is_fitted(self, "tree_model_")
         tree = self.tree_model_.tree_
         leaves: list[tuple[int, str]] = []
@@ -264,7 +275,8 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
             terms = [text for lab, text in leaves if lab == label]
             if terms:
                 rules[str(label)] = " or ".join(f"({t})" if len(terms) > 1 else t for t in terms)
-        return {"rules": rules, "classes": None, "n_rules": len(leaves)}
+        used = [property_names[f] for f in self.features_used_]
+        return {"rules": rules, "classes": None, "n_rules": len(leaves), "properties": used}
 
 
 class ClassAndProperty(ClassifierMixin, BaseEstimator):
@@ -287,7 +299,9 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     thresholds_ : ndarray of float64
     table_ : ndarray of int64 (n_classes, n_thresholds + 1)
-        Label index of every (class, range) cell (-1 for a class with no row).
+        Label index of every (class, range) cell: the label most of its rows carry; a cell with
+        no row takes the label of the nearest range of its class that has rows (so a rule never
+        names a range no row of the class fell in); -1 for a class with no row.
     """
 
     def __init__(self, *, n_thresholds: int = 1, n_classes: int = 10, max_bins: int = 96) -> None:
@@ -299,10 +313,15 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
         n_ranges = self.n_thresholds + 1
         counts = np.zeros((self.n_classes, n_ranges, n_labels), dtype=np.int64)
         np.add.at(counts, (ids, ranges, yi), 1)
-        per_class = counts.sum(axis=1)
-        fallback = np.where(per_class.sum(axis=1) > 0, np.argmax(per_class, axis=1), UNKNOWN)
-        empty = counts.sum(axis=2) == 0
-        return np.where(empty, fallback[:, None], np.argmax(counts, axis=2))
+        table = np.argmax(counts, axis=2)
+        seen = counts.sum(axis=2) > 0
+        for c in range(self.n_classes):  # a cell without rows says nothing: its class's nearest range decides
+            ranges = np.flatnonzero(seen[c])
+            if len(ranges) == 0:
+                table[c] = UNKNOWN
+            for r in np.flatnonzero(~seen[c]) if len(ranges) else ():
+                table[c, r] = table[c, ranges[np.argmin(np.abs(ranges - r))]]
+        return table
 
     def fit(self, X: Any, y: Any) -> ClassAndProperty:
         """Learn the thresholds and the table; returns self."""
@@ -368,7 +387,8 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
         return out
 
     def describe(self, class_names: Sequence[str], property_names: Sequence[str] = ("value",)) -> dict[str, Any]:
-        """The rule: per label, the classes and the property ranges that give it."""
+        """The rule: per label, the classes and the property ranges that give it; ``properties``
+        names the property only if some class's label changes across its ranges."""
         check_is_fitted(self, "table_")
         name = property_names[0]
         cuts = [float(c) for c in self.thresholds_]
@@ -393,4 +413,5 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
             rules[str(label)] = "; or ".join(terms)
             classes[str(label)] = [m for members in patterns.values() for m in members]
             n_rules += len(terms)
-        return {"rules": rules, "classes": classes, "n_rules": n_rules}
+        splits = bool(np.any(self.table_ != self.table_[:, :1]))
+        return {"rules": rules, "classes": classes, "n_rules": n_rules, "properties": [name] if splits else []}

@@ -6,11 +6,12 @@ winner are chosen on the validation part. The chosen hypotheses are then refitte
 training split and scored once on the test split: *agreement* is the share of test rows whose
 label the hypothesis gives, *chance* the share of the most common test label.
 
-The winner is the simplest hypothesis (fewest properties, then no class evidence, then fewest
-rules) whose validation agreement is within ``simplicity_tolerance`` of the best, or not
-significantly below it: less than ``simplicity_z`` standard errors of the paired difference on
-the validation rows. (With some thirty candidates scored on the same rows, the best score alone
-favours whichever over-fitted hypothesis was luckiest.) The verdict compares its test agreement
+The winner is the simplest hypothesis (fewest properties its rule names, then no class
+evidence, then fewest rules, then fewest thresholds) whose validation agreement is within
+``simplicity_tolerance`` of the best, or not significantly below it: less than
+``simplicity_z`` standard errors of the paired difference on the validation rows. (With some
+thirty candidates scored on the same rows, the best score alone favours whichever over-fitted
+hypothesis was luckiest.) The verdict compares its test agreement
 with chance through the lift ``(agreement - chance) / (1 - chance)`` and a one-sided binomial z
 score: ``explained`` at a lift of at least ``explained_lift``, ``partly explained`` at
 ``partial_lift`` with z of at least ``min_z``, else ``unexplained``. Each label is judged too:
@@ -22,6 +23,7 @@ never gives it.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,12 +85,13 @@ class _Fitted:
     val_hits: np.ndarray = field(compare=False, repr=False)
 
     def key(self) -> tuple[int, int, int, int, float]:
-        """Simplicity order: fewest properties, no classes, fewest rules, fewest thresholds; then
-        the best agreement over the whole training split (fit and validation parts), which
-        separates hypotheses that validation alone cannot."""
-        thresholds = len(getattr(self.model, "thresholds_", ()))
+        """Simplicity order: fewest properties named (a pair's tree may split on one), no
+        classes, fewest rules, fewest thresholds (a tree's splits); then the best agreement over
+        the whole training split (fit and validation parts), which separates hypotheses that
+        validation alone cannot."""
+        thresholds = len(getattr(self.model, "thresholds_", ())) or getattr(self.model, "n_splits_", 0)
         return (
-            len(self.properties),
+            len(self.described["properties"]),
             int(self.uses_classes),
             int(self.described["n_rules"]),
             thresholds,
@@ -394,7 +397,7 @@ def explain(
         described = model.describe(evidence.class_names, fitted.properties)
         entry = {
             "kind": fitted.kind,
-            "properties": list(fitted.properties),
+            "properties": described["properties"],
             "classes": described["classes"],
             "rules": described["rules"],
             "agreement": round(_agreement(model, fitted.columns("test"), y_test), 4),
@@ -407,15 +410,31 @@ def explain(
         if fitted is winner:
             best_entry, winner_model, winner_described = entry, model, described
     assert best_entry is not None and winner_model is not None
-    # hypotheses the data cannot tell from the winner: as simple, and as good on both parts
-    best_entry["equivalent"] = [
-        {"kind": e["kind"], "properties": e["properties"]}
-        for e in entries
-        if e is not best_entry
-        and (len(e["properties"]), e["n_rules"]) == (len(best_entry["properties"]), best_entry["n_rules"])
-        and abs(e["validation_agreement"] - best_entry["validation_agreement"]) <= settings.complexity_tolerance
-        and abs(e["agreement"] - best_entry["agreement"]) <= settings.complexity_tolerance
-    ]
+
+    def same_rule(e: dict[str, Any]) -> str:
+        return json.dumps([e["kind"], e["properties"], e["rules"]], sort_keys=True)
+
+    # pairs whose trees split on the same one property give the same rule: it is listed once
+    seen, kept = {same_rule(best_entry)}, []
+    for e in entries:
+        if e is best_entry or same_rule(e) not in seen:
+            kept.append(e)
+            seen.add(same_rule(e))
+    entries = kept
+    # hypotheses the data cannot tell from the winner: as simple, and as good on both parts (each
+    # family and property set once, the winner's own left out)
+    equivalent: list[dict[str, Any]] = []
+    for e in entries:
+        said = {"kind": e["kind"], "properties": e["properties"]}
+        if (
+            said not in equivalent
+            and said != {"kind": best_entry["kind"], "properties": best_entry["properties"]}
+            and (len(e["properties"]), e["n_rules"]) == (len(best_entry["properties"]), best_entry["n_rules"])
+            and abs(e["validation_agreement"] - best_entry["validation_agreement"]) <= settings.complexity_tolerance
+            and abs(e["agreement"] - best_entry["agreement"]) <= settings.complexity_tolerance
+        ):
+            equivalent.append(said)
+    best_entry["equivalent"] = equivalent
     verdict, lift, z = _verdict(best_entry["agreement"], chance, len(y_test), settings)
     predicted_test = winner_model.predict(winner.columns("test"))
     predicted_train = winner_model.predict(winner.columns("train"))
