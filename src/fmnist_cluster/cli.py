@@ -57,7 +57,10 @@ ConfigOpt = Annotated[
         "--config",
         "-c",
         metavar="FILE",
-        help="YAML config of this stage. Default: the built-in defaults, which configs/<stage>.yaml also holds.",
+        help=(
+            "YAML config of this stage. Default: the built-in defaults, which configs/<stage>.yaml also holds "
+            "(configs/som.yaml for train-som, configs/cnn.yaml for train-cnn)."
+        ),
         show_default=False,
     ),
 ]
