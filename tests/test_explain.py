@@ -21,11 +21,18 @@ from typer.testing import CliRunner
 
 from fmnist_cluster import FASHION_CLASSES
 from fmnist_cluster.cli import app
-from fmnist_cluster.config import PreprocessConfig
+from fmnist_cluster.config import ExplainConfig, PreprocessConfig
 from fmnist_cluster.data import load_source
 from fmnist_cluster.explain.cuts import segment
 from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
-from fmnist_cluster.explain.properties import PROPERTIES, image_properties, to_pixel_scale
+from fmnist_cluster.explain.properties import (
+    PROPERTIES,
+    image_properties,
+    pixel_index,
+    pixel_name,
+    screen_pixels,
+    to_pixel_scale,
+)
 from fmnist_cluster.explain.search import Evidence, explain
 from tests.rules import RULE_KINDS, draw_rule
 
@@ -198,6 +205,8 @@ def sample() -> dict:
     train = image_properties(to_pixel_scale(data.x_train)[0])
     test = image_properties(to_pixel_scale(data.x_test)[0])
     return {
+        "pixels_train": to_pixel_scale(data.x_train)[0].reshape(len(data.x_train), -1).astype(np.uint8),
+        "pixels_test": to_pixel_scale(data.x_test)[0].reshape(len(data.x_test), -1).astype(np.uint8),
         "train": train,
         "test": test,
         "y_train": data.y_train,
@@ -247,6 +256,38 @@ def test_explainer_finds_a_random_rule(sample: dict, kind: str, rule_seed: int) 
         assert best["classes"] is None and len(best["thresholds"]) == len(rule["thresholds"]), where
     if kind == "class-and-property":
         assert len(best["thresholds"]) == 1, where
+
+
+def test_screen_pixels_finds_the_pixel_that_decides() -> None:
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (3000, 784))
+    y = np.searchsorted([60, 190], pixels[:, 407], side="right")  # 3 labels from pixel (14, 15)
+    assert screen_pixels(pixels, y, 2)[0] == 407 and pixel_name(407) == "pixel_r14_c15"
+    assert pixel_index("pixel_r14_c15") == 407 and pixel_index("pixel_r28_c0") is None
+    assert pixel_index("mean_intensity") is None
+    with pytest.raises(ValueError, match=r"0\.\.255"):
+        screen_pixels(pixels - 1, y, 2)
+
+
+@pytest.mark.parametrize("where", [(14, 14), (6, 20)])
+def test_a_rule_on_one_pixel_is_found_by_name(sample: dict, where: tuple[int, int]) -> None:
+    """A label from thresholds on one pixel, which no named property is: the pixel is screened
+    in and named; with ``explain.pixels`` = 0 it is not tried."""
+    index = where[0] * 28 + where[1]
+    values = np.concatenate([sample["pixels_train"][:, index], sample["pixels_test"][:, index]]).astype(np.int64)
+    cuts = np.unique(np.quantile(values, [0.35, 0.7]) + 0.5)
+    cuts = cuts[cuts > values.min()]  # a pixel that is 0 in most images gets one threshold
+    y = np.searchsorted(cuts, values, side="right")
+    evidence = _sample_evidence(sample, y)
+    evidence.pixels_train, evidence.pixels_test = sample["pixels_train"], sample["pixels_test"]
+    result = explain(evidence, seed=1)
+    assert result["verdict"] == "explained", result["best_guess"]
+    assert result["best"]["properties"] == [f"pixel_r{where[0]}_c{where[1]}"], result["best"]
+    assert len(result["best"]["thresholds"]) == len(cuts)
+    without = explain(evidence, ExplainConfig(pixels=0), seed=1)
+    named = {p for c in without["candidates"] for p in c["properties"]}
+    assert not any(p.startswith("pixel_") for p in named)
+    assert without["agreement"] < result["agreement"]
 
 
 def _sample_evidence(sample: dict, y: np.ndarray) -> Evidence:

@@ -209,6 +209,10 @@ class ExplainConfig(StrictModel):
     pair_candidates : int
         Every pair of properties is screened with a quick tree; this many of the best pairs
         are then fitted in full.
+    pixels : int
+        Single pixels tried as properties too (``pixel_rR_cC``, 0 = none): those whose best
+        threshold agrees with most labels of the fit rows. They join the named properties in
+        every property family, after them (a named property wins a tie).
     explained_lift : float
         Verdict ``explained`` when ``(agreement - chance) / (1 - chance)`` on the test split
         reaches this (and ``min_z`` holds).
@@ -232,6 +236,7 @@ class ExplainConfig(StrictModel):
     complexity_tolerance: float = Field(default=0.001, ge=0, lt=1)
     extra_segments: int = Field(default=3, ge=0, le=20)
     pair_candidates: int = Field(default=15, ge=0, le=200)
+    pixels: int = Field(default=3, ge=0, le=784)
     explained_lift: float = Field(default=0.9, gt=0, le=1)
     partial_lift: float = Field(default=0.1, gt=0, le=1)
     min_z: float = Field(default=3.0, ge=0)

@@ -74,6 +74,8 @@ def gather(
     if exact_train and exact_test:
         evidence.properties_train = image_properties(pixels_train)
         evidence.properties_test = image_properties(pixels_test)
+        evidence.pixels_train = pixels_train.reshape(len(pixels_train), -1).astype(np.uint8)
+        evidence.pixels_test = pixels_test.reshape(len(pixels_test), -1).astype(np.uint8)
     else:
         evidence.notes["properties"] = (
             f"skipped: the images in {folder} are not the original 8-bit pixels (deskew, center or standardize); "

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fmnist_cluster import plots
-from fmnist_cluster.explain.properties import INTEGER_PROPERTIES
+from fmnist_cluster.explain.properties import takes_whole_numbers
 
 _TITLE_CHARS = 110
 
@@ -31,7 +31,7 @@ def property_histograms(
     colours = plots.label_colours(len(labels))
     fig, ax = plt.subplots(figsize=(8, 3.6))
     lo, hi = float(np.min(values)), float(np.max(values))
-    edges = np.unique(np.round(values)) if name in INTEGER_PROPERTIES else None
+    edges = np.unique(np.round(values)) if takes_whole_numbers(name) else None
     bins = np.append(edges - 0.5, edges[-1] + 0.5) if edges is not None and len(edges) < 80 else np.linspace(lo, hi, 61)
     for colour, label in zip(colours, labels, strict=True):
         ax.hist(values[y == label], bins=bins, histtype="step", linewidth=1.4, color=colour, label=f"label {label}")

@@ -20,9 +20,14 @@ columns ``c`` numbered 0..27, "ink" is a pixel > 0). The formulas, declared once
 ``left_share``      share of Σ x in the left 14 columns (0.5 if blank)
 ``bright_area``     share of pixels > 127
 =================  =====================================================================
+
+Single pixels are properties too, named ``pixel_rR_cC`` (the value of the pixel in row R,
+column C): :func:`screen_pixels` picks the few that are worth trying.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -47,8 +52,74 @@ PROPERTIES: dict[str, str] = {
     "bright_area": "share of pixels > 127",
 }
 
-#: Properties that take whole numbers only (thresholds are shown as such).
+#: Properties that take whole numbers only (thresholds are shown as such); pixels too.
 INTEGER_PROPERTIES = frozenset({"height", "width", "max_intensity"})
+
+_PIXEL_NAME = re.compile(r"pixel_r(\d{1,2})_c(\d{1,2})")
+
+
+def pixel_name(index: int) -> str:
+    """The property name of pixel ``index`` (0..783, row-major): ``pixel_rR_cC``."""
+    if not 0 <= index < IMAGE_SIDE * IMAGE_SIDE:
+        raise ValueError(f"pixel index must be in 0..{IMAGE_SIDE * IMAGE_SIDE - 1}, got {index}")
+    row, col = divmod(int(index), IMAGE_SIDE)
+    return f"pixel_r{row}_c{col}"
+
+
+def pixel_index(name: str) -> int | None:
+    """The index (0..783) of a pixel property ``pixel_rR_cC``; None for any other name."""
+    found = _PIXEL_NAME.fullmatch(name)
+    if found is None or int(found[1]) >= IMAGE_SIDE or int(found[2]) >= IMAGE_SIDE:
+        return None
+    return int(found[1]) * IMAGE_SIDE + int(found[2])
+
+
+def takes_whole_numbers(name: str) -> bool:
+    """Whether property ``name`` only takes whole numbers (a pixel, a count, the largest pixel)."""
+    return name in INTEGER_PROPERTIES or pixel_index(name) is not None
+
+
+def screen_pixels(pixels: np.ndarray, y: np.ndarray, keep: int, chunk: int = 8192) -> list[int]:
+    """The ``keep`` pixels whose best single threshold agrees with the most labels.
+
+    For every pixel and every threshold, the rows below it get their most common label and
+    the rows above it theirs; a pixel scores the agreement of its best threshold. This picks
+    which pixels the explainer then tries as properties in full.
+
+    Parameters
+    ----------
+    pixels : ndarray (N, 784) or (N, 28, 28)
+        Whole numbers in 0..255.
+    y : ndarray (N,)
+        Labels as indices 0..K-1.
+    keep : int
+        How many pixels to return (at most 784).
+    chunk : int
+        Rows counted at a time (bounds the memory used).
+
+    Returns
+    -------
+    list of int
+        Pixel indices (row-major), best first; ties go to the lower index.
+    """
+    x = np.asarray(pixels).reshape(len(pixels), -1)
+    if x.shape[1] != IMAGE_SIDE * IMAGE_SIDE:
+        raise ValueError(f"pixels must be 28 x 28 images, got rows of {x.shape[1]} values")
+    if len(x) and (x.min() < 0 or x.max() > 255):
+        raise ValueError("pixels must be whole numbers in 0..255")
+    y = np.asarray(y, dtype=np.int64)
+    n_labels = int(y.max(initial=-1)) + 1
+    n_pix = x.shape[1]
+    offsets = np.arange(n_pix, dtype=np.int64) * 256
+    counts = np.zeros((n_labels, n_pix * 256), dtype=np.int64)
+    for start in range(0, len(x), chunk):
+        part, labels = x[start : start + chunk].astype(np.int64), y[start : start + chunk]
+        for label in np.unique(labels):
+            counts[label] += np.bincount((part[labels == label] + offsets).ravel(), minlength=n_pix * 256)
+    below = np.cumsum(counts.reshape(n_labels, n_pix, 256), axis=2)  # rows with value <= v, per label
+    above = below[:, :, -1:] - below
+    score = below.max(axis=0, initial=0) + above.max(axis=0, initial=0)
+    return [int(j) for j in np.argsort(-score.max(axis=1), kind="stable")[: max(int(keep), 0)]]
 
 
 def _extent(ink: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ from sklearn.base import clone
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
 from fmnist_cluster.config import ExplainConfig
 from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
+from fmnist_cluster.explain.properties import pixel_index, pixel_name, screen_pixels
 
 #: The hypothesis families, in the order they are tried.
 FAMILIES = ("class-grouping", "property-bins", "class-and-property")
@@ -52,6 +53,8 @@ class Evidence:
         The mystery labels.
     properties_train, properties_test : dict of str to ndarray
         Image properties (empty when the pixels are not available on the 0..255 scale).
+    pixels_train, pixels_test : ndarray (N, 784) of whole numbers in 0..255, or None
+        The pixels themselves, from which single pixels are screened as properties.
     class_train, class_test : ndarray of int64 or None
         Fashion-MNIST class of every row (-1 unknown), None without class evidence.
     class_names : tuple of str
@@ -70,6 +73,20 @@ class Evidence:
     class_names: tuple[str, ...] = ()
     class_source: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    pixels_train: np.ndarray | None = None
+    pixels_test: np.ndarray | None = None
+
+    def values(self, name: str, split: str) -> np.ndarray:
+        """Property ``name`` of every row of ``split`` ('train' or 'test'): an image property,
+        or a pixel (``pixel_rR_cC``) read from the pixels."""
+        named = self.properties_train if split == "train" else self.properties_test
+        if name in named:
+            return named[name]
+        index = pixel_index(name)
+        pixels = self.pixels_train if split == "train" else self.pixels_test
+        if index is None or pixels is None:
+            raise KeyError(f"no property {name!r} in the evidence")
+        return np.asarray(pixels).reshape(len(pixels), -1)[:, index].astype(np.float64)
 
 
 @dataclass
@@ -102,11 +119,11 @@ class _Fitted:
 def _columns(evidence: Evidence, fit_rows: np.ndarray, val_rows: np.ndarray, uses_classes: bool, props: Sequence[str]):
     def build(part: str) -> np.ndarray:
         if part in ("fit", "val", "train"):
-            cls, values = evidence.class_train, evidence.properties_train
+            cls, split = evidence.class_train, "train"
             rows = {"fit": fit_rows, "val": val_rows, "train": slice(None)}[part]
         else:
-            cls, values, rows = evidence.class_test, evidence.properties_test, slice(None)
-        cols = ([cls] if uses_classes else []) + [values[p] for p in props]
+            cls, split, rows = evidence.class_test, "test", slice(None)
+        cols = ([cls] if uses_classes else []) + [evidence.values(p, split) for p in props]
         return np.column_stack([np.asarray(c, dtype=np.float64)[rows] for c in cols])
 
     return build
@@ -180,10 +197,9 @@ def _screen_pairs(
     rng = np.random.default_rng(seed)
     fit_rows = rows[0] if len(rows[0]) <= sample else np.sort(rng.choice(rows[0], sample, replace=False))
     val_rows = rows[1]
-    values = evidence.properties_train
     scored = []
     for p, q in pairs:
-        X = np.column_stack([values[p], values[q]])
+        X = np.column_stack([evidence.values(p, "train"), evidence.values(q, "train")])
         model = PropertyPair(max_leaf_nodes=leaves, random_state=seed).fit(X[fit_rows], y_train[fit_rows])
         scored.append((_agreement(model, X[val_rows], y_train[val_rows]), -pairs.index((p, q)), (p, q)))
     scored.sort(reverse=True)
@@ -303,6 +319,12 @@ def explain(
     for name, values in (*evidence.properties_test.items(), ("class_test", evidence.class_test)):
         if values is not None and len(values) != len(y_test):
             raise ValueError(f"{name} has {len(values)} rows but there are {len(y_test)} test labels")
+    for name, pixels, n in (
+        ("pixels_train", evidence.pixels_train, len(y_train)),
+        ("pixels_test", evidence.pixels_test, len(y_test)),
+    ):
+        if pixels is not None and (len(pixels) != n or int(np.prod(np.shape(pixels)[1:])) != 784):
+            raise ValueError(f"{name} must hold {n} images of 28 x 28 pixels, got shape {np.shape(pixels)}")
     if len(y_train) < 10 or len(y_test) < 1:
         raise ValueError(
             f"explaining labels needs at least 10 training and 1 test rows, got {len(y_train)}, {len(y_test)}"
@@ -317,6 +339,9 @@ def explain(
     rows = (fit_rows, val_rows)
     has_classes = evidence.class_train is not None and evidence.class_test is not None
     props = [p for p in evidence.properties_train if settings.properties is None or p in settings.properties]
+    if settings.pixels and evidence.pixels_train is not None and evidence.pixels_test is not None:
+        chosen = screen_pixels(evidence.pixels_train[fit_rows], np.searchsorted(labels, y_fit), settings.pixels)
+        props += [pixel_name(j) for j in chosen]
     families: dict[str, str] = {}
     n_classes = max(len(evidence.class_names), 1)
     pairs = list(itertools.combinations(props, 2))

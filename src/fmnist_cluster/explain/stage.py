@@ -147,7 +147,6 @@ def run_explainer(
     images_test = dataset.x_test
     best = result["best"]
     rng = np.random.default_rng(config.seed)
-    values_test = evidence.properties_test
     for entry in result["labels"]:
         label = entry["label"]
         members = np.flatnonzero(evidence.y_test == label)
@@ -159,7 +158,7 @@ def run_explainer(
             captions = [names[c] if c >= 0 else "?" for c in evidence.class_test[pick]]
         elif best and best["properties"]:
             p = best["properties"][0]
-            captions = [f"{values_test[p][i]:.4g}" for i in pick]
+            captions = [f"{v:.4g}" for v in evidence.values(p, "test")[pick]]
         else:
             captions = [""] * len(pick)
         rule = entry["rule"] or "unexplained"
@@ -173,7 +172,7 @@ def run_explainer(
         thresholds = best["thresholds"]
         for p in best["properties"]:
             fig = figures.property_histograms(
-                values_test[p],
+                evidence.values(p, "test"),
                 evidence.y_test,
                 p,
                 thresholds if len(best["properties"]) == 1 else [],
