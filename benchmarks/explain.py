@@ -4,8 +4,9 @@ Draws rules of every family on the real images (the drawing code is ``tests/rule
 groupings of the 10 classes, thresholds on a property, a grouping crossed with or split by a
 property threshold, and noise; plus rules that are only partly explainable (a grouping with a
 share of its labels replaced at random, a threshold on a property the explainer does not
-compute). For each it runs the explainer with exact class evidence (the true classes, as
-``--originals`` gives them) and prints the verdict, the family and property found, the test
+compute), and two thresholds on a single pixel. For each it runs the explainer with exact class
+evidence (the true classes, as ``--originals`` gives them) and the pixels, as the ``cluster``
+stage does, and prints the verdict, the family and property found, the test
 agreement and the seconds of the search.
 
 These are development label sets: the verdict thresholds and tolerances of ``ExplainConfig``
@@ -33,7 +34,7 @@ from tests.rules import RULE_KINDS, draw_rule, random_grouping  # noqa: E402
 from fmnist_cluster import FASHION_CLASSES  # noqa: E402
 from fmnist_cluster.config import PreprocessConfig  # noqa: E402
 from fmnist_cluster.data import load_source  # noqa: E402
-from fmnist_cluster.explain.properties import image_properties, to_pixel_scale  # noqa: E402
+from fmnist_cluster.explain.properties import image_properties, pixel_name, to_pixel_scale  # noqa: E402
 from fmnist_cluster.explain.search import Evidence, explain  # noqa: E402
 
 
@@ -65,6 +66,8 @@ def main() -> None:
     train, test = image_properties(pixels_train), image_properties(pixels_test)
     props_seconds = time.perf_counter() - loaded
     n = len(data.y_train)
+    flat_train = pixels_train.reshape(n, -1).astype(np.uint8)
+    flat_test = pixels_test.reshape(len(pixels_test), -1).astype(np.uint8)
     classes = np.concatenate([data.y_train, data.y_test])
     every = {k: np.concatenate([train[k], test[k]]) for k in train}
     print(f"{len(classes)} images loaded in {loaded - start:.1f} s; 14 properties in {props_seconds:.1f} s")
@@ -77,9 +80,9 @@ def main() -> None:
         from sklearn.tree import DecisionTreeClassifier
 
         began = time.perf_counter()
-        result = explain(
-            Evidence(y[:n], y[n:], train, test, data.y_train, data.y_test, FASHION_CLASSES, "content"), seed=0
-        )
+        evidence = Evidence(y[:n], y[n:], train, test, data.y_train, data.y_test, FASHION_CLASSES, "content")
+        evidence.pixels_train, evidence.pixels_test = flat_train, flat_test  # as the cluster stage gives them
+        result = explain(evidence, seed=0)
         seconds = time.perf_counter() - began
         # anchor: an opaque tree on every property and the classes, fitted on the same training rows
         began = time.perf_counter()
@@ -103,6 +106,11 @@ def main() -> None:
     pixels = np.concatenate([pixels_train, pixels_test])
     for name, y in partial_rules(rng, classes, pixels):
         run("partial", name, y)
+    flat = pixels.reshape(len(pixels), -1)
+    inked = np.flatnonzero((flat > 0).mean(axis=0) >= 0.5)  # pixels inked in at least half the images
+    for index in rng.choice(inked, size=2, replace=False):
+        cut = float(np.median(flat[:, index])) + 0.5
+        run("one pixel", f"{pixel_name(int(index))} > {cut:g}", (flat[:, index] > cut).astype(np.int64))
 
 
 if __name__ == "__main__":

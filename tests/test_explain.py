@@ -168,6 +168,16 @@ def test_a_pair_tree_that_splits_on_one_property_names_only_that_one() -> None:
     assert all("ink_area" not in rule for rule in described["rules"].values())
     both = PropertyPair(max_leaf_nodes=4).fit(X, (X[:, 0] > 0.5) ^ (X[:, 1] > 0.5))
     assert both.features_used_ == (0, 1)
+    # b only changes how pure the two sides of a are: the tree splits on it, the rule does not
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (3000, 2))
+    y = ((X[:, 0] > 0.5) ^ (rng.random(3000) < np.where(X[:, 1] > 0.5, 0.05, 0.35))).astype(int)
+    noisy = PropertyPair(max_leaf_nodes=4).fit(X, y)
+    assert noisy.tree_model_.get_n_leaves() > 2
+    assert noisy.features_used_ == (0,) and noisy.n_splits_ == 1
+    described = noisy.describe(property_names=["a", "b"])
+    assert described["properties"] == ["a"] and described["n_rules"] == 2 and len(described["thresholds"]) == 1
+    assert not PropertyBins(n_segments=2).fit(X[:, :1], np.zeros(3000)).describe()["properties"]  # a constant
 
 
 @pytest.mark.parametrize(
@@ -252,6 +262,8 @@ def test_explainer_finds_a_random_rule(sample: dict, kind: str, rule_seed: int) 
         assert [rule["property"]] in said, where
     same = [{"kind": best["kind"], "properties": best["properties"]}, *best["equivalent"]]
     assert all(a != b for a, b in itertools.combinations(same, 2)), where
+    twins = [c for c in result["candidates"] if (c["properties"], c["rules"]) == (best["properties"], best["rules"])]
+    assert not any({"kind": c["kind"], "properties": c["properties"]} in best["equivalent"] for c in twins), where
     if kind == "property-bins":
         assert best["classes"] is None and len(best["thresholds"]) == len(rule["thresholds"]), where
     if kind == "class-and-property":

@@ -192,9 +192,9 @@ class ExplainConfig(StrictModel):
     validation_share : float
         Share of the training split held out to choose hypotheses and their complexity.
     simplicity_tolerance : float
-        The simplest hypothesis (fewest properties, then no class evidence, then fewest rules)
-        whose validation agreement is within this of the best one wins, or one that passes
-        ``simplicity_z``.
+        The simplest hypothesis (fewest properties its rule names, then no class evidence, then
+        fewest rules, then fewest thresholds) whose validation agreement is within this of the
+        best one wins, or one that passes ``simplicity_z``.
     simplicity_z : float
         A simpler hypothesis also wins when its validation agreement is less than this many
         standard errors of the paired difference below the best one's and this many binomial

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from fmnist_cluster import plots
-from fmnist_cluster.explain.properties import takes_whole_numbers
+from fmnist_cluster.explain.properties import pixel_index, takes_whole_numbers
 
 _TITLE_CHARS = 110
 
@@ -24,12 +25,30 @@ def label_montage(images: np.ndarray, captions: Sequence[str], title: str) -> Fi
 
 
 def property_histograms(
-    values: np.ndarray, y: np.ndarray, name: str, thresholds: Sequence[float], title: str
+    values: np.ndarray,
+    y: np.ndarray,
+    name: str,
+    thresholds: Sequence[float],
+    title: str,
+    mean_image: np.ndarray | None = None,
 ) -> Figure:
-    """Histogram of one property per label (test split), thresholds as dashed lines."""
+    """Histogram of one property per label (test split), thresholds as dashed lines; for a
+    pixel property (``pixel_rR_cC``) with ``mean_image`` (28 × 28), a panel beside it shows
+    where the pixel is on the mean image."""
     labels = np.unique(y)
     colours = plots.label_colours(len(labels))
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    where = pixel_index(name) if mean_image is not None else None
+    if where is None:
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+    else:
+        fig, (ax, beside) = plt.subplots(1, 2, figsize=(9.6, 3.6), width_ratios=(5, 1.2))
+        row, col = divmod(where, 28)
+        beside.imshow(np.asarray(mean_image, dtype=np.float64).reshape(28, 28), cmap="gray_r")
+        beside.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        beside.set_xticks([])
+        beside.set_yticks([])
+        beside.set_xlabel(f"row {row}, column {col}", fontsize=8)
+        beside.set_title("the pixel on the\nmean test image", fontsize=8)
     lo, hi = float(np.min(values)), float(np.max(values))
     edges = np.unique(np.round(values)) if takes_whole_numbers(name) else None
     bins = np.append(edges - 0.5, edges[-1] + 0.5) if edges is not None and len(edges) < 80 else np.linspace(lo, hi, 61)

@@ -183,7 +183,7 @@ class PropertyBins(ClassifierMixin, BaseEstimator):
 
     def describe(self, class_names: Sequence[str] = (), property_names: Sequence[str] = ("value",)) -> dict[str, Any]:
         """The rule: ``rules`` per label (``classes`` is None), ``n_rules`` (ranges) and the
-        ``properties`` it names (the one)."""
+        ``properties`` it names (the one, or none when there is a single range)."""
         check_is_fitted(self, "thresholds_")
         name = property_names[0]
         cuts = [float(c) for c in self.thresholds_]
@@ -192,7 +192,21 @@ class PropertyBins(ClassifierMixin, BaseEstimator):
             ranges = [i for i, lab in enumerate(self.range_labels_) if lab == label]
             if ranges:
                 rules[str(label)] = interval_text(name, ranges, cuts)
-        return {"rules": rules, "classes": None, "n_rules": len(self.range_labels_), "properties": [name]}
+        used = [name] if len(self.range_labels_) > 1 else []  # one range: a constant, whatever the value
+        return {"rules": rules, "classes": None, "n_rules": len(self.range_labels_), "properties": used}
+
+
+def _one_outcome(tree: Any) -> np.ndarray:
+    """For every node of a fitted sklearn tree, the class index every leaf under it predicts,
+    or -1 where they differ (a split that changes no prediction is no rule)."""
+    outcome = np.full(tree.node_count, -1, dtype=np.int64)
+    for node in range(tree.node_count - 1, -1, -1):  # children come after their parent
+        left, right = tree.children_left[node], tree.children_right[node]
+        if left < 0:
+            outcome[node] = int(np.argmax(tree.value[node][0]))
+        elif outcome[left] == outcome[right]:
+            outcome[node] = outcome[left]
+    return outcome
 
 
 class PropertyPair(ClassifierMixin, BaseEstimator):
@@ -209,9 +223,10 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     tree_model_ : sklearn.tree.DecisionTreeClassifier
     features_used_ : tuple of int
-        The columns the tree splits on (0, 1 or both), in column order.
+        The columns the rule tests (0, 1 or both), in column order.
     n_splits_ : int
-        Threshold tests in the tree (its leaves less one).
+        Threshold tests of the rule: the tree's splits below which the predictions differ (a
+        split whose two sides predict the same label is left out, and so are its leaves).
     """
 
     def __init__(self, *, max_leaf_nodes: int = 4, random_state: int = 0) -> None:
@@ -228,7 +243,7 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
             max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state
         ).fit(X, y)
         tree = self.tree_model_.tree_
-        splits = tree.feature[tree.children_left >= 0]
+        splits = tree.feature[(tree.children_left >= 0) & (_one_outcome(tree) < 0)]
         self.features_used_ = tuple(sorted({int(f) for f in splits}))
         self.n_splits_ = len(splits)
         self.classes_ = labels
@@ -240,15 +255,18 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
         return self.tree_model_.predict(_check_X(X, 2))
 
     def describe(self, class_names: Sequence[str] = (), property_names: Sequence[str] = ("a", "b")) -> dict[str, Any]:
-        """The rule: one conjunction per leaf, leaves of a label joined by "or"; ``properties``
-        lists the properties the tree splits on, which may be one of the two."""
+        """The rule: one conjunction per leaf, leaves of a label joined by "or" (a subtree whose
+        leaves all give one label is one leaf); ``properties`` lists the properties the rule
+        tests, which may be one of the two, and ``thresholds`` its cuts when it tests one."""
         check_is_fitted(self, "tree_model_")
         tree = self.tree_model_.tree_
+        outcome = _one_outcome(tree)
         leaves: list[tuple[int, str]] = []
+        cuts: list[float] = []
 
         def walk(node: int, bounds: dict[int, list[float | None]]) -> None:
-            if tree.children_left[node] < 0:
-                label = self.tree_model_.classes_[int(np.argmax(tree.value[node][0]))]
+            if outcome[node] >= 0:
+                label = self.tree_model_.classes_[outcome[node]]
                 parts = []
                 for f in (0, 1):
                     lo, hi = bounds[f]
@@ -262,6 +280,7 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
                 leaves.append((label, " and ".join(parts) or "any value"))
                 return
             f, t = int(tree.feature[node]), float(tree.threshold[node])
+            cuts.append(t)
             left = {k: list(v) for k, v in bounds.items()}
             left[f][1] = t if left[f][1] is None else min(left[f][1], t)
             right = {k: list(v) for k, v in bounds.items()}
@@ -276,7 +295,13 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
             if terms:
                 rules[str(label)] = " or ".join(f"({t})" if len(terms) > 1 else t for t in terms)
         used = [property_names[f] for f in self.features_used_]
-        return {"rules": rules, "classes": None, "n_rules": len(leaves), "properties": used}
+        return {
+            "rules": rules,
+            "classes": None,
+            "n_rules": len(leaves),
+            "properties": used,
+            "thresholds": sorted(set(cuts)) if len(used) == 1 else [],
+        }
 
 
 class ClassAndProperty(ClassifierMixin, BaseEstimator):
@@ -300,8 +325,9 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
     thresholds_ : ndarray of float64
     table_ : ndarray of int64 (n_classes, n_thresholds + 1)
         Label index of every (class, range) cell: the label most of its rows carry; a cell with
-        no row takes the label of the nearest range of its class that has rows (so a rule never
-        names a range no row of the class fell in); -1 for a class with no row.
+        no row takes the label of the nearest range of its class that has rows (the lower one
+        on a tie), so a range no row of the class fell in is never a term of the rule on its
+        own; -1 for a class with no row.
     """
 
     def __init__(self, *, n_thresholds: int = 1, n_classes: int = 10, max_bins: int = 96) -> None:
@@ -316,11 +342,12 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
         table = np.argmax(counts, axis=2)
         seen = counts.sum(axis=2) > 0
         for c in range(self.n_classes):  # a cell without rows says nothing: its class's nearest range decides
-            ranges = np.flatnonzero(seen[c])
-            if len(ranges) == 0:
+            with_rows = np.flatnonzero(seen[c])
+            if len(with_rows) == 0:
                 table[c] = UNKNOWN
-            for r in np.flatnonzero(~seen[c]) if len(ranges) else ():
-                table[c, r] = table[c, ranges[np.argmin(np.abs(ranges - r))]]
+                continue
+            for empty in np.flatnonzero(~seen[c]):
+                table[c, empty] = table[c, with_rows[np.argmin(np.abs(with_rows - empty))]]  # tie: the lower
         return table
 
     def fit(self, X: Any, y: Any) -> ClassAndProperty:
@@ -388,7 +415,8 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
 
     def describe(self, class_names: Sequence[str], property_names: Sequence[str] = ("value",)) -> dict[str, Any]:
         """The rule: per label, the classes and the property ranges that give it; ``properties``
-        names the property only if some class's label changes across its ranges."""
+        names the property, and ``thresholds`` lists the cuts, only if some class's label
+        changes across its ranges (else the rule is a plain class grouping)."""
         check_is_fitted(self, "table_")
         name = property_names[0]
         cuts = [float(c) for c in self.thresholds_]
@@ -414,4 +442,10 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
             classes[str(label)] = [m for members in patterns.values() for m in members]
             n_rules += len(terms)
         splits = bool(np.any(self.table_ != self.table_[:, :1]))
-        return {"rules": rules, "classes": classes, "n_rules": n_rules, "properties": [name] if splits else []}
+        return {
+            "rules": rules,
+            "classes": classes,
+            "n_rules": n_rules,
+            "properties": [name] if splits else [],
+            "thresholds": cuts if splits else [],  # labels that never change across ranges: no cut
+        }

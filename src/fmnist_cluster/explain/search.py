@@ -428,7 +428,7 @@ def explain(
             "agreement": round(_agreement(model, fitted.columns("test"), y_test), 4),
             "validation_agreement": round(fitted.validation, 4),
             "n_rules": described["n_rules"],
-            "thresholds": [round(float(t), 6) for t in getattr(model, "thresholds_", [])],
+            "thresholds": [round(float(t), 6) for t in described.get("thresholds", getattr(model, "thresholds_", []))],
             "params": {key: value for key, value in model.get_params().items() if key != "random_state"},
         }
         entries.append(entry)
@@ -436,10 +436,10 @@ def explain(
             best_entry, winner_model, winner_described = entry, model, described
     assert best_entry is not None and winner_model is not None
 
-    def same_rule(e: dict[str, Any]) -> str:
-        return json.dumps([e["kind"], e["properties"], e["rules"]], sort_keys=True)
+    def same_rule(e: dict[str, Any], family: bool = True) -> str:
+        return json.dumps([e["kind"] if family else "", e["properties"], e["rules"]], sort_keys=True)
 
-    # pairs whose trees split on the same one property give the same rule: it is listed once
+    # a family's rule found twice (pairs whose trees split on the same one property) is listed once
     seen, kept = {same_rule(best_entry)}, []
     for e in entries:
         if e is best_entry or same_rule(e) not in seen:
@@ -453,6 +453,7 @@ def explain(
         said = {"kind": e["kind"], "properties": e["properties"]}
         if (
             said not in equivalent
+            and same_rule(e, family=False) != same_rule(best_entry, family=False)  # the winner's rule itself
             and said != {"kind": best_entry["kind"], "properties": best_entry["properties"]}
             and (len(e["properties"]), e["n_rules"]) == (len(best_entry["properties"]), best_entry["n_rules"])
             and abs(e["validation_agreement"] - best_entry["validation_agreement"]) <= settings.complexity_tolerance

@@ -177,6 +177,7 @@ def run_explainer(
                 p,
                 thresholds if len(best["properties"]) == 1 else [],
                 f"{p} per mystery label (test split); dashed: the rule's thresholds",
+                None if evidence.pixels_test is None else evidence.pixels_test.mean(axis=0),
             )
             name = f"explain-property-{p}"
             run.save_bytes(figure_name(name), plots.figure_png(fig))
