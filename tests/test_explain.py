@@ -137,12 +137,15 @@ def test_class_and_property_splits_one_group() -> None:
     assert "ink_area ≥ 62.5" in described["rules"]["3"]
     assert described["rules"]["0"] == "T-shirt/top or Pullover or Shirt"
     assert described["properties"] == ["ink_area"]
+    everyone = ClassAndProperty(n_thresholds=1).fit(np.c_[classes, v], (v >= 62.5).astype(int))
+    assert re.fullmatch(r"ink_area < [\d.]+", everyone.describe(FASHION_CLASSES, ["ink_area"])["rules"]["0"])
 
 
 def test_a_class_is_never_described_by_a_range_it_has_no_rows_in() -> None:
     """Thresholds 30 and 70 come from T-shirts (three labels); Trousers only reach 60, most of
     them below 30. Their empty range above 70 takes the label of their nearest range, so the
-    rule says "Trouser with value ≥ 30", not "Trouser with (value < 30 or value ≥ 70)"."""
+    rule says "Trouser with value ≥ 30", not "Trouser with (value < 30 or value ≥ 70)"; "value < 30"
+    holds for both classes, so it names none."""
     rng = np.random.default_rng(3)
     v0, v1 = rng.uniform(0, 100, 6000), np.concatenate([rng.uniform(0, 30, 2800), rng.uniform(30, 60, 1200)])
     classes = np.r_[np.zeros(6000), np.ones(4000)]
@@ -153,7 +156,7 @@ def test_a_class_is_never_described_by_a_range_it_has_no_rows_in() -> None:
     assert list(model.table_[1]) == [0, 1, 1]
     assert list(model.predict([[1, 95.0], [1, 5.0]])) == [1, 0]
     rules = model.describe(FASHION_CLASSES, ["value"])["rules"]
-    assert re.fullmatch(r"\(T-shirt/top or Trouser\) with value < [\d.]+", rules["0"]), rules["0"]
+    assert re.fullmatch(r"value < [\d.]+", rules["0"]), rules["0"]  # both classes: no class condition
     assert re.match(r"Trouser with value ≥ [\d.]+; or T-shirt/top with ", rules["1"]), rules["1"]
 
 
@@ -296,10 +299,35 @@ def test_a_rule_on_one_pixel_is_found_by_name(sample: dict, where: tuple[int, in
     assert result["verdict"] == "explained", result["best_guess"]
     assert result["best"]["properties"] == [f"pixel_r{where[0]}_c{where[1]}"], result["best"]
     assert len(result["best"]["thresholds"]) == len(cuts)
+    # the same split in other words (a pair tree on the pixel, every class crossed with it) is
+    # not listed twice in a family, nor as the winner's equivalent
+    same = [c for c in result["candidates"] if c["properties"] == result["best"]["properties"] and c["agreement"] == 1]
+    assert len([c for c in same if c["kind"] == "property-bins"]) == 1 and result["best"]["equivalent"] == []
+    for c in same:
+        assert not any(" with " in rule for rule in c["rules"].values()), c["rules"]  # no "(every class) with"
     without = explain(evidence, ExplainConfig(pixels=0), seed=1)
     named = {p for c in without["candidates"] for p in c["properties"]}
     assert not any(p.startswith("pixel_") for p in named)
     assert without["agreement"] < result["agreement"]
+
+
+@pytest.mark.parametrize(
+    ("split", "change", "message"),
+    [
+        ("pixels_train", lambda x: x / 255.0, "whole numbers on the 0..255 scale"),
+        ("pixels_train", lambda x: np.where(x == 7, np.nan, x.astype(float)), "not NaN"),
+        ("pixels_test", lambda x: x.astype(np.int64) + 300, r"in 0\.\.255, got 300\.\.555"),
+        ("pixels_test", lambda x: x[:, :700], "28 x 28"),
+        ("pixels_train", lambda x: x.astype(str), "must be numbers"),
+    ],
+)
+def test_pixels_off_the_8_bit_scale_are_refused(sample: dict, split: str, change, message: str) -> None:
+    y = np.concatenate([sample["y_train"], sample["y_test"]]) % 2
+    evidence = _sample_evidence(sample, y)
+    evidence.pixels_train, evidence.pixels_test = sample["pixels_train"], sample["pixels_test"]
+    setattr(evidence, split, change(getattr(evidence, split)))
+    with pytest.raises(ValueError, match=message):
+        explain(evidence)
 
 
 def _sample_evidence(sample: dict, y: np.ndarray) -> Evidence:

@@ -188,7 +188,8 @@ class ExplainConfig(StrictModel):
     enabled : bool
         Explain the mystery labels.
     properties : list of str or None
-        Image properties tried (None: all of them; see ``fmnist_cluster.explain.properties``).
+        Named image properties tried (None: all of them; see
+        ``fmnist_cluster.explain.properties``); single pixels are set by ``pixels``.
     validation_share : float
         Share of the training split held out to choose hypotheses and their complexity.
     simplicity_tolerance : float
@@ -212,7 +213,9 @@ class ExplainConfig(StrictModel):
     pixels : int
         Single pixels tried as properties too (``pixel_rR_cC``, 0 = none): those whose best
         threshold agrees with most labels of the fit rows. They join the named properties in
-        every property family, after them (a named property wins a tie).
+        every property family, after them (a named property wins a tie), whatever
+        ``properties`` says. At most 20: every pair of properties is screened, so the work
+        grows with the square of their number.
     explained_lift : float
         Verdict ``explained`` when ``(agreement - chance) / (1 - chance)`` on the test split
         reaches this (and ``min_z`` holds).
@@ -236,7 +239,7 @@ class ExplainConfig(StrictModel):
     complexity_tolerance: float = Field(default=0.001, ge=0, lt=1)
     extra_segments: int = Field(default=3, ge=0, le=20)
     pair_candidates: int = Field(default=15, ge=0, le=200)
-    pixels: int = Field(default=3, ge=0, le=784)
+    pixels: int = Field(default=3, ge=0, le=20)
     explained_lift: float = Field(default=0.9, gt=0, le=1)
     partial_lift: float = Field(default=0.1, gt=0, le=1)
     min_z: float = Field(default=3.0, ge=0)

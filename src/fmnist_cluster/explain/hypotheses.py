@@ -421,6 +421,7 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
         name = property_names[0]
         cuts = [float(c) for c in self.thresholds_]
         rules, classes, n_rules = {}, {}, 0
+        known = np.flatnonzero(self.table_[:, 0] >= 0)
         for i, label in enumerate(self.classes_):
             patterns: dict[tuple[int, ...], list[str]] = {}
             for c in range(self.n_classes):
@@ -431,13 +432,14 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
                 continue
             terms = []
             for ranges, members in sorted(patterns.items(), key=lambda kv: (-len(kv[0]), kv[0])):
-                group = " or ".join(members)
+                every = len(members) == len(known)  # every class with rows: no class condition
+                group = "any class" if every else " or ".join(members)
                 if len(ranges) == len(cuts) + 1:
                     terms.append(group)
                 else:
-                    group = f"({group})" if len(members) > 1 else group
                     where = interval_text(name, list(ranges), cuts)
-                    terms.append(f"{group} with {f'({where})' if ' or ' in where else where}")
+                    group = f"({group})" if len(members) > 1 else group
+                    terms.append(where if every else f"{group} with {f'({where})' if ' or ' in where else where}")
             rules[str(label)] = "; or ".join(terms)
             classes[str(label)] = [m for members in patterns.values() for m in members]
             n_rules += len(terms)

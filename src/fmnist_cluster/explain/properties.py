@@ -52,10 +52,11 @@ PROPERTIES: dict[str, str] = {
     "bright_area": "share of pixels > 127",
 }
 
-#: Properties that take whole numbers only (thresholds are shown as such); pixels too.
+#: Named properties that take whole numbers only (their histograms get one bar per value);
+#: pixels do too (:func:`takes_whole_numbers`).
 INTEGER_PROPERTIES = frozenset({"height", "width", "max_intensity"})
 
-_PIXEL_NAME = re.compile(r"pixel_r(\d{1,2})_c(\d{1,2})")
+_PIXEL_NAME = re.compile(r"pixel_r(0|[1-9]\d?)_c(0|[1-9]\d?)")  # as pixel_name writes them
 
 
 def pixel_name(index: int) -> str:
@@ -105,21 +106,24 @@ def screen_pixels(pixels: np.ndarray, y: np.ndarray, keep: int, chunk: int = 819
     x = np.asarray(pixels).reshape(len(pixels), -1)
     if x.shape[1] != IMAGE_SIDE * IMAGE_SIDE:
         raise ValueError(f"pixels must be 28 x 28 images, got rows of {x.shape[1]} values")
-    if len(x) and (x.min() < 0 or x.max() > 255):
+    if len(x) and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 255 and np.array_equal(x, np.rint(x))):
         raise ValueError("pixels must be whole numbers in 0..255")
     y = np.asarray(y, dtype=np.int64)
-    n_labels = int(y.max(initial=-1)) + 1
     n_pix = x.shape[1]
     offsets = np.arange(n_pix, dtype=np.int64) * 256
-    counts = np.zeros((n_labels, n_pix * 256), dtype=np.int64)
-    for start in range(0, len(x), chunk):
-        part, labels = x[start : start + chunk].astype(np.int64), y[start : start + chunk]
-        for label in np.unique(labels):
-            counts[label] += np.bincount((part[labels == label] + offsets).ravel(), minlength=n_pix * 256)
-    below = np.cumsum(counts.reshape(n_labels, n_pix, 256), axis=2)  # rows with value <= v, per label
-    above = below[:, :, -1:] - below
-    score = below.max(axis=0, initial=0) + above.max(axis=0, initial=0)
-    return [int(j) for j in np.argsort(-score.max(axis=1), kind="stable")[: max(int(keep), 0)]]
+    best_below = np.zeros((n_pix, 256), dtype=np.int64)  # most rows of one label with value <= v
+    best_above = np.zeros((n_pix, 256), dtype=np.int64)  # most rows of one label with value > v
+    for label in np.unique(y):  # one label at a time: memory does not grow with the labels
+        rows = np.flatnonzero(y == label)
+        counts = np.zeros(n_pix * 256, dtype=np.int64)
+        for start in range(0, len(rows), chunk):
+            part = x[rows[start : start + chunk]].astype(np.int64)
+            counts += np.bincount((part + offsets).ravel(), minlength=n_pix * 256)
+        below = np.cumsum(counts.reshape(n_pix, 256), axis=1)
+        np.maximum(best_below, below, out=best_below)
+        np.maximum(best_above, below[:, -1:] - below, out=best_above)
+    score = (best_below + best_above).max(axis=1)
+    return [int(j) for j in np.argsort(-score, kind="stable")[: max(int(keep), 0)]]
 
 
 def _extent(ink: np.ndarray) -> np.ndarray:

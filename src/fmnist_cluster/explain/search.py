@@ -22,6 +22,7 @@ never gives it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Callable, Sequence
@@ -79,6 +80,8 @@ class Evidence:
     def values(self, name: str, split: str) -> np.ndarray:
         """Property ``name`` of every row of ``split`` ('train' or 'test'): an image property,
         or a pixel (``pixel_rR_cC``) read from the pixels."""
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r}; valid: train, test")
         named = self.properties_train if split == "train" else self.properties_test
         if name in named:
             return named[name]
@@ -281,6 +284,24 @@ def weak_labels(result: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _checked_pixels(name: str, pixels: Any, n: int) -> np.ndarray | None:
+    """``pixels`` as an (n, 784) array, or ValueError unless they are n images of 28 x 28 whole
+    numbers in 0..255 (the original 8-bit scale, not the [0, 1] of ``data.npz``)."""
+    if pixels is None:
+        return None
+    x = np.asarray(pixels)
+    if x.ndim < 2 or len(x) != n or int(np.prod(x.shape[1:])) != 784:
+        raise ValueError(f"{name} must hold {n} images of 28 x 28 pixels, got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise ValueError(f"{name} must be numbers, got dtype {x.dtype}")
+    x = x.reshape(n, 784)
+    if np.issubdtype(x.dtype, np.floating) and not (np.isfinite(x).all() and np.array_equal(x, np.rint(x))):
+        raise ValueError(f"{name} must be whole numbers on the 0..255 scale (not NaN, not scaled to [0, 1])")
+    if len(x) and (x.min() < 0 or x.max() > 255):
+        raise ValueError(f"{name} must be in 0..255, got {x.min()}..{x.max()}")
+    return x
+
+
 def explain(
     evidence: Evidence, settings: ExplainConfig | None = None, seed: int = 0, progress: Progress = NULL_PROGRESS
 ) -> dict[str, Any]:
@@ -308,7 +329,8 @@ def explain(
     Raises
     ------
     ValueError
-        Labels or evidence of mismatched lengths, or too few rows.
+        Labels or evidence of mismatched lengths, too few rows, or pixels that are not
+        28 × 28 whole numbers in 0..255.
     """
     settings = settings or ExplainConfig()
     y_train = np.asarray(evidence.y_train, dtype=np.int64)
@@ -319,12 +341,8 @@ def explain(
     for name, values in (*evidence.properties_test.items(), ("class_test", evidence.class_test)):
         if values is not None and len(values) != len(y_test):
             raise ValueError(f"{name} has {len(values)} rows but there are {len(y_test)} test labels")
-    for name, pixels, n in (
-        ("pixels_train", evidence.pixels_train, len(y_train)),
-        ("pixels_test", evidence.pixels_test, len(y_test)),
-    ):
-        if pixels is not None and (len(pixels) != n or int(np.prod(np.shape(pixels)[1:])) != 784):
-            raise ValueError(f"{name} must hold {n} images of 28 x 28 pixels, got shape {np.shape(pixels)}")
+    pixels_train = _checked_pixels("pixels_train", evidence.pixels_train, len(y_train))
+    pixels_test = _checked_pixels("pixels_test", evidence.pixels_test, len(y_test))
     if len(y_train) < 10 or len(y_test) < 1:
         raise ValueError(
             f"explaining labels needs at least 10 training and 1 test rows, got {len(y_train)}, {len(y_test)}"
@@ -339,8 +357,8 @@ def explain(
     rows = (fit_rows, val_rows)
     has_classes = evidence.class_train is not None and evidence.class_test is not None
     props = [p for p in evidence.properties_train if settings.properties is None or p in settings.properties]
-    if settings.pixels and evidence.pixels_train is not None and evidence.pixels_test is not None:
-        chosen = screen_pixels(evidence.pixels_train[fit_rows], np.searchsorted(labels, y_fit), settings.pixels)
+    if settings.pixels and pixels_train is not None and pixels_test is not None:
+        chosen = screen_pixels(pixels_train[fit_rows], np.searchsorted(labels, y_fit), settings.pixels)
         props += [pixel_name(j) for j in chosen]
     families: dict[str, str] = {}
     n_classes = max(len(evidence.class_names), 1)
@@ -415,11 +433,13 @@ def explain(
         reported.append(winner)
     reported.sort(key=lambda f: -f.validation)
     entries = []
+    splits: dict[int, str] = {}  # id of an entry -> fingerprint of the labels it gives every row
     best_entry: dict[str, Any] | None = None
     winner_model = None
     for fitted in reported:
         model = clone(fitted.model).fit(fitted.columns("train"), y_train)
         described = model.describe(evidence.class_names, fitted.properties)
+        given = np.concatenate([model.predict(fitted.columns("train")), model.predict(fitted.columns("test"))])
         entry = {
             "kind": fitted.kind,
             "properties": described["properties"],
@@ -432,14 +452,16 @@ def explain(
             "params": {key: value for key, value in model.get_params().items() if key != "random_state"},
         }
         entries.append(entry)
+        splits[id(entry)] = hashlib.sha256(np.ascontiguousarray(given, dtype=np.int64).tobytes()).hexdigest()
         if fitted is winner:
             best_entry, winner_model, winner_described = entry, model, described
     assert best_entry is not None and winner_model is not None
 
     def same_rule(e: dict[str, Any], family: bool = True) -> str:
-        return json.dumps([e["kind"] if family else "", e["properties"], e["rules"]], sort_keys=True)
+        return json.dumps([e["kind"] if family else "", e["properties"], splits[id(e)]])
 
-    # a family's rule found twice (pairs whose trees split on the same one property) is listed once
+    # a rule a family found twice, in other words (a pair tree that tests one property, bins on
+    # it), is listed once: same family, same properties, same label for every row of both splits
     seen, kept = {same_rule(best_entry)}, []
     for e in entries:
         if e is best_entry or same_rule(e) not in seen:
@@ -447,13 +469,14 @@ def explain(
             seen.add(same_rule(e))
     entries = kept
     # hypotheses the data cannot tell from the winner: as simple, and as good on both parts (each
-    # family and property set once, the winner's own left out)
+    # family and property set once; the winner's own rule in another family's words, on the
+    # same properties, left out)
     equivalent: list[dict[str, Any]] = []
     for e in entries:
         said = {"kind": e["kind"], "properties": e["properties"]}
         if (
             said not in equivalent
-            and same_rule(e, family=False) != same_rule(best_entry, family=False)  # the winner's rule itself
+            and same_rule(e, family=False) != same_rule(best_entry, family=False)
             and said != {"kind": best_entry["kind"], "properties": best_entry["properties"]}
             and (len(e["properties"]), e["n_rules"]) == (len(best_entry["properties"]), best_entry["n_rules"])
             and abs(e["validation_agreement"] - best_entry["validation_agreement"]) <= settings.complexity_tolerance
