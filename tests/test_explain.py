@@ -180,7 +180,8 @@ def test_a_pair_tree_that_splits_on_one_property_names_only_that_one() -> None:
     assert noisy.features_used_ == (0,) and noisy.n_splits_ == 1
     described = noisy.describe(property_names=["a", "b"])
     assert described["properties"] == ["a"] and described["n_rules"] == 2 and len(described["thresholds"]) == 1
-    assert not PropertyBins(n_segments=2).fit(X[:, :1], np.zeros(3000)).describe()["properties"]  # a constant
+    constant = PropertyBins(n_segments=2).fit(X[:, :1], np.zeros(3000, int)).describe(property_names=["a"])
+    assert constant["properties"] == [] and constant["rules"] == {"0": "every image"}
 
 
 @pytest.mark.parametrize(

@@ -191,7 +191,7 @@ class PropertyBins(ClassifierMixin, BaseEstimator):
         for label in self.classes_:
             ranges = [i for i, lab in enumerate(self.range_labels_) if lab == label]
             if ranges:
-                rules[str(label)] = interval_text(name, ranges, cuts)
+                rules[str(label)] = interval_text(name, ranges, cuts) if cuts else "every image"
         used = [name] if len(self.range_labels_) > 1 else []  # one range: a constant, whatever the value
         return {"rules": rules, "classes": None, "n_rules": len(self.range_labels_), "properties": used}
 
