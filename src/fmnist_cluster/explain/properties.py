@@ -106,7 +106,8 @@ def screen_pixels(pixels: np.ndarray, y: np.ndarray, keep: int, chunk: int = 819
     x = np.asarray(pixels).reshape(len(pixels), -1)
     if x.shape[1] != IMAGE_SIDE * IMAGE_SIDE:
         raise ValueError(f"pixels must be 28 x 28 images, got rows of {x.shape[1]} values")
-    if len(x) and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 255 and np.array_equal(x, np.rint(x))):
+    whole = np.issubdtype(x.dtype, np.integer) or bool(np.isfinite(x).all() and np.array_equal(x, np.rint(x)))
+    if len(x) and not (whole and x.min() >= 0 and x.max() <= 255):
         raise ValueError("pixels must be whole numbers in 0..255")
     y = np.asarray(y, dtype=np.int64)
     n_pix = x.shape[1]
