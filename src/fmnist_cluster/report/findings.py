@@ -172,7 +172,7 @@ def _label_rows_explained(
         rows,
         "precision: share of the rows the rule gives this label that carry it; recall: share of the label's "
         "rows the rule finds; both on the test split. A label's rule is only partly explained when either is "
-        f"under {pct((explanation.get('settings') or {}).get('label_fit'), 0)}.",
+        f"under {pct(explanation.get('label_fit', (explanation.get('settings') or {}).get('label_fit')), 0)}.",
     )
     return block
 
