@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from fmnist_cluster import plots
-from fmnist_cluster.explain.properties import pixel_index, takes_whole_numbers
+from fmnist_cluster.explain.properties import IMAGE_SIDE, pixel_index, takes_whole_numbers
 
 _TITLE_CHARS = 110
 
@@ -42,8 +42,8 @@ def property_histograms(
         fig, ax = plt.subplots(figsize=(8, 3.6))
     else:
         fig, (ax, beside) = plt.subplots(1, 2, figsize=(9.6, 3.6), width_ratios=(5, 1.2))
-        row, col = divmod(where, 28)
-        beside.imshow(np.asarray(mean_image, dtype=np.float64).reshape(28, 28), cmap="gray_r")
+        row, col = divmod(where, IMAGE_SIDE)
+        beside.imshow(np.asarray(mean_image, dtype=np.float64).reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray_r")
         beside.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
         beside.set_xticks([])
         beside.set_yticks([])

@@ -1,8 +1,9 @@
 """Hypotheses about what a mystery label means, as scikit-learn classifiers.
 
 Each hypothesis family is an estimator: ``fit(X, y)`` learns the rule from labelled rows,
-``predict(X)`` gives the label the rule assigns, and :meth:`describe` writes the rule out.
-Columns of ``X`` per family:
+``predict(X)`` gives the label the rule assigns, and :meth:`describe` writes the rule out
+(``rules`` and ``classes`` per label, ``n_rules``, and the ``properties`` and ``thresholds``
+the rule actually tests). Columns of ``X`` per family:
 
 * :class:`ClassGrouping` -- one column, the Fashion-MNIST class id (-1 when unknown);
 * :class:`PropertyBins` -- one column, an image property;
@@ -118,7 +119,7 @@ class ClassGrouping(ClassifierMixin, BaseEstimator):
 
     def describe(self, class_names: Sequence[str], property_names: Sequence[str] = ()) -> dict[str, Any]:
         """The rule: ``rules`` and ``classes`` per label, ``n_rules``, and the ``properties`` it
-        names (none)."""
+        names and its ``thresholds`` (none)."""
         check_is_fitted(self, "table_")
         rules, classes = {}, {}
         for i, label in enumerate(self.classes_):
@@ -126,7 +127,7 @@ class ClassGrouping(ClassifierMixin, BaseEstimator):
             if members:
                 rules[str(label)] = " or ".join(members)
                 classes[str(label)] = members
-        return {"rules": rules, "classes": classes, "n_rules": len(rules), "properties": []}
+        return {"rules": rules, "classes": classes, "n_rules": len(rules), "properties": [], "thresholds": []}
 
 
 class PropertyBins(ClassifierMixin, BaseEstimator):
@@ -183,7 +184,8 @@ class PropertyBins(ClassifierMixin, BaseEstimator):
 
     def describe(self, class_names: Sequence[str] = (), property_names: Sequence[str] = ("value",)) -> dict[str, Any]:
         """The rule: ``rules`` per label (``classes`` is None), ``n_rules`` (ranges) and the
-        ``properties`` it names (the one, or none when there is a single range)."""
+        ``properties`` it names (the one, or none when there is a single range) with its
+        ``thresholds``."""
         check_is_fitted(self, "thresholds_")
         name = property_names[0]
         cuts = [float(c) for c in self.thresholds_]
@@ -193,7 +195,8 @@ class PropertyBins(ClassifierMixin, BaseEstimator):
             if ranges:
                 rules[str(label)] = interval_text(name, ranges, cuts) if cuts else "every image"
         used = [name] if len(self.range_labels_) > 1 else []  # one range: a constant, whatever the value
-        return {"rules": rules, "classes": None, "n_rules": len(self.range_labels_), "properties": used}
+        n_rules = len(self.range_labels_)
+        return {"rules": rules, "classes": None, "n_rules": n_rules, "properties": used, "thresholds": cuts}
 
 
 def _one_outcome(tree: Any) -> np.ndarray:

@@ -266,6 +266,13 @@ def _per_label(
     return out
 
 
+def judged_label_fit(result: dict[str, Any]) -> float | None:
+    """The ``label_fit`` an :func:`explain` result judged its labels by (``reference_fit`` for
+    a rule on classes a network predicted); results written before it was recorded give the
+    configured one."""
+    return result.get("label_fit", (result.get("settings") or {}).get("label_fit"))
+
+
 def weak_labels(result: dict[str, Any]) -> str:
     """What an :func:`explain` result with a rule leaves open, label by label: ``'labels 2, 5
     only partly explained (...); label 1 unexplained (...)'``; ``''`` when every label's own
@@ -277,7 +284,7 @@ def weak_labels(result: dict[str, Any]) -> str:
 
     if result.get("best") is None:
         return ""
-    fit = result.get("label_fit", (result.get("settings") or {}).get("label_fit"))
+    fit = judged_label_fit(result)
     under = f"under {fit * 100:g} %" if isinstance(fit, int | float) else "too low"
     parts = []
     if partly := having("partly explained"):
@@ -438,27 +445,29 @@ def explain(
     entries = []
     splits: dict[int, str] = {}  # id of an entry -> fingerprint of the labels it gives every row
     best_entry: dict[str, Any] | None = None
-    winner_model = None
+    winner_given: dict[str, np.ndarray] = {}
     for fitted in reported:
-        model = clone(fitted.model).fit(fitted.columns("train"), y_train)
+        x_train, x_test = fitted.columns("train"), fitted.columns("test")
+        model = clone(fitted.model).fit(x_train, y_train)
         described = model.describe(evidence.class_names, fitted.properties)
-        given = np.concatenate([model.predict(fitted.columns("train")), model.predict(fitted.columns("test"))])
+        given = {"train": model.predict(x_train), "test": model.predict(x_test)}
         entry = {
             "kind": fitted.kind,
             "properties": described["properties"],
             "classes": described["classes"],
             "rules": described["rules"],
-            "agreement": round(_agreement(model, fitted.columns("test"), y_test), 4),
+            "agreement": round(float(np.mean(given["test"] == y_test)), 4),
             "validation_agreement": round(fitted.validation, 4),
             "n_rules": described["n_rules"],
-            "thresholds": [round(float(t), 6) for t in described.get("thresholds", getattr(model, "thresholds_", []))],
+            "thresholds": [round(float(t), 6) for t in described["thresholds"]],
             "params": {key: value for key, value in model.get_params().items() if key != "random_state"},
         }
         entries.append(entry)
-        splits[id(entry)] = hashlib.sha256(np.ascontiguousarray(given, dtype=np.int64).tobytes()).hexdigest()
+        every_row = np.concatenate([given["train"], given["test"]]).astype(np.int64)
+        splits[id(entry)] = hashlib.sha256(every_row.tobytes()).hexdigest()
         if fitted is winner:
-            best_entry, winner_model, winner_described = entry, model, described
-    assert best_entry is not None and winner_model is not None
+            best_entry, winner_given, winner_described = entry, given, described
+    assert best_entry is not None and winner_given
 
     def same_rule(e: dict[str, Any], family: bool = True) -> str:
         return json.dumps([e["kind"] if family else "", e["properties"], splits[id(e)]])
@@ -493,8 +502,7 @@ def explain(
     label_fit = settings.reference_fit if lenient else settings.label_fit
     result.update({"explained_lift": explained_lift, "label_fit": label_fit})
     verdict, lift, z = _verdict(best_entry["agreement"], chance, len(y_test), settings, explained_lift)
-    predicted_test = winner_model.predict(winner.columns("test"))
-    predicted_train = winner_model.predict(winner.columns("train"))
+    predicted_test, predicted_train = winner_given["test"], winner_given["train"]
     result.update(
         {
             "verdict": verdict,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.explain.search import weak_labels
+from fmnist_cluster.explain.search import judged_label_fit, weak_labels
 from fmnist_cluster.report.document import Cell, Section, Table, fmt, pct
 from fmnist_cluster.report.evidence import decoding_composition, hypothesis_text, read_json, read_npz
 from fmnist_cluster.report.rows import RowImages
@@ -172,7 +172,7 @@ def _label_rows_explained(
         rows,
         "precision: share of the rows the rule gives this label that carry it; recall: share of the label's "
         "rows the rule finds; both on the test split. A label's rule is only partly explained when either is "
-        f"under {pct(explanation.get('label_fit', (explanation.get('settings') or {}).get('label_fit')), 0)}.",
+        f"under {pct(judged_label_fit(explanation), 0)}.",
     )
     return block
 
