@@ -371,11 +371,13 @@ def test_cli_train_som_batch_writes_artefact(data_dir: Path, tmp_path: Path) -> 
     assert sha256_file(outs[0] / "som.npz") == sha256_file(outs[1] / "som.npz")
 
 
+@pytest.mark.parametrize("when", ["drawing", "submitting"])
 def test_cli_train_som_a_figure_process_that_dies_costs_no_training(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
-    """A figure worker killed (e.g. out of memory) breaks the pool: the figures are drawn in the
-    process itself, with one warning, and the artefact is complete."""
+    """A figure worker killed (e.g. out of memory) breaks the pool, while a figure is drawn or
+    before the next is handed over: the figures are drawn in the process itself, with one
+    warning, and the artefact is complete."""
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
@@ -386,8 +388,11 @@ def test_cli_train_som_a_figure_process_that_dies_costs_no_training(
     def broken(self: FigureRenderer, name: str, *args: object, **kwargs: object) -> Future:
         if self.workers == 1:  # drawing in the process itself still works
             return submit(self, name, *args, **kwargs)
+        died = BrokenProcessPool("A process in the process pool was terminated abruptly")
+        if when == "submitting":
+            raise died
         future: Future = Future()
-        future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+        future.set_exception(died)
         return future
 
     monkeypatch.setattr(FigureRenderer, "submit", broken)
@@ -397,7 +402,9 @@ def test_cli_train_som_a_figure_process_that_dies_costs_no_training(
     assert "Traceback" not in result.output
     warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warned) == 1 and "a process drawing the figures ended unexpectedly" in warned[0], result.output
-    assert (out / "manifest.json").is_file() and (out / "u_matrix.png").is_file() and (out / "history.png").is_file()
+    for fig in ("u_matrix", "hit_map", "outliers", "labels_map", "prototypes", "winners", "largest_qe", "history"):
+        assert (out / f"{fig}.png").is_file(), fig
+    assert (out / "manifest.json").is_file()
 
 
 def test_cli_train_som_minisom_hexagonal_on_features(tmp_path: Path) -> None:
