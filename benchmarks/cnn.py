@@ -37,6 +37,11 @@ CONFIGS = {
 }
 
 
+def run_times(out: Path) -> dict[str, float]:
+    """The durations and speeds of a run: its manifest's ``timings``."""
+    return json.loads((out / "manifest.json").read_text())["timings"]
+
+
 def sh(cmd: list[str]) -> float:
     print("$", " ".join(str(c) for c in cmd), flush=True)
     tick = time.perf_counter()
@@ -91,7 +96,7 @@ def main() -> None:
         config, fixed = CONFIGS[name]
         sets = [*fixed, *(x for s in args.set for x in ("--set", s))]
         wall = sh([*CLI, "train-cnn", "-c", config, "-i", data, "-o", out, *sets])
-        m = json.loads((out / "metrics.json").read_text())
+        m = {**json.loads((out / "metrics.json").read_text()), **run_times(out)}
         record(
             {
                 "kind": "train-cnn",
@@ -118,7 +123,7 @@ def main() -> None:
         model = args.work / f"cnn-{name}-{task.replace(':', '').replace(',', '')}"
         out = args.work / f"enc-{name}-{task.replace(':', '').replace(',', '')}"
         wall = sh([*CLI, "encode", "-m", model, "-i", data, "-o", out])
-        m = json.loads((out / "metrics.json").read_text())
+        m = {**json.loads((out / "metrics.json").read_text()), **run_times(out)}
         record(
             {
                 "kind": "encode",

@@ -32,14 +32,14 @@ def main() -> None:
         wall = time.perf_counter() - start
         metrics = json.loads((out / "metrics.json").read_text())
         timings = json.loads((out / "manifest.json").read_text())["timings"]
-    train = metrics["train_seconds"]
+    train = timings["train_seconds"]
     print(
         json.dumps(
             {
                 "command_s": round(wall, 2),
                 "train_seconds": train,
                 "command_over_training": round(wall / train, 2),
-                "timings": timings,
+                "timings": {k: v for k, v in timings.items() if k != "train_seconds"},
                 "qe": metrics["qe"],
                 "te": metrics["te"],
                 "test_qe": metrics.get("test_qe"),

@@ -52,3 +52,23 @@ def write_twisted(folder: Path, n_train: int = 40, n_test: int = 20, mapping: np
 @pytest.fixture
 def twisted_dir(tmp_path: Path) -> Path:
     return write_twisted(tmp_path / "twisted")
+
+
+RUN_RECORD = ("timings", "created_at", "command", "storage")
+"""Manifest keys that record the run itself (when, how long, how it was called, where the study
+lives): the only things two runs with the same config, seed and inputs may differ in."""
+
+
+def assert_same_outputs(a: Path, b: Path) -> None:
+    """Two artefact folders of the same config, seed and inputs: every output the same bytes,
+    and the manifests the same but for the run's record and the paths of the inputs."""
+    import json
+
+    ma, mb = (json.loads((f / "manifest.json").read_text()) for f in (a, b))
+    assert ma["outputs"] and ma["outputs"] == mb["outputs"]
+    for name, digest in ma["outputs"].items():
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        assert len(digest) == 64
+    assert sorted(ma["inputs"].values()) == sorted(mb["inputs"].values())
+    skip = {*RUN_RECORD, "inputs", "input_folders"}
+    assert {k: v for k, v in ma.items() if k not in skip} == {k: v for k, v in mb.items() if k not in skip}

@@ -31,6 +31,7 @@ from fmnist_cluster.cluster import (
 )
 from fmnist_cluster.config import ClusterConfig, ReduceConfig, load_config
 from fmnist_cluster.data import DATA_FILE, Dataset
+from tests.conftest import assert_same_outputs
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -281,6 +282,7 @@ def test_cluster_cli_on_an_encoding(tmp_path: Path) -> None:
     second = runner.invoke(app, [*args, "--out", str(tmp_path / "c2")])
     assert second.exit_code == 0
     assert (tmp_path / "c1" / "labels.npz").read_bytes() == (tmp_path / "c2" / "labels.npz").read_bytes()
+    assert_same_outputs(tmp_path / "c1", tmp_path / "c2")
 
 
 def test_cluster_cli_on_pixels_makes_image_figures(tmp_path: Path, idx_dir: Path) -> None:

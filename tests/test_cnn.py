@@ -30,7 +30,7 @@ from fmnist_cluster.cnn import (
 from fmnist_cluster.config import AugmentConfig, CnnConfig, CnnTrainConfig, EncodeConfig, load_config
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
 from fmnist_cluster.errors import FmnistError
-from tests.conftest import make_images, write_idx_folder, write_twisted
+from tests.conftest import assert_same_outputs, make_images, write_idx_folder, write_twisted
 
 runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -435,7 +435,10 @@ def test_train_cnn_cli_writes_a_loadable_checkpoint_and_metrics(tmp_path: Path, 
     assert metrics["test_accuracy"] == metrics["n_right"] / 100 >= 0.9
     assert metrics["n_train"] == 240 and metrics["n_val"] == 60
     assert metrics["per_class"]["3"]["name"] == "Dress" and metrics["per_class"]["3"]["n"] == 10
-    assert metrics["train_images_per_s"] > 0 and metrics["inference_images_per_s"] > 0
+    timings = json.loads((out / "manifest.json").read_text())["timings"]
+    assert timings["train_images_per_s"] > 0 and timings["inference_images_per_s"] > 0 and timings["train_seconds"] > 0
+    assert not {"train_seconds", "train_images_per_s", "inference_images_per_s"} & set(metrics)
+    assert not {"seconds", "images_per_s"} & set(metrics["history"][0])  # a run's times are its record only
     assert len(metrics["history"]) == 3 and {"val_loss", "val_acc"} <= set(metrics["history"][0])
 
     model, info = load_checkpoint(out)
@@ -458,6 +461,7 @@ def test_same_config_and_seed_give_identical_model_files(tmp_path: Path, data_di
     b, _ = load_checkpoint(out2)
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert sha256_file(out1 / "predictions.npz") == sha256_file(out2 / "predictions.npz")
+    assert_same_outputs(out1, out2)
 
 
 def test_mystery_labels_take_k_from_the_data(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from fmnist_cluster.data import (
     write_idx,
 )
 from fmnist_cluster.errors import FmnistError
-from tests.conftest import make_images, write_twisted
+from tests.conftest import assert_same_outputs, make_images, write_twisted
 
 runner = CliRunner()
 
@@ -194,24 +194,14 @@ def test_random_grouping_is_dense_and_seeded(seed: int) -> None:
 
 def test_relabel_makes_mystery_labels(idx_dir: Path, tmp_path: Path) -> None:
     mapping = [0, 1, 0, 1, 2, 2, 0, 2, 1, 2]
-    result = runner.invoke(
-        app,
-        [
-            "preprocess",
-            "--source",
-            "idx",
-            "--path",
-            str(idx_dir),
-            "--set",
-            f"relabel={mapping}",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    for out in ("o", "again"):
+        args = ["preprocess", "--source", "idx", "--path", str(idx_dir), "--set", f"relabel={mapping}"]
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
     ds, _ = load_dataset(tmp_path / "o")
     assert ds.class_names is None
     np.testing.assert_array_equal(ds.y_train, np.array(mapping)[make_images(50, 0)[1]])
+    assert_same_outputs(tmp_path / "o", tmp_path / "again")
 
 
 # -- bad input: one clear line naming the file, exit 2, nothing written -----------------------------

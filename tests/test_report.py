@@ -24,7 +24,7 @@ from fmnist_cluster.config import CnnConfig, ReportConfig, SomConfig, load_confi
 from fmnist_cluster.report.document import md_text, slug
 from fmnist_cluster.report.findings import cnn_design, is_tutorial_som
 from tests.browser import chrome_options
-from tests.conftest import write_twisted
+from tests.conftest import assert_same_outputs, write_twisted
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -446,6 +446,7 @@ def test_explorer_data_matches_the_artefacts(study: dict[str, Path], tmp_path: P
 def test_report_is_deterministic(study: dict[str, Path], tmp_path: Path) -> None:
     pages = [report(tmp_path, study["cluster"], study["embed"], name=name)[1:] for name in ("a", "b")]
     assert pages[0] == pages[1]
+    assert_same_outputs(tmp_path / "a", tmp_path / "b")
 
 
 def test_published_designs_and_tutorial_settings_are_recognised() -> None:

@@ -30,6 +30,7 @@ from fmnist_cluster.som import (
     train,
     u_matrix,
 )
+from tests.conftest import assert_same_outputs
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,6 +370,11 @@ def test_cli_train_som_batch_writes_artefact(data_dir: Path, tmp_path: Path) -> 
         assert (outs[0] / f"{fig}.png").is_file(), fig
     assert not (outs[0] / "checkpoint.npz").exists()
     assert sha256_file(outs[0] / "som.npz") == sha256_file(outs[1] / "som.npz")
+    assert_same_outputs(outs[0], outs[1])
+    assert (
+        "train_seconds" not in metrics
+        and json.loads((outs[0] / "manifest.json").read_text())["timings"]["train_seconds"] > 0
+    )
 
 
 @pytest.mark.parametrize("when", ["drawing", "submitting"])

@@ -24,6 +24,7 @@ from fmnist_cluster.config import SomConfig, TuneConfig, load_config
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.study import worker_seed
 from fmnist_cluster.tune import apply_params, qe_te_study
+from tests.conftest import assert_same_outputs
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +151,9 @@ def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_di
     best = load_config(SomConfig, out / "best.yaml")
     chosen = next(t for t in complete if SomConfig.model_validate(t.user_attrs["config"]) == best)
     assert best.som.sigma == pytest.approx(chosen.params["som.sigma"])
+    again = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--n-trials", "4"]
+    assert runner.invoke(app, [*again, "--out", str(tmp_path / "again")]).exit_code == 0
+    assert_same_outputs(out, tmp_path / "again")  # the study's journal is its storage, not an output
     train = runner.invoke(
         app, ["train-som", "--config", str(out / "best.yaml"), "--input", str(data_dir), "--out", str(tmp_path / "som")]
     )

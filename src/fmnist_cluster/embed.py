@@ -171,7 +171,9 @@ def run_embed(
     Returns
     -------
     dict
-        Rows, methods computed, variance of the first two components, seconds per method.
+        Rows, methods computed, variance of the first two components, neighbourhood quality and
+        seconds per method (the seconds are in the manifest's ``timings``, not in ``metrics.json``:
+        a run's durations are not part of its outputs).
     """
     from fmnist_cluster import plots
     from fmnist_cluster.features import reduce_features
@@ -243,12 +245,10 @@ def run_embed(
             "split": config.split,
             "n": n,
             "kind": features.kind,
-            "input": str(features.path),
             "input_sha256": features.digest,
             "dims": int(x.shape[1]),
             "methods": methods,
             "skipped": skipped,
-            "seconds": seconds,
             "quality": quality,
             "explained_variance_ratio": [round(float(r), 6) for r in ratios],
             "pca_2_variance": float(ratios[:2].sum()),

@@ -155,7 +155,8 @@ def run_encode(
     Returns
     -------
     dict
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json``, and the run's ``seconds`` and ``images_per_s``
+        (in the manifest's ``timings``: a run's durations are not part of its outputs).
 
     Raises
     ------
@@ -209,13 +210,13 @@ def run_encode(
             "n_train": len(x_train),
             "n_test": len(x_test),
             "n_classes": k_model,
-            "seconds": round(seconds, 3),
-            "images_per_s": round(n / seconds, 1) if seconds > 0 else None,
             "device": str(resolve_device(config.device)),
             "zero_share": float(np.mean(x_train == 0)) if x_train.size else 0.0,
         }
         with run.timer("write"):
             run.save_npz(DATA_FILE, **encoded.to_arrays())
             run.save_json("metrics.json", metrics)
+        speeds = {"seconds": round(seconds, 3), "images_per_s": round(n / seconds, 1) if seconds > 0 else None}
+        run.measured(**speeds)
         run.commit()
-    return metrics
+    return {**metrics, **speeds}

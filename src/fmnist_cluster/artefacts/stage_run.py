@@ -208,6 +208,13 @@ class StageRun:
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
+    def measured(self, **values: float | None) -> None:
+        """Record durations and speeds of this run (``train_seconds``, ``images_per_s``, ...) in
+        the manifest's ``timings``, the run's record. They differ from run to run, so they stay
+        out of the outputs, which are the same bytes for the same config, seed and inputs.
+        ``None`` values are left out."""
+        self.timings.update({k: round(float(v), 4) for k, v in values.items() if v is not None})
+
     # -- outputs ------------------------------------------------------------------------
     def path(self, name: str) -> Path:
         """A path in the staging folder for a file that will be published as ``name``."""

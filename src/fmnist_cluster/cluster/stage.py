@@ -227,7 +227,6 @@ def run_cluster(
             "n": len(x),
             "source_stage": features.source_stage,
             "kind": features.kind,
-            "input": str(features.path),
             "input_sha256": features.digest,
             "reduce": reduce_record,
             "n_labels": len(np.unique(features.y)) if features.y is not None else None,

@@ -18,7 +18,7 @@ from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, StageRun
 from fmnist_cluster.cnn.checkpoint import MODEL_FILE, STATE_FILE, checkpoint_bytes
 from fmnist_cluster.cnn.estimator import predict_views
 from fmnist_cluster.cnn.network import Network, n_parameters
-from fmnist_cluster.cnn.training import Trainer
+from fmnist_cluster.cnn.training import RUN_KEYS, Trainer
 from fmnist_cluster.config import CnnConfig
 from fmnist_cluster.data import DATA_FILE, Dataset, label_names, load_dataset
 from fmnist_cluster.device import resolve_device, torch_threads
@@ -76,7 +76,9 @@ def run_train_cnn(
     Returns
     -------
     dict
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json``, and the run's ``train_seconds``,
+        ``train_images_per_s`` and ``inference_images_per_s`` (in the manifest's ``timings``:
+        a run's durations are not part of its outputs).
     """
     from fmnist_cluster import plots
 
@@ -128,15 +130,17 @@ def run_train_cnn(
                 "best_val_accuracy": _best_val(trained.history, trained.best_epoch),
                 "test_flip": bool(config.augment.test_flip),
                 "test_accuracy_single_view": float(np.mean(single.argmax(1) == y_test)) if len(y_test) else None,
-                "train_seconds": round(sum(h["seconds"] for h in trained.history), 3),
-                "train_images_per_s": round(float(trained.train_images_per_s), 1),
-                "inference_images_per_s": round(len(y_test) / infer_seconds, 1) if infer_seconds > 0 else None,
                 "device": str(resolve_device(config.device)),
                 "precision": trained.precision,
                 "threads": torch.get_num_threads() if config.threads is None else config.threads,
-                "history": trained.history,
+                "history": [{k: v for k, v in h.items() if k not in RUN_KEYS} for h in trained.history],
             }
         )
+        speeds = {
+            "train_seconds": round(sum(h["seconds"] for h in trained.history), 3),
+            "train_images_per_s": round(float(trained.train_images_per_s), 1),
+            "inference_images_per_s": round(len(y_test) / infer_seconds, 1) if infer_seconds > 0 else None,
+        }
         if metrics["test_accuracy"] < 1.0 / k + 0.05:
             warnings.warn(
                 f"test accuracy {metrics['test_accuracy']:.3f} is near chance (1/K = {1 / k:.3f}); "
@@ -162,15 +166,12 @@ def run_train_cnn(
                     plots.misclassified_montage(dataset.x_test[wrong], y_test[wrong], y_pred[wrong], names)
                 ),
             )
-        run.extra["summary"] = {
-            "test_accuracy": metrics["test_accuracy"],
-            "epochs_run": metrics["epochs_run"],
-            "train_seconds": metrics["train_seconds"],
-        }
+        run.extra["summary"] = {"test_accuracy": metrics["test_accuracy"], "epochs_run": metrics["epochs_run"]}
+        run.measured(**speeds)
         run.commit()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(state_path)
-    return metrics
+    return {**metrics, **speeds}
 
 
 def _best_val(history: list[dict[str, Any]], best_epoch: int) -> float | None:

@@ -27,6 +27,10 @@ from fmnist_cluster.config import PRECISIONS, AugmentConfig, CnnTrainConfig, Lay
 from fmnist_cluster.data import stratified_indices
 from fmnist_cluster.device import resolve_device, torch_threads
 
+RUN_KEYS = ("seconds", "images_per_s")
+"""Keys of a history entry that time the run: they differ from run to run, so ``train-cnn``
+keeps them out of ``metrics.json`` (its manifest records the totals)."""
+
 # --------------------------------------------------------------------------------------
 # precision
 # --------------------------------------------------------------------------------------

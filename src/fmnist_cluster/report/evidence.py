@@ -91,6 +91,8 @@ METRIC_LABELS = {
     "n_pruned": "pruned trials",
     "n_trials_total": "trials",
     "seconds_this_run": "seconds (this run)",
+    "wall_s": "whole stage (s)",
+    "seconds": "seconds",
     "dim": "features per row",
     "zero_share": "share of zero features",
     "pca_2_variance": "variance in the first two components",
@@ -251,6 +253,10 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
             per_class = data["per_class"].items()
             rows = [[str(c.get("name", k)), pct(c.get("accuracy")), str(c.get("n", ""))] for k, c in per_class]
             section.tables.append(Table("Test accuracy per label", ["label", "accuracy", "test rows"], rows))
+    timings = manifest.get("timings")
+    if isinstance(timings, dict) and timings:  # the run's record: durations and speeds, not outputs
+        rows = [[metric_label(k), fmt(v)] for k, v in _flatten(timings)][:40]
+        section.tables.append(Table("Times of this run", ["measure", "value"], rows))
     return section
 
 

@@ -87,7 +87,7 @@ def _point_colourings(
     out = []
     n = len(coords["index"])
     if "y" in coords:
-        names = images.class_names(emb.metrics)
+        names = images.class_names(emb)
         out.append(_colouring("mystery label" if names is None else "class", coords["y"], rows, names, "label"))
     clusters = [s for s in sections if s.stage == "cluster" and same_rows(s.metrics, emb.metrics)]
     for clu in clusters:
@@ -105,7 +105,7 @@ def _point_colourings(
             if "class_id" in expl and len(expl["class_id"]) == n:
                 out.append(_colouring(f"Fashion-MNIST class{suffix}", expl["class_id"], rows, class_names, "class"))
     if emb.metrics.get("split") == "test":
-        sources = images.sources(emb.metrics)
+        sources = images.sources(emb)
         for cnn in (s for s in sections if s.stage == "train-cnn"):
             if not set(map(str, cnn.manifest.get("inputs", {}).values())) & sources:
                 continue
@@ -181,7 +181,7 @@ def build_explorer(
             if method in coords:
                 xy = np.asarray(coords[method], dtype=np.float32)[rows]
                 data["maps"].append({"name": METHOD_TITLES[method], "xy": _b64(xy.reshape(-1), "f4")})
-        pics = images(emb.metrics)
+        pics = images(emb)
         data["n"] = len(rows)
         data["split"] = str(emb.metrics.get("split", ""))
         data["rows"] = _b64(np.asarray(coords["index"])[rows], "i4")

@@ -144,7 +144,7 @@ def _label_rows_explained(
     if "explanation.npz" in sec.manifest.get("outputs", {}):
         arrays = read_npz(sec.folder, "explanation.npz", "cluster", inputs, ("y",))
         y = np.asarray(arrays["y"])
-        pics = images(sec.metrics)
+        pics = images(sec)
         if pics is not None and len(pics) != len(y):
             pics = None
     rows: list[list[str | Cell]] = []
@@ -187,7 +187,7 @@ def _label_rows_decoded(
     )
     labels = read_npz(sec.folder, "labels.npz", "cluster", inputs) if "labels.npz" in sec.manifest["outputs"] else {}
     y = labels.get("y")
-    pics = images(sec.metrics)
+    pics = images(sec)
     rows: list[list[str | Cell]] = []
     for entry in decoding.get("labels") or []:
         label = entry.get("label")

@@ -1,7 +1,7 @@
 """The images behind the rows of a ``cluster`` or ``embed`` run, as 8-bit 28×28 arrays.
 
-Both stages record their input file (``input``, ``input_sha256``, ``split``, ``n`` in their
-``metrics.json``); the images are found the way ``cluster`` finds them
+Both stages record their rows (``input_sha256``, ``split``, ``n`` in their ``metrics.json``) and,
+in their manifest, the input file with that sha256; the images are found the way ``cluster`` finds them
 (:func:`fmnist_cluster.features.load_features`: pixels are their own images, an encoding names
 its ``preprocess`` folder in its manifest). When the input moved or changed, there are none.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from fmnist_cluster.artefacts import read_manifest
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.report.document import Section
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -31,8 +31,18 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.round(255 * (x - low) / np.maximum(high - low, 1e-12)).astype(np.uint8)
 
 
+def rows_file(sec: Section) -> str | None:
+    """The file a ``cluster`` or ``embed`` run read its rows from: the input of its manifest
+    with the sha256 its ``metrics.json`` records (None when there is none)."""
+    digest = sec.metrics.get("input_sha256")
+    inputs = sec.manifest.get("inputs")
+    if not isinstance(digest, str) or not isinstance(inputs, dict):
+        return None
+    return next((str(path) for path, d in inputs.items() if d == digest), None)
+
+
 class RowImages:
-    """Finds and caches the images of the rows a run's ``metrics.json`` describes."""
+    """Finds and caches the images of the rows of a ``cluster`` or ``embed`` section."""
 
     def __init__(self, inputs: dict[str, str]) -> None:
         self._inputs = inputs
@@ -40,21 +50,26 @@ class RowImages:
         self._names: dict[tuple[str, str], tuple[str, ...] | None] = {}
         self._sources: dict[tuple[str, str], set[str]] = {}
 
-    def class_names(self, metrics: dict[str, Any]) -> tuple[str, ...] | None:
+    @staticmethod
+    def _key(sec: Section) -> tuple[str, str]:
+        return str(rows_file(sec)), str(sec.metrics.get("split"))
+
+    def class_names(self, sec: Section) -> tuple[str, ...] | None:
         """Class names of the rows' labels, when the data has them (call after ``__call__``)."""
-        return self._names.get((str(metrics.get("input")), str(metrics.get("split"))))
+        return self._names.get(self._key(sec))
 
-    def sources(self, metrics: dict[str, Any]) -> set[str]:
+    def sources(self, sec: Section) -> set[str]:
         """sha256 of the rows' input file and of every file its manifest lists as an input."""
-        return self._sources.get((str(metrics.get("input")), str(metrics.get("split"))), set())
+        return self._sources.get(self._key(sec), set())
 
-    def __call__(self, metrics: dict[str, Any]) -> np.ndarray | None:
+    def __call__(self, sec: Section) -> np.ndarray | None:
         """(N, 28, 28) uint8 images of the rows, or None when they cannot be found."""
         from fmnist_cluster.features import load_features
         from fmnist_cluster.plots import as_images
 
-        raw, split = metrics.get("input"), metrics.get("split")
-        if not isinstance(raw, str) or not isinstance(split, str):
+        metrics = sec.metrics
+        raw, split = rows_file(sec), metrics.get("split")
+        if raw is None or not isinstance(split, str):
             return None
         key = (raw, split)
         if key not in self._cache:

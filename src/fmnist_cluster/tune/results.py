@@ -70,19 +70,15 @@ def write_results(
     best_trial = complete[best]
     best_cfg = SomConfig.model_validate(best_trial.user_attrs["config"])
     keys = list(config.space)
-    lines = ["trial,state,qe,te,score,seconds," + ",".join(keys)]
+    lines = ["trial,state,qe,te,score," + ",".join(keys)]
     for t in trials:
         if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             continue
         qe, te = trial_qe_te(t, config) if t.state == optuna.trial.TrialState.COMPLETE else (float("nan"), float("nan"))
         vals = ",".join(str(t.params.get(k, "")) for k in keys)
-        lines.append(
-            f"{t.number},{t.state.name.lower()},{qe:.6g},{te:.6g},{qe + config.te_weight * te:.6g},"
-            f"{t.user_attrs.get('seconds', '')},{vals}"
-        )
+        lines.append(f"{t.number},{t.state.name.lower()},{qe:.6g},{te:.6g},{qe + config.te_weight * te:.6g},{vals}")
     summary = {
         "objective": config.objective,
-        "storage": url,
         "study_name": config.study_name,
         "n_complete": len(complete),
         "n_pruned": len(pruned),
@@ -94,7 +90,6 @@ def write_results(
         "best_score": float(score[best]),
         "best_params": best_trial.params,
         "pareto_trials": [complete[i].number for i in np.nonzero(front)[0]],
-        "seconds_this_run": round(seconds, 3),
     }
     importances: dict[str, dict[str, float]] = {}
     if len(complete) >= 3:
@@ -112,6 +107,8 @@ def write_results(
     summary["importances"] = importances
     with StageRun("tune", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
         run.add_input(Path(input_dir) / "data.npz", digest)
+        run.extra["storage"] = url  # where the study lives, with the run's record, not in the outputs
+        run.measured(seconds_this_run=seconds)
         run.save_text("best.yaml", config_to_yaml(best_cfg))
         run.save_text("trials.csv", "\n".join(lines) + "\n")
         run.save_json("metrics.json", summary)
@@ -124,4 +121,4 @@ def write_results(
         if importances:
             run.save_bytes("importances.png", plots.figure_png(plots.tune_importances(importances)))
         run.commit()
-    return summary
+    return {**summary, "storage": url, "seconds_this_run": round(seconds, 3)}

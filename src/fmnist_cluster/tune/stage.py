@@ -54,7 +54,9 @@ def run_tune(
     Returns
     -------
     dict
-        The summary written to ``metrics.json``.
+        The summary written to ``metrics.json``, with the run's ``storage`` (where the study
+        lives) and ``seconds_this_run``; those two are recorded in the manifest, since they
+        change from run to run.
 
     Raises
     ------
