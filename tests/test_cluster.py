@@ -389,7 +389,7 @@ def test_cluster_without_labels(tmp_path: Path) -> None:
         ("no-manifest", [], "manifest.json is missing"),
         ("ok", ["--set", "kmeans.kk=3"], "unknown config key 'kmeans.kk'"),
         ("ok", ["--set", "dbscan.eps=-1"], "config key 'dbscan.eps'"),
-        ("ok", ["--split", "validation"], "config key 'split'"),
+        ("ok", ["--split", "validation"], "unknown split 'validation' in option --split; valid: test, train, all"),
         ("ok", ["--set", "kmeans.enabled=false"], "kmeans is disabled"),
         (
             "ok",

@@ -119,7 +119,7 @@ def test_umap_when_installed(tmp_path: Path) -> None:
         (["--input", "MISSING"], "does not exist"),
         (["--set", "tsne.perplexty=5"], "unknown config key 'tsne.perplexty'"),
         (["--set", "tsne.max_iter=10"], "config key 'tsne.max_iter'"),
-        (["--split", "dev"], "config key 'split'"),
+        (["--split", "dev"], "unknown split 'dev' in option --split; valid: test, train, all"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], words: str) -> None:

@@ -87,17 +87,33 @@ def test_low_above_high_is_one_line_naming_the_key(tmp_path: Path, data_dir: Pat
     assert len(lines) == 1 and "space.som.sigma" in lines[0] and "low (5.0) > high (1.0)" in lines[0]
 
 
-def test_a_damaged_study_journal_is_one_line_and_not_overwritten(tmp_path: Path, data_dir: Path) -> None:
+_CREATE = '{"op_code": 0, "worker_id": "w", "study_name": "som", "directions": [1, 1]}\n'
+
+
+@pytest.mark.parametrize(
+    ("tail", "words"),
+    [
+        ("garbage{\n", "is damaged"),
+        ("[1, 2, 3]\n", "is damaged"),
+        ('{"worker_id": "x"}\n', "is damaged"),
+        ('{"op_code": 99, "worker_id": "x"}\n', "is damaged"),
+        ('{"op_code": 4, "worker_id": "w", "study_id": 0, "datetime_sta', "last record of the study journal"),
+    ],
+    ids=["not-json", "a-list", "no-op-code", "unknown-op-code", "cut-off"],
+)
+def test_a_damaged_study_journal_is_one_line_and_not_overwritten(
+    tmp_path: Path, data_dir: Path, tail: str, words: str
+) -> None:
     out = tmp_path / "t"
     out.mkdir()
     journal = out / "study.journal"
-    journal.write_text('{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}\ngarbage{\n')
+    journal.write_text(_CREATE + tail)
     before = journal.read_bytes()
     result = runner.invoke(app, ["tune", "--input", str(data_dir), "--out", str(out), "--set", "n_trials=1"])
     assert result.exit_code == 2, result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "study.journal" in lines[0] and "is damaged" in lines[0], result.output
-    assert journal.read_bytes().startswith(before)  # nothing of it destroyed
+    assert len(lines) == 1 and "study.journal" in lines[0] and words in lines[0], result.output
+    assert journal.read_bytes() == before  # nothing written into it, nothing destroyed
 
 
 def test_unknown_space_key_is_an_error(tmp_path: Path) -> None:
@@ -158,6 +174,65 @@ def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_di
         app, ["train-som", "--config", str(out / "best.yaml"), "--input", str(data_dir), "--out", str(tmp_path / "som")]
     )
     assert train.exit_code == 0, train.output
+
+
+def test_a_study_is_continued_only_on_the_same_terms(tmp_path: Path, data_dir: Path, idx_dir: Path) -> None:
+    """Trials measured on other data, another base map or another search space do not mix with
+    this run's: one error line, and the study and the artefact are left as they were."""
+    out = tmp_path / "tune"
+    base = ["tune", "--config", str(_config(tmp_path)), "--out", str(out), "--n-trials", "2"]
+    assert runner.invoke(app, [*base, "--input", str(data_dir)]).exit_code == 0
+    journal, metrics = (out / "study.journal").read_bytes(), (out / "metrics.json").read_bytes()
+    other = tmp_path / "std"
+    made = ["preprocess", "--source", "idx", "--path", str(idx_dir), "--set", "standardize=global", "--out", str(other)]
+    assert runner.invoke(app, made).exit_code == 0
+    cases = [
+        (["--input", str(other)], "another --input data"),
+        (["--input", str(data_dir), "--set", "base.som.rows=4"], "another base"),
+        (["--input", str(data_dir), "--set", "space={som.epochs: {choices: [2, 3]}}"], "another space"),
+        (["--input", str(data_dir), "--set", "holdout=0.4"], "another holdout"),
+    ]
+    for extra, words in cases:
+        result = runner.invoke(app, [*base[:-1], "3", *extra])
+        assert result.exit_code == 2, result.output
+        assert words in result.output and "continue it with the same --input and config" in result.output
+        assert result.output.count("error:") == 1 and "Traceback" not in result.output
+        assert (out / "study.journal").read_bytes() == journal and (out / "metrics.json").read_bytes() == metrics
+    assert runner.invoke(app, [*base[:-1], "3", "--input", str(data_dir)]).exit_code == 0  # same terms: continued
+    assert len(_journal(out).trials) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--set", "timeout=0.000001"], "has no finished trial"),
+        (["--storage", "sqlite://"], "is a database in memory"),
+        (["--storage", "sqlite:///:memory:"], "is a database in memory"),
+    ],
+    ids=["no-trial-in-time", "in-memory", "in-memory-named"],
+)
+def test_a_failed_first_run_leaves_no_out(tmp_path: Path, data_dir: Path, extra: list[str], words: str) -> None:
+    out = tmp_path / "new" / "tune"
+    args = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_a_study_with_trials_tune_did_not_make_is_refused(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "tune"
+    out.mkdir()
+    study = optuna.create_study(
+        study_name="som",
+        storage=JournalStorage(JournalFileBackend(str(out / "study.journal"))),
+        directions=["minimize", "minimize"],
+    )
+    study.add_trial(optuna.trial.create_trial(values=[1.0, 0.1], params={}, distributions={}))
+    args = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "holds trials that tune did not record the terms of" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_scalar_objective_with_pruning(tmp_path: Path, data_dir: Path) -> None:

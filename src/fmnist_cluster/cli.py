@@ -99,9 +99,7 @@ def _guard(out: Path, stage: str, **inputs: Path | None) -> None:
 # -- loading, guarding and running a stage ------------------------------------------------
 def _load(model: type[M], config: Path | None, sets: list[str] | None, extra: dict[str, Any]) -> M:
     """The typed config: --config, then --set, then the command's own options (those given)."""
-    overrides = list(sets or [])
-    overrides += [f"{key}={value}" for key, value in extra.items() if value is not None]
-    return _run(lambda: load_config(model, config, overrides))
+    return _run(lambda: load_config(model, config, list(sets or []), extra))
 
 
 def _stage(

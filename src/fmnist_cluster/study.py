@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import socket
 import time
@@ -86,8 +87,52 @@ def _driver_url(url: str) -> str:
     return url
 
 
+def _in_memory(url: str) -> bool:
+    """Whether ``url`` names an SQLite database that lives in memory (``sqlite://``, ``:memory:``)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # not a URL: refused by the storage itself
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 _OPEN_ATTEMPTS = 5
 T = TypeVar("T")
+
+
+def _check_journal(path: Path, wait: float = 0.5) -> None:
+    """Refuse a journal with a record that is not a JSON object, or whose last record is cut off
+    (a process killed while writing it). Optuna reads past a bad last line, but its next record
+    would be written onto it, and the journal could not be read again. A record being written by
+    a live worker is complete within ``wait`` s.
+
+    Raises
+    ------
+    FmnistError
+        The last record is cut off.
+    ValueError
+        A record is not a JSON object with an ``op_code``.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            return
+        if not content or content.endswith(b"\n"):
+            break
+        if time.monotonic() >= deadline:
+            raise FmnistError(
+                f"the last record of the study journal {path} is cut off (a tune process was killed while "
+                f"writing it?); delete that last, unfinished line to continue the study, or pass another --out"
+            )
+        time.sleep(0.05)
+    for number, line in enumerate(content.splitlines(), start=1):
+        record = json.loads(line)
+        if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
+            raise ValueError(f"line {number} is not an Optuna record")
 
 
 def open_storage(
@@ -101,15 +146,21 @@ def open_storage(
     if url is None:
         path = out_dir / JOURNAL_FILE
         try:
+            _check_journal(path)
             return StudyStorage(JournalStorage(JournalFileBackend(str(path))), str(path), False)
         except OSError as exc:
             raise FmnistError(f"cannot open the study journal {path} ({exc.strerror}); pass a writable --out") from None
-        except ValueError as exc:  # a line that is not JSON, or not an Optuna record
+        except (ValueError, TypeError, KeyError, AssertionError) as exc:  # not JSON, or not an Optuna record
             raise FmnistError(
                 f"the study journal {path} is damaged ({type(exc).__name__}: {first_line(exc)}); "
                 f"remove it to start the study afresh, or pass another --out"
             ) from None
     shown = shown_url(url)
+    if _in_memory(url):
+        raise FmnistError(
+            f"--storage {url} is a database in memory: it is gone when tune ends and no other worker sees it; "
+            f"give a file (sqlite:///path/study.db) or a server URL, or leave --storage out for the journal in --out"
+        )
 
     def connect() -> StudyStorage:
         storage = optuna.storages.RDBStorage(

@@ -8,6 +8,7 @@ line's help texts read their defaults from the models (:func:`overrides_help`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
@@ -141,7 +142,7 @@ def _field_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _format_validation(model: type[BaseModel], err: ValidationError, origin: str) -> str:
+def _format_validation(model: type[BaseModel], err: ValidationError, origin: str, options: set[str]) -> str:
     errors = err.errors()
     first = errors[0]
     if first["type"] == "extra_forbidden":
@@ -158,15 +159,30 @@ def _format_validation(model: type[BaseModel], err: ValidationError, origin: str
         text = texts[0] + "".join(f", or {t.removeprefix('Input should be ')}" for t in texts[1:])
         got = first.get("input")
         shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
-        msg = f"config key '{dotted}' in {origin}: {text} (got {shown})"
+        where = f"option {option_flag(dotted)}" if dotted in options else origin
+        if first["type"] == "literal_error" and len(same) == 1:
+            valid = ", ".join(re.findall(r"'((?:[^'\\]|\\.)*)'", str(first.get("ctx", {}).get("expected", ""))))
+            msg = f"unknown {dotted} {shown} in {where}; valid: {valid}"
+        else:
+            msg = f"config key '{dotted}' in {where}: {text} (got {shown})"
         rest = len(errors) - len(same)
     if rest > 0:
         msg += f" (and {rest} more problem(s))"
     return msg
 
 
-def load_config(model: type[M], path: Path | str | None = None, overrides: list[str] | None = None) -> M:
-    """Build a validated config from an optional YAML file and ``--set`` overrides.
+def option_flag(key: str) -> str:
+    """The command-line option that sets the dotted config ``key``: ``train.device`` -> ``--device``."""
+    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def load_config(
+    model: type[M],
+    path: Path | str | None = None,
+    overrides: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> M:
+    """Build a validated config from an optional YAML file, ``--set`` overrides and options.
 
     Parameters
     ----------
@@ -175,7 +191,10 @@ def load_config(model: type[M], path: Path | str | None = None, overrides: list[
     path : path or None
         YAML file; ``None`` starts from the model's defaults.
     overrides : list of str
-        ``dotted.key=value`` items applied on top, in order.
+        ``dotted.key=value`` items applied on top, in order (each value read as YAML).
+    options : dict, optional
+        ``dotted.key -> value`` applied last, as given (not read as YAML): a command's own
+        options (``--device`` for ``train.device``, :func:`option_flag`); None values are skipped.
 
     Returns
     -------
@@ -214,10 +233,13 @@ def load_config(model: type[M], path: Path | str | None = None, overrides: list[
         set_dotted(tree, key, value)
     if overrides:
         origin = f"{origin} with --set overrides"
+    given = {key: value for key, value in (options or {}).items() if value is not None}
+    for key, value in given.items():
+        set_dotted(tree, key, str(value) if isinstance(value, Path) else value)
     try:
         return model.model_validate(tree)
     except ValidationError as exc:
-        raise FmnistError(_format_validation(model, exc, origin)) from None
+        raise FmnistError(_format_validation(model, exc, origin, set(given))) from None
 
 
 def config_to_yaml(config: BaseModel) -> str:

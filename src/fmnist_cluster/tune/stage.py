@@ -23,9 +23,12 @@ finished trial and only runs the missing ones.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
 from fmnist_cluster.config import TuneConfig
@@ -66,8 +69,6 @@ def run_tune(
     """
     import optuna
 
-    from fmnist_cluster import plots
-
     check_space(config)
     out_dir = Path(out_dir)
     x_fit, x_val, digest = held_out_rows(config, input_dir)
@@ -78,11 +79,28 @@ def run_tune(
         raise FmnistError(f"cannot create output folder {out_dir} ({exc.strerror}); pass a writable --out") from None
     optuna.logging.set_verbosity(logging.ERROR)
     try:
-        store, study = open_study(config, out_dir)
-    except FmnistError:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a failed run leaves no new empty --out
+        return _study(config, input_dir, out_dir, x_fit, x_val, digest, progress)
+    except FmnistError as exc:
+        if created and not isinstance(exc, Interrupted):  # interrupted: its finished trials are kept
+            shutil.rmtree(out_dir, ignore_errors=True)  # a failed first run leaves no --out (nor its journal)
         raise
+
+
+def _study(
+    config: TuneConfig,
+    input_dir: Path | str,
+    out_dir: Path,
+    x_fit: np.ndarray,
+    x_val: np.ndarray,
+    digest: str,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Open the study, run the trials it still needs, write the results."""
+    import optuna
+
+    from fmnist_cluster import plots
+
+    store, study = open_study(config, out_dir, digest)
     finished = {t.number for t in finished_trials(study)}
     task = progress.task("tune (TPE trials)", total=max(config.n_trials - len(finished), 0))
 
@@ -100,7 +118,7 @@ def run_tune(
     start = time.perf_counter()
     try:
         if config.workers == 1:
-            work(config, out_dir, x_fit, x_val, (store, study), on_done=lambda study, trial: advance())
+            work(config, out_dir, x_fit, x_val, digest, (store, study), on_done=lambda study, trial: advance())
         else:
             run_workers(config, input_dir, out_dir, study, advance)
     except (KeyboardInterrupt, Exception) as exc:

@@ -3,6 +3,7 @@ trains and scores one map per trial."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,40 @@ def _sampler(config: TuneConfig, seed: int) -> Any:
     )
 
 
-def _create_or_load(config: TuneConfig, store: StudyStorage) -> Any:
+IDENTITY_ATTR = "fmnist_cluster_trials"
+"""The study attribute that records what its trials measure (:func:`study_identity`)."""
+_IDENTITY_KEYS = ("limit", "holdout", "seed", "base", "space", "objective", "te_weight")
+
+
+def study_identity(config: TuneConfig, digest: str) -> dict[str, Any]:
+    """What the trials of a study measure, so that a study is only continued on the same terms:
+    the input (its ``data.npz`` sha256), the rows and held-out split drawn from it (``limit``,
+    ``holdout``, ``seed``), the base map, the search space and the score."""
+    settings = config.model_dump(mode="json")
+    return {"data": digest, **{key: settings[key] for key in _IDENTITY_KEYS}}
+
+
+def _check_identity(study: Any, identity: dict[str, Any], config: TuneConfig, store: StudyStorage) -> None:
+    """Record ``identity`` in a new study; refuse a study whose trials measure something else."""
+    stored = study.user_attrs.get(IDENTITY_ATTR)
+    where = f"study '{config.study_name}' in {store.shown}"
+    fix = "use another --out, --set study_name or --storage to start a new study"
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            raise FmnistError(f"{where} holds trials that tune did not record the terms of; {fix}")
+        study.set_user_attr(IDENTITY_ATTR, identity)
+        return
+    same = json.loads(json.dumps(identity))
+    if stored != same:
+        differ = sorted(k for k in same if not isinstance(stored, dict) or stored.get(k) != same[k])
+        shown = ", ".join("--input data" if k == "data" else k for k in differ)
+        raise FmnistError(
+            f"{where} was run with another {shown or 'setup'}, so its trials do not compare with this run's; "
+            f"continue it with the same --input and config, or {fix}"
+        )
+
+
+def _create_or_load(config: TuneConfig, store: StudyStorage, identity: dict[str, Any]) -> Any:
     import optuna
 
     kwargs: dict[str, Any] = {
@@ -58,10 +92,16 @@ def _create_or_load(config: TuneConfig, store: StudyStorage) -> Any:
     else:
         kwargs["direction"] = "minimize"
         kwargs["pruner"] = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    loading = {k: v for k, v in kwargs.items() if k in ("study_name", "storage", "sampler", "pruner")}
+
+    def load_or_create() -> Any:
+        try:  # an existing study is loaded, so that a refused run writes nothing into its storage
+            return optuna.load_study(**loading)
+        except KeyError:
+            return optuna.create_study(**kwargs)
+
     try:  # on a database, workers creating one new study at once can race: the loser tries again
-        study = set_up_with_retries(
-            lambda: optuna.create_study(**kwargs), store.shown, Exception, 6 if store.is_rdb else 1, 0.5, 0.5
-        )
+        study = set_up_with_retries(load_or_create, store.shown, Exception, 6 if store.is_rdb else 1, 0.5, 0.5)
     except ValueError as exc:  # a record Optuna cannot read (other objectives are caught below)
         raise FmnistError(
             f"the study '{config.study_name}' in {store.shown} is damaged ({type(exc).__name__}: {first_line(exc)}); "
@@ -73,12 +113,15 @@ def _create_or_load(config: TuneConfig, store: StudyStorage) -> Any:
             f"study '{config.study_name}' in {store.shown} has {len(study.directions)} objective(s) but objective "
             f"'{config.objective}' needs {want}; use another --set study_name or storage"
         )
+    _check_identity(study, identity, config, store)
     return study
 
 
-def open_study(config: TuneConfig, out_dir: Path) -> tuple[StudyStorage, Any]:
+def open_study(config: TuneConfig, out_dir: Path, digest: str) -> tuple[StudyStorage, Any]:
+    """The storage and the study of ``config`` (created, or continued when it was run on the same
+    terms: :func:`study_identity` of ``config`` and the input's sha256 ``digest``)."""
     store = open_storage(config.storage, out_dir, config.heartbeat_interval, config.grace_period, config.max_retry)
-    return store, _create_or_load(config, store)
+    return store, _create_or_load(config, store, study_identity(config, digest))
 
 
 def finished_trials(study: Any) -> list[Any]:
@@ -109,12 +152,13 @@ def work(
     out_dir: Path,
     x_fit: np.ndarray,
     x_val: np.ndarray,
+    digest: str,
     opened: tuple[StudyStorage, Any] | None = None,
     on_done: Any = None,
     stop: Any = lambda: False,
 ) -> None:
     """One worker: hold a slot, seed the sampler for it, run trials until the budget is met."""
-    store, study = opened or open_study(config, out_dir)
+    store, study = opened or open_study(config, out_dir, digest)
     with worker_slot(out_dir) as slot:
 
         def reap() -> None:

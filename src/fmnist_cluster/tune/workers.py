@@ -50,9 +50,9 @@ def _worker_main(
         keep_freed_memory()  # a fresh process: the allocator setting the CLI makes for its own
         optuna.logging.set_verbosity(logging.ERROR)
         config = TuneConfig.model_validate(config_json)
-        x_fit, x_val, _ = held_out_rows(config, input_dir)
+        x_fit, x_val, digest = held_out_rows(config, input_dir)
         parent = os.getppid()
-        work(config, Path(out_dir), x_fit, x_val, stop=lambda: stop.is_set() or os.getppid() != parent)
+        work(config, Path(out_dir), x_fit, x_val, digest, stop=lambda: stop.is_set() or os.getppid() != parent)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
