@@ -134,6 +134,28 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], words
     assert not (tmp_path / "e" / "manifest.json").exists()
 
 
+def test_features_that_are_all_the_same_are_refused(tmp_path: Path) -> None:
+    enc = write_features(tmp_path / "enc", np.full((40, 6), 0.5, np.float32), np.arange(40) % 2)
+    result = runner.invoke(app, ["embed", "--input", str(enc), "--out", str(tmp_path / "e"), *FAST])
+    assert result.exit_code == 2 and "has the same features: there is nothing to embed" in result.output
+    assert result.output.count("error:") == 1 and not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-40])
+def test_huge_or_tiny_features_are_embedded_as_their_scaled_copies(tmp_path: Path, scale: float) -> None:
+    """float32 squared distances of such values overflow or vanish: every method is blind to
+    scale, so the features are divided by their largest magnitude first."""
+    x, y = blobs(n=80, k=2, dims=6, seed=3)
+    enc = write_features(tmp_path / "enc", (x.astype(np.float64) * scale).astype(np.float32), y)
+    args = ["embed", "--input", str(enc), "--out", str(tmp_path / "e"), *FAST, "--set", "umap.enabled=false"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    coords = load_npz(tmp_path / "e" / "embedding.npz")
+    assert np.isfinite(coords["pca"]).all() and np.isfinite(coords["tsne"]).all()
+    quality = json.loads((tmp_path / "e" / "metrics.json").read_text())["quality"]
+    assert quality["tsne"]["trustworthiness"] > 0.8  # two blobs kept apart
+
+
 def test_shipped_config_is_the_defaults() -> None:
     shipped = yaml.safe_load((ROOT / "configs" / "embed.yaml").read_text())
     assert shipped == EmbedConfig().model_dump(mode="json")

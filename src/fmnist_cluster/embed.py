@@ -192,6 +192,11 @@ def run_embed(
     with StageRun("embed", Path(out_dir), config.model_dump(mode="json"), seed=config.seed) as run:
         run.add_input(features.path, features.digest)
         x, _ = reduce_features(features.x, ReduceConfig(standardize=config.standardize), config.seed)
+        if not (x != x[0]).any():
+            raise FmnistError(
+                f"every {config.split} row of {features.path} has the same features: there is nothing to embed "
+                f"(a layer that gives the same output for every image? encode another --layer)"
+            )
         task = progress.task("embedding", total=len(methods))
         coords: dict[str, np.ndarray] = {}
         seconds: dict[str, float] = {}

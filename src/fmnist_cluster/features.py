@@ -187,6 +187,12 @@ def _load_images(folder: Path, split: str, n: int, y: np.ndarray | None) -> np.n
     return pictures
 
 
+_SAFE_MAGNITUDE = 1e6
+"""Features larger than this, or all smaller than its inverse, are divided by their largest
+magnitude before the float32 methods see them (their squared distances would overflow or
+vanish in float32)."""
+
+
 def reduce_features(x: np.ndarray, config: ReduceConfig, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
     """Normalise rows, standardise features and/or PCA-project ``x`` as ``config`` asks.
 
@@ -209,4 +215,9 @@ def reduce_features(x: np.ndarray, config: ReduceConfig, seed: int = 0) -> tuple
         x = pca.fit_transform(x)
         record["pca_explained_variance"] = float(pca.explained_variance_ratio_.sum())
     record["dims"] = int(x.shape[1])
+    scale = float(np.abs(x).max()) if x.size else 0.0
+    if np.isfinite(scale) and (scale > _SAFE_MAGNITUDE or 0 < scale < 1 / _SAFE_MAGNITUDE):
+        # float32 distances of such values overflow or vanish; every method here is blind to scale
+        x = x / scale
+        record["divided_by"] = scale
     return x.astype(np.float32), record
