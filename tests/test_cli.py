@@ -136,6 +136,26 @@ def test_an_out_path_with_brackets_is_shown_as_it_is(tmp_path) -> None:
         assert f"->{out}/data.npz" in "".join(result.output.split()), result.output  # wrapping aside
 
 
+def test_control_characters_from_an_artefact_are_written_out_not_sent_to_the_terminal(tmp_path) -> None:
+    """A stage name with an ESC sequence (it could retitle or recolour the terminal) and a line
+    break is shown as text, in one error line."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fmnist_cluster.cli import app
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    stage = "\x1b]0;PWNED\x07\x1b[31mevil\nline"
+    (folder / "manifest.json").write_text(json.dumps({"stage": stage, "outputs": {}, "inputs": {}}))
+    result = CliRunner().invoke(app, ["train-som", "--input", str(folder), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b]0;PWNED\\x07\\x1b[31mevil line" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("error:")
+
+
 def test_ctrl_c_ends_in_one_line_that_says_what_is_left(tmp_path, monkeypatch, capsys) -> None:
     """Interrupted in a stage: one error line, exit code 130, and the way on (--resume from the
     checkpoint a training stage left, or nothing published); interrupted while the command was

@@ -15,7 +15,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
-from rich.markup import escape
 
 from fmnist_cluster import __version__
 from fmnist_cluster.artefacts import Progress, check_out_dir, keep_freed_memory
@@ -35,7 +34,7 @@ from fmnist_cluster.config import (
     overrides_help,
 )
 from fmnist_cluster.errors import FmnistError, Interrupted
-from fmnist_cluster.terminal import console, err_console, live_progress
+from fmnist_cluster.terminal import console, err_console, escape, live_progress
 
 app = typer.Typer(
     name="fmnist-cluster",

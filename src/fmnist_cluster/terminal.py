@@ -9,13 +9,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as _markup_escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgressBar
+
+from fmnist_cluster.text import visible_controls
 
 err_console = Console(stderr=True)
 """Errors and warnings, one line each."""
 console = Console(stderr=True, soft_wrap=True)
 """Progress and each command's summary line."""
+
+
+def escape(text: str) -> str:
+    """``text`` printed literally: rich markup escaped, control characters written out."""
+    return _markup_escape(visible_controls(text))
 
 
 class _RichTask:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from fmnist_cluster.text import visible_controls
+
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _MD_LINE_START = re.compile(r"^(\s*\d*)([#+>.)-])")
@@ -27,15 +29,16 @@ def slug(text: str, fallback: str = "item", limit: int = 48) -> str:
 
 
 def html_text(value: Any) -> str:
-    """Any value as escaped HTML text (quotes too, so it is safe inside attributes)."""
-    return html.escape(str(value), quote=True)
+    """Any value as escaped HTML text (quotes too, so it is safe inside attributes; control
+    characters written out)."""
+    return html.escape(visible_controls(str(value)), quote=True)
 
 
 def md_text(value: Any) -> str:
     """Any value as Markdown text that renders literally: HTML is escaped, the characters of
     inline Markdown syntax (and a list or heading marker at the start) are backslash-escaped,
     line breaks become spaces."""
-    text = html.escape(str(value), quote=False).replace("\r", " ").replace("\n", " ")
+    text = html.escape(visible_controls(str(value).replace("\r", " ").replace("\n", " ")), quote=False)
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", text)
 

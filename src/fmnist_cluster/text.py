@@ -1,0 +1,18 @@
+"""Text that came from data or an artefact, made safe to show anywhere: control characters
+(an ESC sequence can recolour, move the cursor of or retitle a terminal; a line break splits a
+one-line message; HTML and Markdown have no use for them) are written out as ``\\xNN``."""
+
+from __future__ import annotations
+
+import re
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def visible_controls(text: str) -> str:
+    """``text`` with every control character (C0, DEL, C1) written out as ``\\xNN``.
+
+    >>> visible_controls("a\\x1b[31mb\\nc")
+    'a\\\\x1b[31mb\\\\x0ac'
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
