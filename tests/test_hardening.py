@@ -119,6 +119,22 @@ def test_out_may_not_be_an_input_or_another_stage_s_artefact(tmp_path: Path) -> 
     assert (data / "data.npz").read_bytes() == b"x"
 
 
+def test_out_may_neither_hold_an_input_nor_lie_inside_an_input_artefact(tmp_path: Path) -> None:
+    data = tmp_path / "study" / "data"
+    _publish(data, {"data.npz": b"x"}, stage="preprocess")
+    with pytest.raises(FmnistError, match="holds the --input folder"):
+        check_out_dir(tmp_path / "study", "tune", [("--input", data)])
+    with pytest.raises(FmnistError, match="lies inside the --input folder"):
+        check_out_dir(data / "tune", "tune", [("--input", data)])
+    check_out_dir(tmp_path / "study" / "tune", "tune", [("--input", data)])  # beside it: fine
+    raw = tmp_path / "csv"
+    raw.mkdir()
+    check_out_dir(raw / "prepared", "preprocess", [("--path", raw)])  # raw data may hold its outputs
+    result = runner.invoke(app, ["tune", "--input", str(data), "--out", str(tmp_path / "study"), "--n-trials", "1"])
+    assert result.exit_code == 2 and "holds the --input folder" in result.output
+    assert (data / "data.npz").read_bytes() == b"x"
+
+
 def test_an_input_inside_out_is_refused(tmp_path: Path) -> None:
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "in.csv").write_text("1")

@@ -36,12 +36,13 @@ def check_out_dir(out_dir: Path | str, stage: str, inputs: Iterable[tuple[str, P
         The stage that writes it; a folder holding a finished artefact of another stage is refused.
     inputs : iterable of (option, path)
         The folders the stage reads (e.g. ``[("--input", ...), ("--model", ...)]``); ``--out``
-        may be none of them.
+        may be none of them, nor hold one, nor lie inside an artefact among them.
 
     Raises
     ------
     FmnistError
-        ``--out`` is a file, one of the inputs, or a finished artefact of another stage.
+        ``--out`` is a file, one of the inputs, holds one or lies inside an input artefact, or
+        is a finished artefact of another stage.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -53,10 +54,23 @@ def check_out_dir(out_dir: Path | str, stage: str, inputs: Iterable[tuple[str, P
             "pass a folder of its own (e.g. outputs/<name>)"
         )
     for option, folder in inputs:
-        if folder is not None and Path(folder).resolve() == here:
+        if folder is None:
+            continue
+        there = Path(folder).resolve()
+        if there == here:
             raise FmnistError(
                 f"--out {out} is also the {option} folder; writing there would replace what {stage} reads, "
                 "pass another --out"
+            )
+        if there.is_relative_to(here):
+            raise FmnistError(
+                f"--out {out} holds the {option} folder {folder}; {stage} replaces its --out as a whole, "
+                "pass a folder beside the input instead"
+            )
+        if here.is_relative_to(there) and (there / MANIFEST).is_file():  # raw data may hold its outputs
+            raise FmnistError(
+                f"--out {out} lies inside the {option} folder {folder}, which belongs to another artefact; "
+                "pass a folder beside it instead"
             )
     mpath = out / MANIFEST
     if mpath.is_file():
