@@ -449,6 +449,48 @@ def test_report_is_deterministic(study: dict[str, Path], tmp_path: Path) -> None
     assert_same_outputs(tmp_path / "a", tmp_path / "b")
 
 
+def _forged(folder: Path, copy: Path, name: str, change: object) -> Path:
+    """A copy of ``folder`` whose ``name`` was changed (``change(arrays or json)``) and whose
+    manifest was made to match: damage the hash check cannot see."""
+    shutil.copytree(folder, copy)
+    path = copy / name
+    if name.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        change(arrays)
+        np.savez(path, **arrays)
+    else:
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["outputs"][name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "change", "words"),
+    [
+        ("embed", "embedding.npz", lambda a: a.update(pca=a["pca"][:3]), "holds arrays that do not fit together"),
+        ("cluster", "labels.npz", lambda a: a.update(kmeans=a["kmeans"][:5]), "holds arrays that do not fit together"),
+        ("cluster", "metrics.json", lambda m: [1, 2], "is not the metrics cluster writes"),
+        ("cluster", "metrics.json", lambda m: {**m, "algorithms": [1]}, "is not the metrics cluster writes"),
+        ("som", "som.npz", lambda a: a.update(coords=a["coords"][:3]), "holds a map whose arrays do not fit"),
+        ("som", "som.npz", lambda a: a.update(bmu_test=a["bmu_test"] + 10**6), "holds a map whose arrays do not fit"),
+    ],
+    ids=["short-coordinates", "short-labels", "metrics-a-list", "algorithms-a-list", "short-som-coords", "bmu-off-map"],
+)
+def test_an_artefact_whose_arrays_do_not_fit_together_is_one_error(
+    study: dict[str, Path], tmp_path: Path, key: str, name: str, change: object, words: str
+) -> None:
+    forged = _forged(study[key], tmp_path / "forged", name, change)
+    others = [study[k] for k in ("embed", "cluster", "som") if k != key]
+    args = ["report", "--out", str(tmp_path / "r"), "--input", str(forged)]
+    result = runner.invoke(app, [*args, *[a for o in others for a in ("--input", str(o))]])
+    assert result.exit_code == 2, result.output
+    assert words in result.output and result.output.count("error:") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_published_designs_and_tutorial_settings_are_recognised() -> None:
     def cnn(name: str) -> tuple[str, float | None]:
         return cnn_design(load_config(CnnConfig, ROOT / "configs" / name).model_dump(mode="json"))

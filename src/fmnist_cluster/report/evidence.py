@@ -208,9 +208,26 @@ def read_json(folder: Path, name: str, stage: str, inputs: dict[str, str]) -> An
         raise FmnistError(f"{path} is not valid JSON; run `{producer(stage)}` again") from None
 
 
+_PER_ROW = {
+    "embedding.npz": ("index", "pca", "tsne", "umap", "y"),
+    "labels.npz": ("index", "y", "kmeans", "dbscan", "hdbscan", "agglomerative"),
+    "explanation.npz": ("index", "y", "rule_label", "class_id"),
+    "predictions.npz": ("y_true", "y_pred", "proba"),
+}
+"""The arrays of an output that hold one entry per row, so share one length."""
+_POINTS = ("pca", "tsne", "umap")  # (rows, 2) coordinates
+
+
 def read_npz(folder: Path, name: str, stage: str, inputs: dict[str, str], required: tuple[str, ...] = ()) -> Any:
-    """An ``.npz`` output of an artefact, checked against its manifest; recorded in ``inputs``."""
+    """An ``.npz`` output of an artefact, checked against its manifest and, when it holds one
+    entry per row, for arrays of one length; recorded in ``inputs``."""
     path, digest, arrays = load_checked_npz(folder, name, producer(stage), required)
+    per_row = [k for k in _PER_ROW.get(name, ()) if k in arrays]
+    sizes = {k: len(arrays[k]) if arrays[k].ndim else -1 for k in per_row}
+    points = [k for k in _POINTS if name == "embedding.npz" and k in arrays]
+    if len(set(sizes.values())) > 1 or -1 in sizes.values() or any(arrays[k].shape[1:] != (2,) for k in points):
+        shapes = ", ".join(f"{k} {arrays[k].shape}" for k in per_row)
+        raise FmnistError(f"{path} holds arrays that do not fit together ({shapes}); run `{producer(stage)}` again")
     inputs[str(path)] = digest
     return arrays
 
@@ -236,6 +253,7 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
         section.figures.append(Figure(f"{known}-{slug(stem)}", caption, content.tobytes(), figure_group(stem)))
     for name in jsons:
         data = read_json(folder, name, stage, inputs)
+        _check_shape(folder / name, stage, data)
         if name == "metrics.json" and isinstance(data, dict):
             section.metrics = data
         if stage == "cluster" and name == "metrics.json":
@@ -260,6 +278,16 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
     return section
 
 
+def _check_shape(path: Path, stage: str, data: Any) -> None:
+    """Refuse a ``metrics.json`` that is not a mapping, or a cluster run's without a table of
+    scores per algorithm (what the report reads of them)."""
+    if path.name != "metrics.json":
+        return
+    algos = data.get("algorithms", {}) if isinstance(data, dict) else None
+    if not isinstance(algos, dict) or not all(isinstance(a, dict) for a in algos.values()):
+        raise FmnistError(f"{path} is not the metrics {stage} writes; run `{producer(stage)}` again")
+
+
 def cluster_tables(metrics: dict[str, Any]) -> list[Table]:
     """The per-algorithm scores and the correct / incorrect counts of a ``cluster`` run."""
     algos = metrics.get("algorithms", {})
@@ -267,7 +295,7 @@ def cluster_tables(metrics: dict[str, Any]) -> list[Table]:
     rows: list[list[Any]] = [[name] + [fmt(algos[name].get(c)) for c in columns] for name in algos]
     reduce = metrics.get("reduce", {})
     note = (
-        f"{metrics.get('n')} {metrics.get('split')} rows of {metrics.get('kind')} from {metrics.get('input')}; "
+        f"{metrics.get('n')} {metrics.get('split')} rows of {metrics.get('kind')}; "
         f"{reduce.get('dims_in')} → {reduce.get('dims')} dims. Noise (DBSCAN/HDBSCAN label -1) counts as one cluster "
         "in ARI/NMI/purity; 'ARI (clustered points)' leaves it out."
     )

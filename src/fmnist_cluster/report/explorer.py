@@ -26,7 +26,7 @@ from fmnist_cluster.cluster.estimators import sample_rows
 from fmnist_cluster.config import ReportConfig
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.report.document import Section
-from fmnist_cluster.report.evidence import read_json, read_npz, same_rows
+from fmnist_cluster.report.evidence import producer, read_json, read_npz, same_rows
 from fmnist_cluster.report.rows import RowImages, to_uint8
 
 SOM_SAMPLES = 200  # test images shown for a clicked neuron, at most
@@ -125,7 +125,17 @@ def _som_payload(sec: Section, pool: ImagePool, inputs: dict[str, str]) -> dict[
 
     arrays = read_npz(sec.folder, "som.npz", "train-som", inputs, ("weights", "coords"))
     weights = np.asarray(arrays["weights"], dtype=np.float32)
-    n_neurons = weights.shape[0] * weights.shape[1]
+    n_neurons = weights.shape[0] * weights.shape[1] if weights.ndim == 3 else -1
+    bmu = arrays.get("bmu_test")
+    if (
+        arrays["coords"].shape != (n_neurons, 2)
+        or ("dominant" in arrays and arrays["dominant"].shape != (n_neurons,))
+        or (bmu is not None and (bmu.ndim != 1 or (len(bmu) and not 0 <= bmu.min() <= bmu.max() < n_neurons)))
+    ):
+        raise FmnistError(
+            f"{sec.folder / 'som.npz'} holds a map whose arrays do not fit together; "
+            f"run `{producer('train-som')}` again"
+        )
     flat = weights.reshape(n_neurons, -1)
     item: dict[str, Any] = {
         "name": sec.folder.name,
@@ -142,7 +152,6 @@ def _som_payload(sec: Section, pool: ImagePool, inputs: dict[str, str]) -> dict[
         item["prototypes"] = base64.b64encode(png).decode()
     if "dominant" in arrays:
         item["dominant"] = _b64(arrays["dominant"], "i4")
-    bmu = arrays.get("bmu_test")
     folder = recorded_images(sec.manifest)
     if bmu is None or folder is None:
         return item
