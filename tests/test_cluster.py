@@ -4,6 +4,7 @@ the stage end to end through the CLI, and bad inputs."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -78,6 +79,21 @@ def test_silhouette_kmeans_finds_the_number_of_blobs() -> None:
         assert model.n_clusters_ == k
         assert max(model.silhouette_scores_, key=model.silhouette_scores_.get) == k
         assert adjusted_rand_score(y, model.labels_) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"k_range": (5, 2)}, "k_range must be (low, high) ints with 2 <= low <= high, got (5, 2)"),
+        ({"k_range": (1, 4)}, "k_range must be (low, high) ints"),
+        ({"sample_size": 0}, "sample_size must be an int >= 2, got 0"),
+        ({"n_init": 0}, "n_init must be an int >= 1, got 0"),
+    ],
+)
+def test_kmeans_refuses_bad_search_settings(params: dict, words: str) -> None:
+    x, _ = blobs(n=60, k=3)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        SilhouetteKMeans(**params).fit(x)
 
 
 def test_kmeans_with_given_k() -> None:

@@ -358,6 +358,8 @@ def test_bad_images_or_labels_and_unfitted_prediction_raise_value_error() -> Non
         model.fit(x.reshape(40, -1), y)
     with pytest.raises(ValueError, match="one per image"):
         model.fit(x, y[:-1])
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        model.fit(np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y)
     with pytest.raises(ValueError, match="at least 2"):
         model.fit(x, np.zeros(40, int))
     with pytest.raises(NotFittedError):

@@ -140,12 +140,18 @@ def test_content_matcher_follows_the_estimator_contract() -> None:
         (2.5, None, "n_classes must be a positive int"),
         (10, [1, 2], "one class per image"),
         (3, "many", r"classes must be integers in 0\.\.2"),
+        (10, "fractional", r"classes must be integers in 0\.\.9"),
+        (10, "nan-image", r"needs images in \[0, 1\]"),
     ],
 )
 def test_content_matcher_bad_arguments_are_value_errors(n_classes, labels, message) -> None:
     images, classes = make_images(12, 4)
     x = images.astype(np.float32)[:, None] / 255
-    y = np.full(len(x), 5) if labels == "many" else classes if labels is None else np.array(labels)
+    y = np.full(len(x), 5) if labels == "many" else classes if labels in (None, "nan-image") else np.array(labels)
+    if labels == "fractional":
+        y = classes + 0.5
+    if labels == "nan-image":
+        x[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match=message):
         ContentMatcher(n_classes=n_classes).fit(x, y)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,29 @@ def test_bad_engine_options() -> None:
         BatchSOM(neighbourhood="mexican_hat").fit(_blobs())
     with pytest.raises(ValueError, match="non-empty"):
         BatchSOM().fit(np.zeros((0, 5), np.float32))
+    with pytest.raises(ValueError, match="non-empty"):
+        BatchSOM().fit(np.zeros((12, 0), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("engine", "params", "words"),
+    [
+        (BatchSOM, {"sigma": float("nan")}, "sigma must be a finite number > 0, got nan"),
+        (BatchSOM, {"sigma_end": float("nan")}, "sigma_end must be a finite number > 0"),
+        (BatchSOM, {"sigma": "a"}, "sigma must be a finite number > 0, got 'a'"),
+        (BatchSOM, {"patience": 0}, "patience must be an int >= 1, got 0"),
+        (BatchSOM, {"epochs": 2.5}, "epochs must be an int >= 1, got 2.5"),
+        (BatchSOM, {"chunk_size": 2.5}, "chunk_size must be an int >= 1"),
+        (BatchSOM, {"early_stop_tol": -1.0}, "early_stop_tol must be a finite number >= 0"),
+        (MiniSomEngine, {"sigma": 0.0}, "sigma must be a finite number > 0, got 0.0"),
+        (MiniSomEngine, {"sigma": -1.0}, "sigma must be a finite number > 0"),
+        (MiniSomEngine, {"learning_rate": -1.0}, "learning_rate must be a finite number > 0"),
+        (MiniSomEngine, {"steps": 2.5}, "steps must be an int >= 1, got 2.5"),
+    ],
+)
+def test_engines_refuse_numbers_out_of_range_with_value_error(engine: type, params: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        engine(rows=3, cols=3, **params).fit(_blobs())
 
 
 # -- the scikit-learn estimator contract ---------------------------------------------------
@@ -297,8 +321,11 @@ def test_engines_check_arguments_in_fit(engine: type, params: dict) -> None:
         engine(**{**params, "rows": 2.5}).fit(x)
     with pytest.raises(ValueError, match="non-empty"):
         engine(**params).fit(x[0])
-    with pytest.raises(NotFittedError):
-        engine(**params).predict(x)
+    for method in ("predict", "transform", "quantization_error", "topographic_error"):
+        with pytest.raises(NotFittedError):
+            getattr(engine(**params), method)(x)
+    with pytest.raises(NotFittedError):  # fitted is checked before the rows
+        engine(**params).predict(np.full_like(x, np.nan))
     with pytest.raises(ValueError, match="features have 3 columns but the map was trained on 4"):
         engine(**params).fit(x).predict(x[:, :3])
 

@@ -61,7 +61,7 @@ def image_keys(images: np.ndarray) -> list[bytes]:
         Values outside [0, 1] (standardised images, whose pixels cannot be looked up).
     """
     rows = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
-    if rows.size and (rows.min() < -1e-6 or rows.max() > 1 + 1e-6):
+    if rows.size and (not np.isfinite(rows).all() or rows.min() < -1e-6 or rows.max() > 1 + 1e-6):
         raise ValueError(
             "content matching needs images in [0, 1]; preprocess both the mystery images and the originals "
             "with standardize: none"
@@ -104,7 +104,9 @@ class ContentMatcher(ClassifierMixin, BaseEstimator):
         classes = np.asarray(y)
         if classes.ndim != 1 or len(classes) != len(X):
             raise ValueError(f"{len(X)} reference images but {classes.shape} classes; give one class per image")
-        if classes.size and (classes.min() < 0 or classes.max() >= self.n_classes):
+        if classes.size and (
+            not np.issubdtype(classes.dtype, np.integer) or classes.min() < 0 or classes.max() >= self.n_classes
+        ):
             raise ValueError(f"classes must be integers in 0..{self.n_classes - 1}")
         table: dict[bytes, np.ndarray] = {}
         for key, c in zip(image_keys(X), classes, strict=True):

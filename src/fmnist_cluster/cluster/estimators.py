@@ -74,7 +74,14 @@ class SilhouetteKMeans(ClusterMixin, BaseEstimator):
     def _check_params(self, n: int) -> None:
         if self.k != "auto" and not (isinstance(self.k, int) and self.k >= 2):
             raise ValueError(f"unknown kmeans k '{self.k}'; valid: an integer >= 2, auto")
-        low = self.k if self.k != "auto" else self.k_range[0]
+        k_range = tuple(self.k_range) if isinstance(self.k_range, tuple | list) else ()
+        if not (len(k_range) == 2 and all(isinstance(v, int) for v in k_range) and 2 <= k_range[0] <= k_range[1]):
+            raise ValueError(f"kmeans k_range must be (low, high) ints with 2 <= low <= high, got {self.k_range!r}")
+        for name, least in (("n_init", 1), ("sample_size", 2)):  # a silhouette needs two rows at least
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"kmeans {name} must be an int >= {least}, got {value!r}")
+        low = self.k if self.k != "auto" else k_range[0]
         if n <= low:
             raise ValueError(f"kmeans needs more than {low} points, got {n}; lower kmeans.k or cluster more rows")
 

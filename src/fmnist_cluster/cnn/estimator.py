@@ -216,4 +216,5 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable label of each image, shape (N,)."""
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        best = self.predict_proba(X).argmax(1)  # checks that the network is fitted first
+        return self.classes_[best]

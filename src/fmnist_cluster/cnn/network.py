@@ -225,10 +225,13 @@ def describe_layers(network: Network) -> list[dict[str, Any]]:
 
 
 def check_images(x: Any, what: str = "x") -> np.ndarray:
-    """``x`` as a float32 array of images shaped (N, 1, 28, 28); ValueError for another shape."""
+    """``x`` as a float32 array of images shaped (N, 1, 28, 28); ValueError for another shape or
+    for NaN or infinite values."""
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1:] != INPUT_SHAPE:
         raise ValueError(f"{what} has shape {x.shape}; the network needs images shaped (N, 1, 28, 28)")
     if x.dtype != np.float32:
         x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} holds NaN or infinite values; the network needs finite images")
     return x

@@ -17,6 +17,7 @@ from fmnist_cluster.som.grid import (
     SomGrid,
     best_units,
     check_choice,
+    check_positive,
     quantization_error,
     topographic_error,
 )
@@ -81,6 +82,8 @@ class SomEstimator(TransformerMixin, BaseEstimator):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
             if value < 1:
                 raise ValueError(f"map size {self.rows}x{self.cols} is empty; rows and cols must be >= 1")
+        if self.sigma is not None:
+            check_positive("sigma", self.sigma)
 
     def _start_sigma(self) -> float:
         """``sigma``, or half the longer map side when it is None."""
@@ -88,14 +91,15 @@ class SomEstimator(TransformerMixin, BaseEstimator):
 
     def _check_x(self, X: np.ndarray, fitted: bool = True) -> np.ndarray:
         """``X`` as a float32 (N, D) array; with ``fitted`` also as wide as the trained map."""
+        if fitted:
+            check_is_fitted(self, "weights_")
         with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
             x = np.asarray(X, dtype=np.float32)
-        if x.ndim != 2 or len(x) == 0:
+        if x.ndim != 2 or len(x) == 0 or x.shape[1] == 0:
             raise ValueError(f"features must be a non-empty (N, D) array, got shape {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError("features hold NaN or infinite values (or values too large for float32)")
         if fitted:
-            check_is_fitted(self, "weights_")
             if x.shape[1] != self.weights_.shape[1]:
                 raise ValueError(
                     f"features have {x.shape[1]} columns but the map was trained on {self.weights_.shape[1]}"
@@ -109,7 +113,8 @@ class SomEstimator(TransformerMixin, BaseEstimator):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Grid position (x, y) of each row's winning neuron, shape (N, 2): the map as a 2-D embedding."""
-        return self.grid_.coords[self.predict(X)]
+        winners = self.predict(X)  # checks that the map is fitted first
+        return self.grid_.coords[winners]
 
     def quantization_error(self, X: np.ndarray) -> float:
         """Mean distance of each row to its winning neuron."""

@@ -20,6 +20,7 @@ from fmnist_cluster.som.grid import (
     _as_tensor,
     best_units,
     check_choice,
+    check_positive,
     epoch_metrics,
     flush_subnormal,
     neighbourhood,
@@ -225,16 +226,17 @@ class BatchSOM(SomEstimator):
         self._check_shared_params()
         check_choice("neighbourhood", self.neighbourhood, BATCH_NEIGHBOURHOODS)
         check_choice("schedule", self.schedule, SCHEDULES)
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.sigma_end <= 0 or (self.sigma is not None and self.sigma < self.sigma_end):
+        for name in ("epochs", "chunk_size", "patience"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_positive("sigma_end", self.sigma_end)
+        if self.sigma is not None and self.sigma < self.sigma_end:
             raise ValueError(f"sigma ({self.sigma}) must be >= sigma_end ({self.sigma_end}) > 0")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        if self.search_dims < 0 or self.exact_epochs < 0:
-            raise ValueError(f"search_dims and exact_epochs must be >= 0, got {self.search_dims}, {self.exact_epochs}")
-        if self.exact_candidates < 0 or self.exact_candidates == 1:
+        for name in ("search_dims", "exact_epochs", "exact_candidates"):
+            check_positive(name, getattr(self, name), integer=True, zero=True)
+        if self.exact_candidates == 1:
             raise ValueError(f"exact_candidates must be 0 or >= 2, got {self.exact_candidates}")
+        if self.early_stop_tol is not None:
+            check_positive("early_stop_tol", self.early_stop_tol, zero=True)
 
     def sigmas(self) -> np.ndarray:
         """Neighbourhood width of each epoch."""

@@ -31,6 +31,16 @@ def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
 
 
+def check_positive(name: str, value: Any, *, integer: bool = False, zero: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number > 0 (>= 0 with ``zero``; a whole
+    int with ``integer``)."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and bool(np.isfinite(value))
+    if not ok or value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else ("> 0" if not integer else ">= 1")
+        raise ValueError(f"{name} must be {'an int' if integer else 'a finite number'} {bound}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SomGrid:
     """Positions of ``rows x cols`` neurons; neuron ``k`` sits in row ``k // cols``.

@@ -11,7 +11,7 @@ import numpy as np
 
 from fmnist_cluster.config.som import LR_DECAYS, NEIGHBOURHOODS, ORDERS, SIGMA_DECAYS
 from fmnist_cluster.som.base import SomEstimator, Step
-from fmnist_cluster.som.grid import SomGrid, best_units, check_choice, epoch_metrics
+from fmnist_cluster.som.grid import SomGrid, best_units, check_choice, check_positive, epoch_metrics
 
 MINISOM_NEIGHBOURHOODS = NEIGHBOURHOODS
 
@@ -96,10 +96,10 @@ class MiniSomEngine(SomEstimator):
         check_choice("decay_function", self.decay_function, LR_DECAYS)
         check_choice("sigma_decay_function", self.sigma_decay_function, SIGMA_DECAYS)
         check_choice("order", self.order, ORDERS)
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.epochs <= 0:
-            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.steps is not None:
+            check_positive("steps", self.steps, integer=True)
+        check_positive("epochs", self.epochs)
+        check_positive("learning_rate", self.learning_rate)
 
     def build(self, n_features: int) -> Any:
         """A fresh ``minisom.MiniSom`` with these settings."""
