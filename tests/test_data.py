@@ -275,6 +275,16 @@ def _csv_edit(folder: Path, kind: str) -> tuple[str, str]:
         xl[line_no] = ",".join(row)
         x.write_text("\n".join(xl) + "\n")
 
+    if kind == "no-header":
+        x.write_text("\n".join(xl[1:]) + "\n")
+        return "x_train.csv", "has no header row"
+    if kind == "no-label-header":
+        y.write_text("7\n" + "\n".join(yl[1:]) + "\n")  # its first line a label, not the column name "0"
+        return "y_train.csv", "has no header row"
+    if kind == "blank-lines-counted":
+        xl[2] = "-1" + xl[2][xl[2].index(",") :]
+        x.write_text("\n".join([xl[0], "", "", *xl[1:]]) + "\n")
+        return "x_train.csv", "line 5, column '0' holds -1"
     if kind == "783-columns":
         x.write_text("\n".join(",".join(line.split(",")[:783]) for line in xl) + "\n")
         return "x_train.csv", "783 columns"
@@ -332,6 +342,9 @@ def _csv_edit(folder: Path, kind: str) -> tuple[str, str]:
         "rows-differ",
         "missing",
         "empty-file",
+        "no-header",
+        "no-label-header",
+        "blank-lines-counted",
     ],
 )
 def test_bad_twisted_csv(twisted_dir: Path, tmp_path: Path, kind: str) -> None:

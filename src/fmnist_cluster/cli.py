@@ -205,11 +205,17 @@ def preprocess(
     ] = None,
     path: Annotated[
         Path | None,
-        _option("Data folder for idx, kaggle-csv and twisted-csv. Overrides 'path'."),
+        _option(
+            "Data folder for idx, kaggle-csv and twisted-csv. "
+            + overrides_help(PreprocessConfig, "path", none="none; the sample and torchvision need none")
+        ),
     ] = None,
     limit: Annotated[
         int | None,
-        _option("Keep at most N images per split, stratified by label. Overrides 'limit'."),
+        _option(
+            "Keep at most N images per split, stratified by label. "
+            + overrides_help(PreprocessConfig, "limit", none="none, every image")
+        ),
     ] = None,
 ) -> None:
     """Read, check and prepare images: writes data.npz for every later stage.

@@ -197,10 +197,11 @@ class AutoDBSCAN(ClusterMixin, BaseEstimator):
             raise ValueError(f"unknown dbscan min_samples '{self.min_samples}'; valid: an integer >= 1, auto")
         if self.eps_rule not in EPS_RULES:
             raise ValueError(f"unknown dbscan eps_rule '{self.eps_rule}'; valid: {', '.join(EPS_RULES)}")
-        if not 0 < self.max_noise < 1:
-            raise ValueError(f"dbscan max_noise {self.max_noise} must be in (0, 1)")
+        noise = self.max_noise
+        if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 < noise < 1:
+            raise ValueError(f"dbscan max_noise {self.max_noise!r} must be a number in (0, 1)")
         if n < 5:
-            raise ValueError(f"dbscan needs at least 5 points, got {n}")
+            raise ValueError(f"dbscan needs at least 5 points, got {n}; cluster more rows or set dbscan.enabled=false")
 
     def fit(self, X: np.ndarray, y: Any = None) -> AutoDBSCAN:
         """Cluster ``X`` (N, D); ``y`` is ignored. Returns self."""

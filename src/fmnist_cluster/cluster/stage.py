@@ -120,9 +120,10 @@ def cluster_all(
                 stacklevel=2,
             )
         elif len(x) and np.bincount(db.labels_[db.labels_ >= 0]).max(initial=0) >= 0.9 * len(x) and (n_labels or 2) > 1:
+            fix = "lower dbscan.eps" if db.eps_ > 0 else "the rows lie on top of each other and cannot be split"
             warnings.warn(
                 f"DBSCAN put {np.bincount(db.labels_[db.labels_ >= 0]).max() / len(x):.0%} of the points in one "
-                f"cluster (eps={db.eps_:.4g}); lower dbscan.eps",
+                f"cluster (eps={db.eps_:.4g}); {fix}",
                 ClusterWarning,
                 stacklevel=2,
             )

@@ -23,6 +23,28 @@ def _first_true(mask: np.ndarray) -> tuple[int, int]:
     return int(rows[order]), int(cols[order])
 
 
+def _line(path: Path, row: int) -> int:
+    """The line number in ``path`` of data row ``row`` (0-based, after the header; blank lines,
+    which the reader skips, counted)."""
+    seen = -1  # the header: the first line that is not blank
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.strip():
+                if seen == row:
+                    return number
+                seen += 1
+    return row + 2
+
+
+def _header_is_data(columns: list[str], expected: list[str]) -> bool:
+    """Whether a header row of numbers other than ``expected`` is really the first data row."""
+    try:
+        [float(c) for c in columns]
+    except ValueError:
+        return False
+    return columns != expected
+
+
 def _diagnose_text(path: Path, frame: Any) -> None:
     import pandas as pd
 
@@ -34,7 +56,7 @@ def _diagnose_text(path: Path, frame: Any) -> None:
                 row = int(np.argmax(bad.to_numpy()))
                 value = frame[col].iloc[row]
                 raise FmnistError(
-                    f"{path}: line {row + 2}, column '{col}' (#{col_index + 1}) holds text {value!r}, "
+                    f"{path}: line {_line(path, row)}, column '{col}' (#{col_index + 1}) holds text {value!r}, "
                     "not a number; fix or remove that row"
                 )
 
@@ -94,7 +116,7 @@ def read_csv_matrix(path: Path | str, n_columns: int, what: str) -> tuple[np.nda
     if nan.any():
         row, col = _first_true(nan)
         raise FmnistError(
-            f"{path}: line {row + 2}, column '{frame.columns[col]}' is empty or NaN; every cell needs a number"
+            f"{path}: line {_line(path, row)}, column '{frame.columns[col]}' is empty or NaN; every cell needs a number"
         )
     return values, [str(c) for c in frame.columns]
 
@@ -107,7 +129,7 @@ def _check_integers(values: np.ndarray, path: Path, columns: list[str], low: int
         row, col = _first_true(bad)
         allowed = f"in {low}..{high}" if high is not None else f">= {low}"
         raise FmnistError(
-            f"{path}: line {row + 2}, column '{columns[col]}' holds {values[row, col]:g}; "
+            f"{path}: line {_line(path, row)}, column '{columns[col]}' holds {values[row, col]:g}; "
             f"{what} must be integers {allowed}"
         )
 
@@ -140,6 +162,12 @@ def load_twisted_folder(folder: Path | str) -> Dataset:
                 )
         xv, xcols = read_csv_matrix(xpath, N_PIXELS, f"{N_PIXELS} pixel columns")
         yv, ycols = read_csv_matrix(ypath, 1, "1 label column")
+        for path, columns, expected in ((xpath, xcols, [str(i) for i in range(N_PIXELS)]), (ypath, ycols, ["0"])):
+            if _header_is_data(columns, expected):
+                raise FmnistError(
+                    f"{path} has no header row: its first line holds numbers, not the column names "
+                    f"{expected[0]}..{expected[-1]}, and would be lost as one; add the header line"
+                )
         _check_integers(yv, ypath, ycols, 0, MAX_LABEL, "labels")
         if len(xv) != len(yv):
             raise FmnistError(f"{xpath} has {len(xv)} rows but {ypath} has {len(yv)}; each image needs one label")
