@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import warnings
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -60,6 +61,7 @@ def _worker_setup(parent: int) -> None:
     if os.getppid() != parent:  # the parent died before the signal was asked for
         os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.simplefilter("ignore")  # e.g. matplotlib's missing glyphs: raw lines amid the command's own
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     importlib.import_module(PLOTS)
     gc.freeze()

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ def _worker_main(
     """Entry point of one worker process of ``tune --workers N``."""
     signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
+    warnings.simplefilter("ignore")  # the command shows its own; a worker's would be raw lines amid them
     try:
         import optuna
         import torch
