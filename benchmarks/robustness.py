@@ -537,6 +537,12 @@ def source_cases() -> list[Case]:
                 issue="6",
             )
             add(source, f"{name} binary garbage", lambda ws, p=p: p(ws).write_bytes(os.urandom(2000)))
+            if source == "twisted-csv" and not is_y:
+                add(
+                    source,
+                    f"{name} without its header row",
+                    lambda ws, p=p: p(ws).write_text("\n".join(p(ws).read_text().splitlines()[1:]) + "\n"),
+                )
             add(
                 source,
                 f"{name} one column too many",
@@ -962,6 +968,34 @@ def out_cases() -> list[Case]:
                     extra={"out": folder},
                 )
             )
+            if command == "preprocess":  # its --path is raw data, which may hold its outputs
+                continue
+            cases.append(
+                Case(
+                    f"{command}:out=inside:{option}",
+                    command,
+                    "out",
+                    f"--out inside the {option} artefact",
+                    [],
+                    None,
+                    extra={"out": f"{folder}/new-out"},
+                    says=f"lies inside the {option} folder",
+                )
+            )
+        first = next(iter(READS[command].items()), None)
+        if first is not None and command != "preprocess":
+            cases.append(
+                Case(
+                    f"{command}:out=holds:{first[0]}",
+                    command,
+                    "out",
+                    f"--out the folder that holds the {first[0]} artefact",
+                    [],
+                    None,
+                    extra={"out": "."},
+                    says=f"holds the {first[0]} folder",
+                )
+            )
         for folder in ARTEFACTS:
             if stage_of[folder] == command or folder in READS[command].values():
                 continue
@@ -1172,8 +1206,21 @@ def fault_cases() -> list[Case]:
             "embed",
             "ok",
             "t-SNE perplexity above the rows allow (lowered to fit)",
-            ["--set", "tsne.enabled=true", "--set", "tsne.perplexity=500"],
+            ["--set", "tsne.enabled=true", "--set", "tsne.perplexity=500", "--set", "umap.enabled=false"],
             expect="ok",
+        ),
+        Case(
+            "embed:constant-features",
+            "embed",
+            "fault",
+            "every row has the same features",
+            [],
+            lambda ws: _craft_npz(
+                ws / "encoding",
+                "data.npz",
+                lambda a: {**a, "x_train": np.full_like(a["x_train"], 0.5), "x_test": np.full_like(a["x_test"], 0.5)},
+            ),
+            says="has the same features",
         ),
         Case(
             "train-cnn:one-label",
