@@ -34,8 +34,8 @@ from tests.rules import RULE_KINDS, draw_rule, random_grouping  # noqa: E402
 from fmnist_cluster import FASHION_CLASSES  # noqa: E402
 from fmnist_cluster.config import PreprocessConfig  # noqa: E402
 from fmnist_cluster.data import load_source  # noqa: E402
+from fmnist_cluster.explain import Evidence, explain  # noqa: E402
 from fmnist_cluster.explain.properties import image_properties, pixel_name, to_pixel_scale  # noqa: E402
-from fmnist_cluster.explain.search import Evidence, explain  # noqa: E402
 
 
 def partial_rules(rng: np.random.Generator, classes: np.ndarray, pixels: np.ndarray) -> list[tuple[str, np.ndarray]]:

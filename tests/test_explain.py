@@ -23,6 +23,7 @@ from fmnist_cluster import FASHION_CLASSES
 from fmnist_cluster.cli import app
 from fmnist_cluster.config import ExplainConfig, PreprocessConfig
 from fmnist_cluster.data import load_source
+from fmnist_cluster.explain import Evidence, explain
 from fmnist_cluster.explain.cuts import segment
 from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
 from fmnist_cluster.explain.properties import (
@@ -33,7 +34,6 @@ from fmnist_cluster.explain.properties import (
     screen_pixels,
     to_pixel_scale,
 )
-from fmnist_cluster.explain.search import Evidence, explain
 from tests.rules import RULE_KINDS, draw_rule
 
 runner = CliRunner()

@@ -7,7 +7,8 @@ training split, chosen on a validation share of it and scored on the test split.
   classifiers (:class:`ClassGrouping`, :class:`PropertyBins`, :class:`PropertyPair`,
   :class:`ClassAndProperty`);
 * :mod:`~fmnist_cluster.explain.search` -- :func:`explain`: fit, choose, score, judge;
-* :mod:`~fmnist_cluster.explain.evidence` -- pixels and classes of both splits from artefacts;
+* :mod:`~fmnist_cluster.explain.evidence` -- :class:`Evidence` (labels, properties, pixels and
+  classes of both splits) and gathering it from artefacts;
 * :mod:`~fmnist_cluster.explain.stage` -- the explainer inside ``cluster`` (files, figures);
 * :mod:`~fmnist_cluster.explain.figures` -- its figures.
 
@@ -17,9 +18,10 @@ Used from Python::
     result = explain(Evidence(y_train, y_test, props_train, props_test))
 """
 
+from fmnist_cluster.explain.evidence import Evidence
 from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
 from fmnist_cluster.explain.properties import PROPERTIES, image_properties
-from fmnist_cluster.explain.search import FAMILIES, VERDICTS, Evidence, explain, weak_labels
+from fmnist_cluster.explain.search import FAMILIES, VERDICTS, explain, weak_labels
 
 __all__ = [
     "FAMILIES",

@@ -1,4 +1,5 @@
-"""Gathering the evidence the explainer weighs: pixels and classes of both splits.
+"""The evidence the explainer weighs (:class:`Evidence`: labels, image properties, pixels and
+classes of both splits) and gathering it from artefact folders.
 
 * **pixels** come from a ``preprocess`` folder (the ``cluster`` input itself when it holds
   images, else ``--images`` or the folder recorded in the input's manifest). Properties are computed only
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,56 @@ from fmnist_cluster.config import DecodeConfig
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
 from fmnist_cluster.decode import ContentMatcher, load_originals, reference_predict
 from fmnist_cluster.errors import FmnistError, user_errors
-from fmnist_cluster.explain.properties import image_properties, to_pixel_scale
-from fmnist_cluster.explain.search import Evidence
+from fmnist_cluster.explain.properties import image_properties, pixel_index, to_pixel_scale
+
+
+@dataclass
+class Evidence:
+    """What is known of every row of both splits.
+
+    Attributes
+    ----------
+    y_train, y_test : ndarray of int64
+        The mystery labels.
+    properties_train, properties_test : dict of str to ndarray
+        Image properties (empty when the pixels are not available on the 0..255 scale).
+    pixels_train, pixels_test : ndarray (N, 784) of whole numbers in 0..255, or None
+        The pixels themselves, from which single pixels are screened as properties.
+    class_train, class_test : ndarray of int64 or None
+        Fashion-MNIST class of every row (-1 unknown), None without class evidence.
+    class_names : tuple of str
+    class_source : str or None
+        ``content`` or ``reference``.
+    notes : list of str
+        Why a family could not be tried.
+    """
+
+    y_train: np.ndarray
+    y_test: np.ndarray
+    properties_train: dict[str, np.ndarray] = field(default_factory=dict)
+    properties_test: dict[str, np.ndarray] = field(default_factory=dict)
+    class_train: np.ndarray | None = None
+    class_test: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+    class_source: str | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+    pixels_train: np.ndarray | None = None
+    pixels_test: np.ndarray | None = None
+
+    def values(self, name: str, split: str) -> np.ndarray:
+        """Property ``name`` of every row of ``split`` ('train' or 'test'): an image property,
+        or a pixel (``pixel_rR_cC``) read from the pixels."""
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r}; valid: train, test")
+        named = self.properties_train if split == "train" else self.properties_test
+        if name in named:
+            return named[name]
+        index = pixel_index(name)
+        pixels = self.pixels_train if split == "train" else self.pixels_test
+        if index is None or pixels is None:
+            raise KeyError(f"no property {name!r} in the evidence")
+        return np.asarray(pixels).reshape(len(pixels), -1)[:, index].astype(np.float64)
+
 
 _PRODUCER = "fmnist-cluster preprocess"
 

@@ -35,62 +35,15 @@ from sklearn.base import clone
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
 from fmnist_cluster.config import ExplainConfig
+from fmnist_cluster.explain.evidence import Evidence
 from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
-from fmnist_cluster.explain.properties import pixel_index, pixel_name, screen_pixels
+from fmnist_cluster.explain.properties import pixel_name, screen_pixels
 
 #: The hypothesis families, in the order they are tried.
 FAMILIES = ("class-grouping", "property-bins", "class-and-property")
 NO_CLASSES = "skipped: no class evidence (give --originals or --reference)"
 #: The verdicts, from best to worst.
 VERDICTS = ("explained", "partly explained", "unexplained")
-
-
-@dataclass
-class Evidence:
-    """What is known of every row of both splits.
-
-    Attributes
-    ----------
-    y_train, y_test : ndarray of int64
-        The mystery labels.
-    properties_train, properties_test : dict of str to ndarray
-        Image properties (empty when the pixels are not available on the 0..255 scale).
-    pixels_train, pixels_test : ndarray (N, 784) of whole numbers in 0..255, or None
-        The pixels themselves, from which single pixels are screened as properties.
-    class_train, class_test : ndarray of int64 or None
-        Fashion-MNIST class of every row (-1 unknown), None without class evidence.
-    class_names : tuple of str
-    class_source : str or None
-        ``content`` or ``reference``.
-    notes : list of str
-        Why a family could not be tried.
-    """
-
-    y_train: np.ndarray
-    y_test: np.ndarray
-    properties_train: dict[str, np.ndarray] = field(default_factory=dict)
-    properties_test: dict[str, np.ndarray] = field(default_factory=dict)
-    class_train: np.ndarray | None = None
-    class_test: np.ndarray | None = None
-    class_names: tuple[str, ...] = ()
-    class_source: str | None = None
-    notes: dict[str, str] = field(default_factory=dict)
-    pixels_train: np.ndarray | None = None
-    pixels_test: np.ndarray | None = None
-
-    def values(self, name: str, split: str) -> np.ndarray:
-        """Property ``name`` of every row of ``split`` ('train' or 'test'): an image property,
-        or a pixel (``pixel_rR_cC``) read from the pixels."""
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; valid: train, test")
-        named = self.properties_train if split == "train" else self.properties_test
-        if name in named:
-            return named[name]
-        index = pixel_index(name)
-        pixels = self.pixels_train if split == "train" else self.pixels_test
-        if index is None or pixels is None:
-            raise KeyError(f"no property {name!r} in the evidence")
-        return np.asarray(pixels).reshape(len(pixels), -1)[:, index].astype(np.float64)
 
 
 @dataclass
