@@ -273,9 +273,14 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
             section.tables.append(Table("Test accuracy per label", ["label", "accuracy", "test rows"], rows))
     timings = manifest.get("timings")
     if isinstance(timings, dict) and timings:  # the run's record: durations and speeds, not outputs
-        rows = [[metric_label(k), fmt(v)] for k, v in _flatten(timings)][:40]
+        rows = [[_timing_label(k), fmt(v)] for k, v in _flatten(timings)][:40]
         section.tables.append(Table("Times of this run", ["measure", "value"], rows))
     return section
+
+
+def _timing_label(key: str) -> str:
+    """A phase timed by the stage (``read``, ``train``, ...) in seconds, or a known measure."""
+    return metric_label(key) if key in METRIC_LABELS or key.endswith("_per_s") else f"{metric_label(key)} (s)"
 
 
 def _check_shape(path: Path, stage: str, data: Any) -> None:
