@@ -360,6 +360,15 @@ def test_bad_twisted_csv(twisted_dir: Path, tmp_path: Path, kind: str) -> None:
     assert not out.exists() or not any(p.name in ("data.npz", "manifest.json") for p in out.iterdir())
 
 
+@pytest.mark.parametrize("header", [",".join(f" {i} " for i in range(784)), ",".join(str(i + 1) for i in range(784))])
+def test_twisted_headers_of_numbered_columns_are_headers(twisted_dir: Path, header: str) -> None:
+    """Column names counted from 0 or 1, padded or not, are a header, not a lost first image."""
+    x = twisted_dir / "x_train.csv"
+    lines = x.read_text().splitlines()
+    x.write_text("\n".join([header, *lines[1:]]) + "\n")
+    assert len(load_twisted_folder(twisted_dir).x_train) == len(lines) - 1
+
+
 def test_twisted_labels_with_a_gap_are_rejected(tmp_path: Path) -> None:
     folder = write_twisted(tmp_path / "tw", mapping=np.array([0, 2, 0, 2, 0, 2, 0, 2, 0, 2]))
     with pytest.raises(FmnistError, match="never uses label"):

@@ -200,6 +200,26 @@ def test_a_study_is_continued_only_on_the_same_terms(tmp_path: Path, data_dir: P
         assert (out / "study.journal").read_bytes() == journal and (out / "metrics.json").read_bytes() == metrics
     assert runner.invoke(app, [*base[:-1], "3", "--input", str(data_dir)]).exit_code == 0  # same terms: continued
     assert len(_journal(out).trials) == 3
+    # settings that change no score (memory, device, figures) do not make another study
+    unmeasured = ["--set", "base.train.chunk_size=64", "--set", "base.analysis.n_largest_qe=5"]
+    assert runner.invoke(app, [*base[:-1], "4", "--input", str(data_dir), *unmeasured]).exit_code == 0
+    assert len(_journal(out).trials) == 4
+
+
+def test_a_failed_first_run_keeps_the_trials_it_finished(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmnist_cluster.tune import stage as tune_stage
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise FmnistError("writing the results failed")
+
+    monkeypatch.setattr(tune_stage, "write_results", fail)
+    out = tmp_path / "new" / "tune"
+    args = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "writing the results failed" in result.output
+    assert len(_states(_journal(out), TrialState.COMPLETE)) == 2  # kept, for the next run to continue
 
 
 @pytest.mark.parametrize(

@@ -193,9 +193,13 @@ def run_embed(
         run.add_input(features.path, features.digest)
         x, _ = reduce_features(features.x, ReduceConfig(standardize=config.standardize), config.seed)
         if not (x != x[0]).any():
+            hint = (
+                "a layer that gives the same output for every image? encode another --layer"
+                if (features.kind == "encoding")
+                else "every image is the same"
+            )
             raise FmnistError(
-                f"every {config.split} row of {features.path} has the same features: there is nothing to embed "
-                f"(a layer that gives the same output for every image? encode another --layer)"
+                f"every {config.split} row of {features.path} has the same features: there is nothing to embed ({hint})"
             )
         task = progress.task("embedding", total=len(methods))
         coords: dict[str, np.ndarray] = {}

@@ -95,7 +95,10 @@ def _in_memory(url: str) -> bool:
         parsed = make_url(url)
     except Exception:  # not a URL: refused by the storage itself
         return False
-    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+    database = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or ":memory:" in database or parsed.query.get("mode") == "memory"
+    )
 
 
 _OPEN_ATTEMPTS = 5

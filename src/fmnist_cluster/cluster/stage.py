@@ -97,6 +97,13 @@ def cluster_all(
     if "dbscan" in names:
         cfg = config.dbscan
         x_db, db_reduce = reduce_features(x, cfg.reduce, config.seed)
+        if cfg.eps != "auto" and "divided_by" in db_reduce:
+            warnings.warn(
+                f"the features were divided by {db_reduce['divided_by']:.3g} (too large or too small for float32), "
+                f"so dbscan.eps {cfg.eps} applies to the divided features; try dbscan.eps=auto",
+                ClusterWarning,
+                stacklevel=2,
+            )
         db = _fit(
             "dbscan",
             AutoDBSCAN(eps=cfg.eps, min_samples=cfg.min_samples, max_noise=cfg.max_noise, eps_rule=cfg.eps_rule),

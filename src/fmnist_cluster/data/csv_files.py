@@ -36,13 +36,14 @@ def _line(path: Path, row: int) -> int:
     return row + 2
 
 
-def _header_is_data(columns: list[str], expected: list[str]) -> bool:
-    """Whether a header row of numbers other than ``expected`` is really the first data row."""
+def _header_is_data(columns: list[str]) -> bool:
+    """Whether a header row of numbers is really the first data row: column names that are
+    numbers count 0, 1, 2, ... or 1, 2, 3, ... (a lone label column: ``0`` or ``1``)."""
     try:
-        [float(c) for c in columns]
+        numbers = [float(c.strip()) for c in columns]
     except ValueError:
         return False
-    return columns != expected
+    return numbers not in ([float(i) for i in range(len(numbers))], [float(i + 1) for i in range(len(numbers))])
 
 
 def _diagnose_text(path: Path, frame: Any) -> None:
@@ -162,11 +163,12 @@ def load_twisted_folder(folder: Path | str) -> Dataset:
                 )
         xv, xcols = read_csv_matrix(xpath, N_PIXELS, f"{N_PIXELS} pixel columns")
         yv, ycols = read_csv_matrix(ypath, 1, "1 label column")
-        for path, columns, expected in ((xpath, xcols, [str(i) for i in range(N_PIXELS)]), (ypath, ycols, ["0"])):
-            if _header_is_data(columns, expected):
+        for path, columns in ((xpath, xcols), (ypath, ycols)):
+            if _header_is_data(columns):
+                names = f"0..{len(columns) - 1}" if len(columns) > 1 else "0"
                 raise FmnistError(
-                    f"{path} has no header row: its first line holds numbers, not the column names "
-                    f"{expected[0]}..{expected[-1]}, and would be lost as one; add the header line"
+                    f"{path} has no header row: its first line holds numbers, not the column names {names}, "
+                    f"and would be lost as one; add the header line"
                 )
         _check_integers(yv, ypath, ycols, 0, MAX_LABEL, "labels")
         if len(xv) != len(yv):

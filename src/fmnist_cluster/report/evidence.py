@@ -91,7 +91,7 @@ METRIC_LABELS = {
     "n_pruned": "pruned trials",
     "n_trials_total": "trials",
     "seconds_this_run": "seconds (this run)",
-    "wall_s": "whole stage (s)",
+    "wall_s": "from opening the output to publishing it (s)",
     "seconds": "seconds",
     "dim": "features per row",
     "zero_share": "share of zero features",

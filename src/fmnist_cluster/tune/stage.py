@@ -78,12 +78,24 @@ def run_tune(
     except OSError as exc:
         raise FmnistError(f"cannot create output folder {out_dir} ({exc.strerror}); pass a writable --out") from None
     optuna.logging.set_verbosity(logging.ERROR)
+    kept: list[Any] = []  # the study, once open: its finished trials are never thrown away
     try:
-        return _study(config, input_dir, out_dir, x_fit, x_val, digest, progress)
+        return _study(config, input_dir, out_dir, x_fit, x_val, digest, progress, kept)
     except FmnistError as exc:
-        if created and not isinstance(exc, Interrupted):  # interrupted: its finished trials are kept
+        if created and not isinstance(exc, Interrupted) and not _has_finished_trials(kept):
             shutil.rmtree(out_dir, ignore_errors=True)  # a failed first run leaves no --out (nor its journal)
         raise
+
+
+def _has_finished_trials(kept: list[Any]) -> bool:
+    """Whether the study opened by this run (if any) holds a finished trial (True when it cannot
+    be read: keep what is there)."""
+    if not kept:
+        return False
+    try:
+        return bool(finished_trials(kept[0]))
+    except Exception:
+        return True
 
 
 def _study(
@@ -94,13 +106,15 @@ def _study(
     x_val: np.ndarray,
     digest: str,
     progress: Progress,
+    kept: list[Any],
 ) -> dict[str, Any]:
-    """Open the study, run the trials it still needs, write the results."""
+    """Open the study (appended to ``kept``), run the trials it still needs, write the results."""
     import optuna
 
     from fmnist_cluster import plots
 
-    store, study = open_study(config, out_dir, digest)
+    store, study = open_study(config, out_dir, digest, len(x_fit) + len(x_val))
+    kept.append(study)
     finished = {t.number for t in finished_trials(study)}
     task = progress.task("tune (TPE trials)", total=max(config.n_trials - len(finished), 0))
 

@@ -47,15 +47,25 @@ def _sampler(config: TuneConfig, seed: int) -> Any:
 
 IDENTITY_ATTR = "fmnist_cluster_trials"
 """The study attribute that records what its trials measure (:func:`study_identity`)."""
-_IDENTITY_KEYS = ("limit", "holdout", "seed", "base", "space", "objective", "te_weight")
+_IDENTITY_KEYS = ("holdout", "seed", "space", "objective", "te_weight")
+_NOT_MEASURED = ("analysis", "train.chunk_size", "train.device")  # base settings that change no score
 
 
-def study_identity(config: TuneConfig, digest: str) -> dict[str, Any]:
+def study_identity(config: TuneConfig, digest: str, n_rows: int) -> dict[str, Any]:
     """What the trials of a study measure, so that a study is only continued on the same terms:
-    the input (its ``data.npz`` sha256), the rows and held-out split drawn from it (``limit``,
-    ``holdout``, ``seed``), the base map, the search space and the score."""
+    the input (its ``data.npz`` sha256), the ``n_rows`` rows drawn from it (``limit``: ``seed``
+    draws the same rows of the same input for the same count) and their held-out split
+    (``holdout``, ``seed``), the base map (not its figures, memory or device), the search
+    space and the score."""
     settings = config.model_dump(mode="json")
-    return {"data": digest, **{key: settings[key] for key in _IDENTITY_KEYS}}
+    base = settings["base"]
+    for dotted in _NOT_MEASURED:
+        section, _, key = dotted.partition(".")
+        if key:
+            base[section].pop(key, None)
+        else:
+            base.pop(section, None)
+    return {"data": digest, "rows": n_rows, "base": base, **{key: settings[key] for key in _IDENTITY_KEYS}}
 
 
 def _check_identity(study: Any, identity: dict[str, Any], config: TuneConfig, store: StudyStorage) -> None:
@@ -71,7 +81,8 @@ def _check_identity(study: Any, identity: dict[str, Any], config: TuneConfig, st
     same = json.loads(json.dumps(identity))
     if stored != same:
         differ = sorted(k for k in same if not isinstance(stored, dict) or stored.get(k) != same[k])
-        shown = ", ".join("--input data" if k == "data" else k for k in differ)
+        said = {"data": "--input data", "rows": "limit"}
+        shown = ", ".join(said.get(k, k) for k in differ)
         raise FmnistError(
             f"{where} was run with another {shown or 'setup'}, so its trials do not compare with this run's; "
             f"continue it with the same --input and config, or {fix}"
@@ -117,11 +128,12 @@ def _create_or_load(config: TuneConfig, store: StudyStorage, identity: dict[str,
     return study
 
 
-def open_study(config: TuneConfig, out_dir: Path, digest: str) -> tuple[StudyStorage, Any]:
+def open_study(config: TuneConfig, out_dir: Path, digest: str, n_rows: int) -> tuple[StudyStorage, Any]:
     """The storage and the study of ``config`` (created, or continued when it was run on the same
-    terms: :func:`study_identity` of ``config`` and the input's sha256 ``digest``)."""
+    terms: :func:`study_identity` of ``config``, the input's sha256 ``digest`` and its
+    ``n_rows`` rows it uses)."""
     store = open_storage(config.storage, out_dir, config.heartbeat_interval, config.grace_period, config.max_retry)
-    return store, _create_or_load(config, store, study_identity(config, digest))
+    return store, _create_or_load(config, store, study_identity(config, digest, n_rows))
 
 
 def finished_trials(study: Any) -> list[Any]:
@@ -158,7 +170,7 @@ def work(
     stop: Any = lambda: False,
 ) -> None:
     """One worker: hold a slot, seed the sampler for it, run trials until the budget is met."""
-    store, study = opened or open_study(config, out_dir, digest)
+    store, study = opened or open_study(config, out_dir, digest, len(x_fit) + len(x_val))
     with worker_slot(out_dir) as slot:
 
         def reap() -> None:
