@@ -206,6 +206,30 @@ def test_a_study_is_continued_only_on_the_same_terms(tmp_path: Path, data_dir: P
     assert len(_journal(out).trials) == 4
 
 
+def test_a_study_database_inside_the_input_is_refused(tmp_path: Path, data_dir: Path) -> None:
+    args = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(tmp_path / "t")]
+    result = runner.invoke(app, [*args, "--storage", f"sqlite:///{data_dir / 'study.db'}"])
+    assert result.exit_code == 2 and "inside the --input folder" in result.output
+    assert not (data_dir / "study.db").exists() and not (tmp_path / "t").exists()
+
+
+def test_trials_that_all_fail_stop_the_run_with_the_last_error(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmnist_cluster.tune import trials as tune_trials
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise FmnistError("this map cannot be trained")
+
+    monkeypatch.setattr(tune_trials, "_trial", fail)
+    out = tmp_path / "tune"
+    args = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{tune_trials.FAILURES_IN_A_ROW} trials in a row failed, the last with: this map cannot" in result.output
+    assert not out.exists()  # no trial finished: nothing worth keeping
+
+
 def test_a_failed_first_run_keeps_the_trials_it_finished(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -87,6 +87,19 @@ def _driver_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str | None) -> Path | None:
+    """The file of an SQLite ``url`` (None for another database, memory or no URL)."""
+    if url is None or _in_memory(url):
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:
+        return None
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+
+
 def _in_memory(url: str) -> bool:
     """Whether ``url`` names an SQLite database that lives in memory (``sqlite://``, ``:memory:``)."""
     try:

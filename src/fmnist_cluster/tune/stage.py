@@ -33,6 +33,7 @@ import numpy as np
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress
 from fmnist_cluster.config import TuneConfig
 from fmnist_cluster.errors import FmnistError, Interrupted
+from fmnist_cluster.study import sqlite_file
 from fmnist_cluster.tune.results import trial_qe_te, write_results
 from fmnist_cluster.tune.space import check_space
 from fmnist_cluster.tune.trials import finished_trials, held_out_rows, open_study, work
@@ -71,6 +72,12 @@ def run_tune(
 
     check_space(config)
     out_dir = Path(out_dir)
+    database = sqlite_file(config.storage)
+    if database is not None and database.resolve().is_relative_to(Path(input_dir).resolve()):
+        raise FmnistError(
+            f"--storage {config.storage} puts the study's database inside the --input folder {input_dir}, "
+            f"which belongs to another artefact; put the database elsewhere"
+        )
     x_fit, x_val, digest = held_out_rows(config, input_dir)
     created = not out_dir.exists()
     try:

@@ -45,10 +45,14 @@ def _sampler(config: TuneConfig, seed: int) -> Any:
     )
 
 
+FAILURES_IN_A_ROW = 5
+"""A worker stops, with the last trial's error, after this many failed trials in a row."""
+
 IDENTITY_ATTR = "fmnist_cluster_trials"
 """The study attribute that records what its trials measure (:func:`study_identity`)."""
 _IDENTITY_KEYS = ("holdout", "seed", "space", "objective", "te_weight")
-_NOT_MEASURED = ("analysis", "train.chunk_size", "train.device")  # base settings that change no score
+# base settings that change no trial's score: figures, memory, device, and the train-som rows tune never reads
+_NOT_MEASURED = ("analysis", "train.chunk_size", "train.device", "train.limit", "train.pool")
 
 
 def study_identity(config: TuneConfig, digest: str, n_rows: int) -> dict[str, Any]:
@@ -181,14 +185,19 @@ def work(
         host = f"{slot.host}/{slot.pid}" if store.is_rdb else None  # database workers share no slot folder
         study.sampler = _sampler(config, worker_seed(config.seed, slot.slot, n_existing, host))
 
+        failed: list[str] = []  # the errors of this worker's trials since its last finished one
+
         def objective(trial: Any) -> Any:
             trial.set_user_attr(WORKER_ATTR, slot.info())
             check_budget(study, trial.number, config.n_trials)
             try:
-                return _trial(config, trial, x_fit, x_val)
+                value = _trial(config, trial, x_fit, x_val)
             except FmnistError as exc:
                 trial.set_user_attr("error", str(exc))
+                failed.append(str(exc))
                 raise
+            failed.clear()
+            return value
 
         def run_one() -> None:
             study.optimize(
@@ -196,7 +205,12 @@ def work(
             )
 
         deadline = None if config.timeout is None else time.monotonic() + config.timeout
-        run_budget(study, run_one, reap, config.n_trials, deadline, stop)
+        run_budget(study, run_one, reap, config.n_trials, deadline, lambda: stop() or len(failed) >= FAILURES_IN_A_ROW)
+        if len(failed) >= FAILURES_IN_A_ROW:  # a setting that fails every trial: stop, do not fill the study
+            raise FmnistError(
+                f"{len(failed)} trials in a row failed, the last with: {failed[-1]}; "
+                "fix the base map or the search space"
+            )
 
 
 def _trial(config: TuneConfig, trial: Any, x_fit: np.ndarray, x_val: np.ndarray) -> Any:
