@@ -15,6 +15,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from click.testing import Result
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -213,19 +214,35 @@ def test_a_study_database_inside_the_input_is_refused(tmp_path: Path, data_dir: 
     assert not (data_dir / "study.db").exists() and not (tmp_path / "t").exists()
 
 
+def _tune_failing(
+    monkeypatch: pytest.MonkeyPatch,
+    module: object,
+    name: str,
+    message: str,
+    tmp_path: Path,
+    data: Path,
+    out: Path,
+    n: int,
+) -> Result:
+    """``tune`` in this process, with ``module.name`` raising FmnistError(``message``); exit 2."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise FmnistError(message)
+
+    monkeypatch.setattr(module, name, fail)
+    args = ["tune", "--config", str(_config(tmp_path)), "--input", str(data), "--out", str(out), "--n-trials", str(n)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    return result
+
+
 def test_trials_that_all_fail_stop_the_run_with_the_last_error(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fmnist_cluster.tune import trials as tune_trials
 
-    def fail(*args: object, **kwargs: object) -> None:
-        raise FmnistError("this map cannot be trained")
-
-    monkeypatch.setattr(tune_trials, "_trial", fail)
     out = tmp_path / "tune"
-    args = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "3"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
+    result = _tune_failing(monkeypatch, tune_trials, "_trial", "this map cannot be trained", tmp_path, data_dir, out, 3)
     assert f"{tune_trials.FAILURES_IN_A_ROW} trials in a row failed, the last with: this map cannot" in result.output
     assert not out.exists()  # no trial finished: nothing worth keeping
 
@@ -235,14 +252,11 @@ def test_a_failed_first_run_keeps_the_trials_it_finished(
 ) -> None:
     from fmnist_cluster.tune import stage as tune_stage
 
-    def fail(*args: object, **kwargs: object) -> None:
-        raise FmnistError("writing the results failed")
-
-    monkeypatch.setattr(tune_stage, "write_results", fail)
     out = tmp_path / "new" / "tune"
-    args = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--out", str(out), "--n-trials", "2"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2 and "writing the results failed" in result.output
+    result = _tune_failing(
+        monkeypatch, tune_stage, "write_results", "writing the results failed", tmp_path, data_dir, out, 2
+    )
+    assert "writing the results failed" in result.output
     assert len(_states(_journal(out), TrialState.COMPLETE)) == 2  # kept, for the next run to continue
 
 
