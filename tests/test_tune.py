@@ -10,12 +10,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 import torch
 import yaml
-from click.testing import Result
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -223,7 +223,7 @@ def _tune_failing(
     data: Path,
     out: Path,
     n: int,
-) -> Result:
+) -> Any:
     """``tune`` in this process, with ``module.name`` raising FmnistError(``message``); exit 2."""
 
     def fail(*args: object, **kwargs: object) -> None:
