@@ -87,31 +87,30 @@ def _driver_url(url: str) -> str:
     return url
 
 
-def sqlite_file(url: str | None) -> Path | None:
-    """The file of an SQLite ``url`` (None for another database, memory or no URL)."""
-    if url is None or _in_memory(url):
-        return None
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-    except Exception:
-        return None
-    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
-
-
-def _in_memory(url: str) -> bool:
-    """Whether ``url`` names an SQLite database that lives in memory (``sqlite://``, ``:memory:``)."""
+def _sqlite(url: str) -> Any:
+    """``url`` parsed when it names an SQLite database; None for another database or no URL."""
     try:
         from sqlalchemy.engine import make_url
 
         parsed = make_url(url)
     except Exception:  # not a URL: refused by the storage itself
+        return None
+    return parsed if parsed.get_backend_name() == "sqlite" else None
+
+
+def _in_memory(url: str) -> bool:
+    """Whether ``url`` names an SQLite database that lives in memory (``sqlite://``, ``:memory:``)."""
+    parsed = _sqlite(url)
+    if parsed is None:
         return False
     database = parsed.database or ""
-    return parsed.get_backend_name() == "sqlite" and (
-        database in ("", ":memory:") or ":memory:" in database or parsed.query.get("mode") == "memory"
-    )
+    return database in ("", ":memory:") or ":memory:" in database or parsed.query.get("mode") == "memory"
+
+
+def sqlite_file(url: str | None) -> Path | None:
+    """The file of an SQLite ``url`` (None for another database, memory or no URL)."""
+    parsed = None if url is None or _in_memory(url) else _sqlite(url)
+    return Path(parsed.database) if parsed is not None and parsed.database else None
 
 
 _OPEN_ATTEMPTS = 5
@@ -119,22 +118,23 @@ T = TypeVar("T")
 
 
 def _check_journal(path: Path, wait: float = 0.5) -> None:
-    """Refuse a journal with a record that is not a JSON object, or whose last record is cut off
-    (a process killed while writing it). Optuna reads past a bad last line, but its next record
-    would be written onto it, and the journal could not be read again. A record being written by
-    a live worker is complete within ``wait`` s.
+    """Refuse a journal whose last record is cut off (a process killed while writing it) or is
+    not a JSON object with an ``op_code``. Optuna reads past a bad last line (a bad line before
+    it, it refuses itself), but its next record would be written onto it, and the journal could
+    not be read again. A record being written by a live worker is complete within ``wait`` s.
+    Only the end of the file is read.
 
     Raises
     ------
     FmnistError
         The last record is cut off.
     ValueError
-        A record is not a JSON object with an ``op_code``.
+        The last record is not a JSON object with an ``op_code``.
     """
     deadline = time.monotonic() + wait
     while True:
         try:
-            content = path.read_bytes()
+            content = _tail(path)
         except FileNotFoundError:
             return
         if not content or content.endswith(b"\n"):
@@ -145,10 +145,22 @@ def _check_journal(path: Path, wait: float = 0.5) -> None:
                 f"writing it?); delete that last, unfinished line to continue the study, or pass another --out"
             )
         time.sleep(0.05)
-    for number, line in enumerate(content.splitlines(), start=1):
-        record = json.loads(line)
+    if content:
+        record = json.loads(content.splitlines()[-1])
         if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
-            raise ValueError(f"line {number} is not an Optuna record")
+            raise ValueError("its last line is not an Optuna record")
+
+
+def _tail(path: Path, block: int = 1 << 20) -> bytes:
+    """The end of ``path``: its last ``block`` bytes, or all of it when its last line is longer."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - block))
+        tail = fh.read()
+        if len(tail) < size and tail.rstrip(b"\n").count(b"\n") == 0:  # the last line began earlier
+            fh.seek(0)
+            tail = fh.read()
+    return tail
 
 
 def open_storage(

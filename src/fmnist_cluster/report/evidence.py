@@ -253,7 +253,8 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
         section.figures.append(Figure(f"{known}-{slug(stem)}", caption, content.tobytes(), figure_group(stem)))
     for name in jsons:
         data = read_json(folder, name, stage, inputs)
-        _check_shape(folder / name, stage, data)
+        if name == "metrics.json":
+            _check_metrics(folder / name, stage, data)
         if name == "metrics.json" and isinstance(data, dict):
             section.metrics = data
         if stage == "cluster" and name == "metrics.json":
@@ -283,11 +284,9 @@ def _timing_label(key: str) -> str:
     return metric_label(key) if key in METRIC_LABELS or key.endswith("_per_s") else f"{metric_label(key)} (s)"
 
 
-def _check_shape(path: Path, stage: str, data: Any) -> None:
+def _check_metrics(path: Path, stage: str, data: Any) -> None:
     """Refuse a ``metrics.json`` that is not a mapping, or a cluster run's without a table of
     scores per algorithm (what the report reads of them)."""
-    if path.name != "metrics.json":
-        return
     algos = data.get("algorithms", {}) if isinstance(data, dict) else None
     if not isinstance(algos, dict) or not all(isinstance(a, dict) for a in algos.values()):
         raise FmnistError(f"{path} is not the metrics {stage} writes; run `{producer(stage)}` again")
