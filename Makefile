@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the toolkit with its dev tools
 
-test: $(STAMP) ## Run the test suite (installs first if needed)
-	$(PY) -m pytest
+test: $(STAMP) ## Run the test suite (installs first if needed): two processes, then the timing-sensitive tests alone
+	$(PY) -m pytest -n 2 -m "not serial"
+	$(PY) -m pytest -m serial
 
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check src tests benchmarks scripts

@@ -1206,7 +1206,16 @@ def fault_cases() -> list[Case]:
             "embed",
             "ok",
             "t-SNE perplexity above the rows allow (lowered to fit)",
-            ["--set", "tsne.enabled=true", "--set", "tsne.perplexity=500", "--set", "umap.enabled=false"],
+            [
+                "--set",
+                "tsne.enabled=true",
+                "--set",
+                "tsne.perplexity=500",
+                "--set",
+                "tsne.max_iter=250",
+                "--set",
+                "umap.enabled=false",
+            ],
             expect="ok",
         ),
         Case(

@@ -90,8 +90,9 @@ def test_collect_from_here_turns_the_collector_on_with_what_exists_frozen() -> N
         cli.collect_from_here()
         frozen = gc.get_freeze_count()
         assert gc.isenabled() and frozen > 0
+        made = [[i] for i in range(1000)]  # tracked objects a second freeze would take in
         cli.collect_from_here()  # once on, nothing more is frozen
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() < frozen + len(made)  # (a frozen object may die meanwhile)
     finally:
         gc.unfreeze()
         gc.enable()

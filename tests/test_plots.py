@@ -242,6 +242,7 @@ def test_figure_workers_leave_ctrl_c_to_the_parent(monkeypatch: pytest.MonkeyPat
     assert png == expected["ignored"] != expected["handled"]
 
 
+@pytest.mark.serial
 def test_figure_workers_end_with_their_parent(tmp_path: Path) -> None:
     """A command killed outright (SIGKILL, out of memory) leaves no figure worker behind to hold
     its pipes open."""

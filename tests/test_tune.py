@@ -385,6 +385,7 @@ def test_worker_seeds_differ_by_slot_history_and_host() -> None:
     assert len(seeds) == 24
 
 
+@pytest.mark.serial
 def test_workers_share_one_study_and_its_budget(tmp_path: Path, data_dir: Path) -> None:
     """--workers 3 and, on the same --out, a second command: one budget, no repeated parameter set."""
     cfg, out = _config(tmp_path, **SLOW), tmp_path / "tune"
@@ -399,6 +400,7 @@ def test_workers_share_one_study_and_its_budget(tmp_path: Path, data_dir: Path) 
     assert len({(t.user_attrs["worker"]["pid"]) for t in complete}) >= 2
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigint_stops_with_one_line(tmp_path: Path, data_dir: Path, workers: str) -> None:
     cfg, out = _config(tmp_path, **SLOW), tmp_path / "tune"
@@ -414,6 +416,7 @@ def test_sigint_stops_with_one_line(tmp_path: Path, data_dir: Path, workers: str
     assert not _states(study, TrialState.RUNNING) and _states(study, TrialState.FAIL)
 
 
+@pytest.mark.serial
 def test_killed_worker_trial_fails_and_is_retried(tmp_path: Path, data_dir: Path) -> None:
     """SIGKILL leaves no trial RUNNING for ever: the next worker fails it and runs it again."""
     cfg, out = _config(tmp_path, **SLOW), tmp_path / "tune"
@@ -435,6 +438,7 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path: Path, data_dir: Path
     assert len(_states(study, TrialState.COMPLETE)) == n and not _states(study, TrialState.RUNNING)
 
 
+@pytest.mark.serial
 def test_database_storage_fails_a_dead_workers_trial_by_heartbeat(tmp_path: Path, data_dir: Path) -> None:
     """A database study (here SQLite; PostgreSQL in test_tune_postgres.py) detects dead workers by
     their missing heartbeat and retries their trial."""

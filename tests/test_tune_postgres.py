@@ -83,6 +83,7 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.serial
 def test_three_workers_one_killed_mid_trial(tmp_path: Path, data_dir: Path, postgres_url: str) -> None:  # noqa: F811
     """Three `tune --storage URL` workers (as on three machines); one gets SIGKILL during a trial.
     The study still ends with exactly n complete trials, none repeating a parameter set; the

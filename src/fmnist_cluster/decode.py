@@ -19,7 +19,7 @@ When both ways are available, content decides and the two are compared.
 from __future__ import annotations
 
 import hashlib
-import numbers
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from fmnist_cluster.config import DecodeConfig
 from fmnist_cluster.data import DATA_FILE, load_dataset
 from fmnist_cluster.device import resolve_device
 from fmnist_cluster.errors import FmnistError, FmnistWarning, user_errors
+from fmnist_cluster.params import is_int
 
 N_CLASSES = 10
 
@@ -60,7 +61,12 @@ def image_keys(images: np.ndarray) -> list[bytes]:
     ValueError
         Values outside [0, 1] (standardised images, whose pixels cannot be looked up).
     """
-    rows = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
+    array = np.asarray(images)
+    if array.ndim not in (2, 3, 4) or math.prod(array.shape[1:]) != 784:
+        raise ValueError(f"images must have shape (N, 1, 28, 28), (N, 28, 28) or (N, 784), got {array.shape}")
+    if np.iscomplexobj(array):
+        raise ValueError("images hold complex numbers; give real pixel values in [0, 1]")
+    rows = array.astype(np.float32).reshape(len(array), 784)
     if rows.size and (not np.isfinite(rows).all() or rows.min() < -1e-6 or rows.max() > 1 + 1e-6):
         raise ValueError(
             "content matching needs images in [0, 1]; preprocess both the mystery images and the originals "
@@ -99,17 +105,18 @@ class ContentMatcher(ClassifierMixin, BaseEstimator):
             ``n_classes`` not a positive int, ``X`` and ``y`` of different lengths, a class
             outside 0..n_classes-1, or images outside [0, 1].
         """
-        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, numbers.Integral) or self.n_classes < 1:
+        if not is_int(self.n_classes) or self.n_classes < 1:
             raise ValueError(f"n_classes must be a positive int, got {self.n_classes!r}")
+        keys = image_keys(X)
         classes = np.asarray(y)
-        if classes.ndim != 1 or len(classes) != len(X):
-            raise ValueError(f"{len(X)} reference images but {classes.shape} classes; give one class per image")
+        if classes.ndim != 1 or len(classes) != len(keys):
+            raise ValueError(f"{len(keys)} reference images but {classes.shape} classes; give one class per image")
         if classes.size and (
             not np.issubdtype(classes.dtype, np.integer) or classes.min() < 0 or classes.max() >= self.n_classes
         ):
             raise ValueError(f"classes must be integers in 0..{self.n_classes - 1}")
         table: dict[bytes, np.ndarray] = {}
-        for key, c in zip(image_keys(X), classes, strict=True):
+        for key, c in zip(keys, classes, strict=True):
             counts = table.get(key)
             if counts is None:
                 counts = np.zeros(self.n_classes, dtype=np.int64)
@@ -123,9 +130,10 @@ class ContentMatcher(ClassifierMixin, BaseEstimator):
         """Class of every image (-1 when not found) and whether its match was ambiguous
         (the same pixels carry two classes among the references; the majority is used)."""
         check_is_fitted(self, "table_")
-        out = np.full(len(X), -1, dtype=np.int64)
-        ambiguous = np.zeros(len(X), dtype=bool)
-        for i, key in enumerate(image_keys(X)):
+        keys = image_keys(X)
+        out = np.full(len(keys), -1, dtype=np.int64)
+        ambiguous = np.zeros(len(keys), dtype=bool)
+        for i, key in enumerate(keys):
             counts = self.table_.get(key)
             if counts is not None:
                 out[i] = int(np.argmax(counts))

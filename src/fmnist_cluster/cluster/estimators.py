@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from fmnist_cluster.config.cluster import EPS_RULES, LINKAGES
+from fmnist_cluster.params import check_positive, check_seed, is_int, is_number
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -72,15 +73,14 @@ class SilhouetteKMeans(ClusterMixin, BaseEstimator):
         self.scan = scan
 
     def _check_params(self, n: int) -> None:
-        if self.k != "auto" and not (isinstance(self.k, int) and self.k >= 2):
+        if self.k != "auto" and not (is_int(self.k) and self.k >= 2):
             raise ValueError(f"unknown kmeans k '{self.k}'; valid: an integer >= 2, auto")
         k_range = tuple(self.k_range) if isinstance(self.k_range, tuple | list) else ()
-        if not (len(k_range) == 2 and all(isinstance(v, int) for v in k_range) and 2 <= k_range[0] <= k_range[1]):
+        if not (len(k_range) == 2 and all(is_int(v) for v in k_range) and 2 <= k_range[0] <= k_range[1]):
             raise ValueError(f"kmeans k_range must be (low, high) ints with 2 <= low <= high, got {self.k_range!r}")
         for name, least in (("n_init", 1), ("sample_size", 2)):  # a silhouette needs two rows at least
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"kmeans {name} must be an int >= {least}, got {value!r}")
+            check_positive(f"kmeans {name}", getattr(self, name), integer=True, least=least)
+        check_seed("kmeans random_state", self.random_state)
         low = self.k if self.k != "auto" else k_range[0]
         if n <= low:
             raise ValueError(f"kmeans needs more than {low} points, got {n}; lower kmeans.k or cluster more rows")
@@ -191,14 +191,14 @@ class AutoDBSCAN(ClusterMixin, BaseEstimator):
         self.eps_rule = eps_rule
 
     def _check_params(self, n: int) -> None:
-        if self.eps != "auto" and not (isinstance(self.eps, (int, float)) and self.eps > 0):
+        if self.eps != "auto" and not (is_number(self.eps) and self.eps > 0):
             raise ValueError(f"unknown dbscan eps '{self.eps}'; valid: a number > 0, auto")
-        if self.min_samples != "auto" and not (isinstance(self.min_samples, int) and self.min_samples >= 1):
+        if self.min_samples != "auto" and not (is_int(self.min_samples) and self.min_samples >= 1):
             raise ValueError(f"unknown dbscan min_samples '{self.min_samples}'; valid: an integer >= 1, auto")
         if self.eps_rule not in EPS_RULES:
             raise ValueError(f"unknown dbscan eps_rule '{self.eps_rule}'; valid: {', '.join(EPS_RULES)}")
         noise = self.max_noise
-        if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 < noise < 1:
+        if not is_number(noise) or not 0 < noise < 1:
             raise ValueError(f"dbscan max_noise {self.max_noise!r} must be a number in (0, 1)")
         if n < 5:
             raise ValueError(f"dbscan needs at least 5 points, got {n}; cluster more rows or set dbscan.enabled=false")
@@ -293,8 +293,10 @@ class SampledAgglomerative(ClusterMixin, BaseEstimator):
     def _check_params(self, n: int) -> None:
         if self.linkage not in LINKAGES:
             raise ValueError(f"unknown linkage '{self.linkage}'; valid: {', '.join(LINKAGES)}")
-        if not isinstance(self.n_clusters, int) or self.n_clusters < 2:
+        if not is_int(self.n_clusters) or self.n_clusters < 2:
             raise ValueError(f"agglomerative n_clusters {self.n_clusters!r} must be an integer >= 2")
+        check_positive("agglomerative max_samples", self.max_samples, integer=True, least=2)
+        check_seed("agglomerative random_state", self.random_state)
         if n <= self.n_clusters:
             raise ValueError(f"agglomerative clustering needs more than {self.n_clusters} points, got {n}")
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ValidationError
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -185,6 +186,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
             raise ValueError(f"labels have shape {y.shape}; expected {len(X)} labels, one per image")
+        check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         self.n_classes_ = len(self.classes_)
         run = Trainer().train(

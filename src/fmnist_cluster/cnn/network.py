@@ -18,7 +18,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from fmnist_cluster.config import LayerSpec
+from fmnist_cluster.config import LayerSpec, literal_choices
 
 INPUT_SHAPE = (1, 28, 28)
 
@@ -176,6 +176,10 @@ def check_architecture(architecture: Sequence[LayerSpec | dict[str, Any]]) -> li
             spec = item if isinstance(item, LayerSpec) else LayerSpec.model_validate(item)
         except ValidationError as exc:
             first = exc.errors()[0]
+            if first["type"] == "literal_error":
+                key, valid = ".".join(map(str, first["loc"])), ", ".join(literal_choices(first))
+                got = first["input"]
+                raise ValueError(f"unknown {key} {got!r} in architecture layer {i}; valid: {valid}") from None
             raise ValueError(f"architecture layer {i}: {first['msg']}") from None
         specs.append(spec)
     names = [s.name for s in specs]

@@ -250,7 +250,8 @@ class Trainer:
         """Train a new network on images ``x`` (N, 1, 28, 28, float32) with labels ``y`` in 0..K-1.
 
         Weights, validation split, shuffling, augmentation and dropout all follow ``seed``: on
-        the CPU, the same seed, data and thread count give identical weights.
+        the CPU, the same seed, data and thread count give identical weights. torch's global
+        random state is the caller's again afterwards.
         """
         dev = resolve_device(device)
         precision = resolve_precision(train.precision, dev)
@@ -264,7 +265,8 @@ class Trainer:
             "data_sha256": array_digest(x, y) if self.state_path is not None else None,
             "precision": precision,
         }
-        with torch_threads(threads):
+        forked = [dev.index or 0] if dev.type == "cuda" else []
+        with torch_threads(threads), torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
             layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
             net = Network(architecture, n_classes).to(dev, memory_format=layout)

@@ -161,14 +161,18 @@ def _format_validation(model: type[BaseModel], err: ValidationError, origin: str
         shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
         where = f"option {option_flag(dotted)}" if dotted in options else origin
         if first["type"] == "literal_error" and len(same) == 1:
-            valid = ", ".join(re.findall(r"'((?:[^'\\]|\\.)*)'", str(first.get("ctx", {}).get("expected", ""))))
-            msg = f"unknown {dotted} {shown} in {where}; valid: {valid}"
+            msg = f"unknown {dotted} {shown} in {where}; valid: {', '.join(literal_choices(first))}"
         else:
             msg = f"config key '{dotted}' in {where}: {text} (got {shown})"
         rest = len(errors) - len(same)
     if rest > 0:
         msg += f" (and {rest} more problem(s))"
     return msg
+
+
+def literal_choices(error: Any) -> list[str]:
+    """The values a pydantic ``literal_error`` would have accepted, in declared order."""
+    return re.findall(r"'((?:[^'\\]|\\.)*)'", str(error.get("ctx", {}).get("expected", "")))
 
 
 def option_flag(key: str) -> str:

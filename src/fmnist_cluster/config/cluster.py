@@ -195,7 +195,9 @@ class ExplainConfig(StrictModel):
     simplicity_tolerance : float
         The simplest hypothesis (fewest properties its rule names, then no class evidence, then
         fewest rules, then fewest thresholds) whose validation agreement is within this of the
-        best one wins, or one that passes ``simplicity_z``.
+        best one wins, or one that passes ``simplicity_z``. Within the tolerance, a hypothesis
+        that recalls some label less than half as often as the best does is not simpler but
+        worse (a rare label weighs little in the agreement); it can still pass ``simplicity_z``.
     simplicity_z : float
         A simpler hypothesis also wins when its validation agreement is less than this many
         standard errors of the paired difference below the best one's and this many binomial
@@ -204,7 +206,7 @@ class ExplainConfig(StrictModel):
         over 30 comparisons asks (Bonferroni, one-sided).
     complexity_tolerance : float
         Within one hypothesis, the fewest ranges / leaves / thresholds whose validation
-        agreement is within this of its best variant.
+        agreement is within this of its best variant, without losing a label as above.
     extra_segments : int
         Ranges of one property tried beyond the number of labels (a label may own several).
     pair_candidates : int

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from fmnist_cluster.explain.cuts import (
@@ -31,30 +32,32 @@ from fmnist_cluster.explain.cuts import (
     range_of,
     segment,
 )
+from fmnist_cluster.params import check_choice, check_positive
 
 UNKNOWN = -1
 
 
 def _check_xy(X: Any, y: Any, n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validated (X, label index per row, label values, y)."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != n_columns:
-        raise ValueError(f"X must have shape (n_rows, {n_columns}), got {X.shape}")
+    X = _check_X(X, n_columns)
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(X):
         raise ValueError(f"y must have shape ({len(X)},), got {y.shape}")
     if len(X) == 0:
         raise ValueError("cannot fit a hypothesis on 0 rows")
-    if not np.isfinite(X).all():
-        raise ValueError("X holds NaN or infinite values")
+    check_classification_targets(y)
     labels, index = np.unique(y, return_inverse=True)
     return X, index.astype(np.int64), labels, y
 
 
 def _check_X(X: Any, n_columns: int) -> np.ndarray:
+    if np.iscomplexobj(X):
+        raise ValueError("X holds complex numbers; give real values")
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != n_columns:
         raise ValueError(f"X must have shape (n_rows, {n_columns}), got {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("X holds NaN or infinite values")
     return X
 
 
@@ -68,11 +71,6 @@ def _class_ids(column: np.ndarray, n_classes: int) -> np.ndarray:
 def _unknown(n: int, labels: np.ndarray) -> np.ndarray:
     """``n`` predictions of "no label" (-1) in a dtype that holds the labels too."""
     return np.full(n, UNKNOWN, dtype=np.result_type(labels.dtype, np.int64))
-
-
-def _check_positive(name: str, value: Any, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 class ClassGrouping(ClassifierMixin, BaseEstimator):
@@ -97,7 +95,7 @@ class ClassGrouping(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> ClassGrouping:
         """Learn the label of every class; returns self."""
-        _check_positive("n_classes", self.n_classes)
+        check_positive("n_classes", self.n_classes, integer=True)
         X, yi, labels, _ = _check_xy(X, y, 1)
         ids = _class_ids(X[:, 0], self.n_classes)
         known = ids >= 0
@@ -159,8 +157,8 @@ class PropertyBins(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> PropertyBins:
         """Learn the thresholds; returns self."""
-        _check_positive("n_segments", self.n_segments)
-        _check_positive("max_bins", self.max_bins, 2)
+        check_positive("n_segments", self.n_segments, integer=True)
+        check_positive("max_bins", self.max_bins, integer=True, least=2)
         X, yi, labels, _ = _check_xy(X, y, 1)
         v = X[:, 0]
         bins = make_bins(v, self.max_bins)
@@ -240,7 +238,7 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
         """Grow the tree; returns self."""
         from sklearn.tree import DecisionTreeClassifier
 
-        _check_positive("max_leaf_nodes", self.max_leaf_nodes, 2)
+        check_positive("max_leaf_nodes", self.max_leaf_nodes, integer=True, least=2)
         X, _, labels, y = _check_xy(X, y, 2)
         self.tree_model_ = DecisionTreeClassifier(
             max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state
@@ -355,10 +353,9 @@ class ClassAndProperty(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> ClassAndProperty:
         """Learn the thresholds and the table; returns self."""
-        if self.n_thresholds not in (1, 2):
-            raise ValueError(f"unknown n_thresholds {self.n_thresholds!r}; valid: 1, 2")
-        _check_positive("n_classes", self.n_classes)
-        _check_positive("max_bins", self.max_bins, 3)
+        check_choice("n_thresholds", self.n_thresholds, (1, 2))
+        check_positive("n_classes", self.n_classes, integer=True)
+        check_positive("max_bins", self.max_bins, integer=True, least=3)
         X, yi, labels, _ = _check_xy(X, y, 2)
         ids = _class_ids(X[:, 0], self.n_classes)
         known = ids >= 0

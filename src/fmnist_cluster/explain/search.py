@@ -8,7 +8,8 @@ label the hypothesis gives, *chance* the share of the most common test label.
 
 The winner is the simplest hypothesis (fewest properties its rule names, then no class
 evidence, then fewest rules, then fewest thresholds) whose validation agreement is within
-``simplicity_tolerance`` of the best, or not significantly below it: less than
+``simplicity_tolerance`` of the best without recalling any label less than half as often (a
+rare label weighs little in the agreement), or not significantly below it: less than
 ``simplicity_z`` standard errors of the paired difference on the validation rows. (With some
 thirty candidates scored on the same rows, the best score alone favours whichever over-fitted
 hypothesis was luckiest.) The verdict compares its test agreement
@@ -57,6 +58,7 @@ class _Fitted:
     training: float
     described: dict[str, Any]
     val_hits: np.ndarray = field(compare=False, repr=False)
+    val_y: np.ndarray = field(compare=False, repr=False)
 
     def key(self) -> tuple[int, int, int, int, float]:
         """Simplicity order: fewest properties named (a pair's tree may split on one), no
@@ -90,16 +92,28 @@ def _agreement(model: Any, X: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(model.predict(X) == y)) if len(y) else 0.0
 
 
+def _loses_a_label(f: _Fitted, best: _Fitted) -> bool:
+    """Whether ``f`` recalls some label of the validation rows less than half as often as
+    ``best`` does: a rare label weighs little in the agreement, so a tolerance on the agreement
+    alone would let a simpler rule drop it."""
+    for label in np.unique(f.val_y):
+        rows = f.val_y == label
+        if np.mean(f.val_hits[rows]) < 0.5 * np.mean(best.val_hits[rows]):
+            return True
+    return False
+
+
 def _pick(fitted: list[_Fitted], tolerance: float, z: float = 0.0, chance: float = 1.0) -> _Fitted:
     """The simplest of the fitted whose validation agreement is within ``tolerance`` of the
-    best's, or less than ``z`` standard errors of the paired difference below it while itself
-    ``z`` binomial standard errors above ``chance`` (on few validation rows a hypothesis no
-    better than a constant guess is not significantly worse than a perfect one either)."""
+    best's without losing a label (:func:`_loses_a_label`), or less than ``z`` standard errors
+    of the paired difference below it while itself ``z`` binomial standard errors above
+    ``chance`` (on few validation rows a hypothesis no better than a constant guess is not
+    significantly worse than a perfect one either)."""
     best = max(fitted, key=lambda f: f.validation)
 
     def close(f: _Fitted) -> bool:
         gap = best.validation - f.validation
-        if gap <= tolerance:
+        if gap <= tolerance and not _loses_a_label(f, best):
             return True
         n = max(len(f.val_hits), 1)
         diff = best.val_hits.astype(np.float64) - f.val_hits
@@ -135,7 +149,7 @@ def _fit_variants(
         validation = float(np.mean(hits)) if len(y_val) else 0.0
         n_fit, n_val = len(y_fit), len(y_val)
         training = (_agreement(model, X_fit, y_fit) * n_fit + validation * n_val) / (n_fit + n_val)
-        fitted.append(_Fitted(kind, props, uses_classes, model, build, validation, training, described, hits))
+        fitted.append(_Fitted(kind, props, uses_classes, model, build, validation, training, described, hits, y_val))
     return _pick(fitted, settings.complexity_tolerance) if fitted else None
 
 
@@ -226,10 +240,21 @@ def judged_label_fit(result: dict[str, Any]) -> float | None:
     return result.get("label_fit", (result.get("settings") or {}).get("label_fit"))
 
 
+def hypothesis_name(hypothesis: dict[str, Any]) -> str:
+    """A hypothesis of an :func:`explain` result in a few words: its family and the properties
+    it names (``'property-bins on width'``); a rule that names none and no classes gives one
+    label to every image."""
+    kind, props = str(hypothesis.get("kind", "?")), [str(p) for p in hypothesis.get("properties") or []]
+    if props:
+        return f"{kind} on {' and '.join(props)}"
+    return kind if kind.startswith("class") else "one label for every image"
+
+
 def weak_labels(result: dict[str, Any]) -> str:
     """What an :func:`explain` result with a rule leaves open, label by label: ``'labels 2, 5
-    only partly explained (...); label 1 unexplained (...)'``; ``''`` when every label's own
-    rule fits (or there is no rule at all)."""
+    only partly explained (...); label 1 unexplained (...)'``; for a ``partly explained`` rule
+    whose labels all fit, how far the whole rule falls short; ``''`` when nothing is open (or
+    there is no rule at all)."""
 
     def having(verdict: str) -> str:
         labels = [str(e["label"]) for e in result.get("labels") or [] if e.get("verdict") == verdict]
@@ -244,6 +269,10 @@ def weak_labels(result: dict[str, Any]) -> str:
         parts.append(f"{partly} only partly explained (precision or recall {under} on the test split)")
     if missing := having("unexplained"):
         parts.append(f"{missing} unexplained (the rule never gives {'them' if ',' in missing else 'it'})")
+    lift, needed = result.get("lift"), result.get("explained_lift")
+    if not parts and result.get("verdict") == "partly explained" and isinstance(lift, int | float):
+        need = f"; explained needs {needed * 100:g} %" if isinstance(needed, int | float) else ""
+        parts.append(f"every label's rule fits, but the rule closes {lift * 100:.1f} % of the gap from chance{need}")
     return "; ".join(parts)
 
 

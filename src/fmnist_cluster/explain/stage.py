@@ -25,7 +25,7 @@ from fmnist_cluster.decode import cluster_view
 from fmnist_cluster.errors import FmnistError, FmnistWarning
 from fmnist_cluster.explain import figures
 from fmnist_cluster.explain.evidence import gather
-from fmnist_cluster.explain.search import explain, weak_labels
+from fmnist_cluster.explain.search import explain, hypothesis_name, weak_labels
 
 EXPLANATION_FILE = "explanation.json"
 
@@ -50,10 +50,7 @@ def _percent(value: float | None) -> str:
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """The console summary: the verdict, then one line per label."""
     guess = result.get("best_guess")
-    what = ""
-    if guess:
-        on = f" on {' and '.join(guess['properties'])}" if guess["properties"] else ""
-        what = f"{guess['kind']}{on}; "
+    what = f"{hypothesis_name(guess)}; " if guess else ""
     head = "best guess " if result["verdict"] == "unexplained" and guess else ""
     lines = [
         f"explanation: {result['verdict']} ({head}{what}test agreement {_percent(result['agreement'])} "

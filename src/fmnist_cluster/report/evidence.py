@@ -18,6 +18,7 @@ import numpy as np
 from fmnist_cluster.artefacts import load_checked_npz, read_checked, read_manifest, require_file
 from fmnist_cluster.config import ReportConfig
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.explain.search import hypothesis_name
 from fmnist_cluster.report.document import Figure, Section, Table, fmt, pct, slug
 
 STAGE_ORDER = ("preprocess", "train-som", "tune", "train-cnn", "encode", "cluster", "embed")
@@ -381,10 +382,7 @@ def decoding_tables(decoding: dict[str, Any]) -> list[Table]:
 
 def hypothesis_text(h: dict[str, Any] | None) -> str:
     """One line for a hypothesis of ``explanation.json``."""
-    if not isinstance(h, dict):
-        return "–"
-    props = ", ".join(str(p) for p in h.get("properties") or [])
-    return f"{h.get('kind', '?')}" + (f" on {props}" if props else "")
+    return hypothesis_name(h) if isinstance(h, dict) else "–"
 
 
 def explanation_tables(explanation: dict[str, Any]) -> list[Table]:

@@ -12,12 +12,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from fmnist_cluster.config.som import INITS
+from fmnist_cluster.params import check_choice, check_positive, check_seed
 from fmnist_cluster.som.grid import (
     TOPOLOGIES,
     SomGrid,
     best_units,
-    check_choice,
-    check_positive,
     quantization_error,
     topographic_error,
 )
@@ -84,6 +83,7 @@ class SomEstimator(TransformerMixin, BaseEstimator):
                 raise ValueError(f"map size {self.rows}x{self.cols} is empty; rows and cols must be >= 1")
         if self.sigma is not None:
             check_positive("sigma", self.sigma)
+        check_seed("random_state", self.random_state)
 
     def _start_sigma(self) -> float:
         """``sigma``, or half the longer map side when it is None."""
@@ -93,6 +93,8 @@ class SomEstimator(TransformerMixin, BaseEstimator):
         """``X`` as a float32 (N, D) array; with ``fitted`` also as wide as the trained map."""
         if fitted:
             check_is_fitted(self, "weights_")
+        if np.iscomplexobj(X):
+            raise ValueError("features are complex numbers; give real values")
         with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
             x = np.asarray(X, dtype=np.float32)
         if x.ndim != 2 or len(x) == 0 or x.shape[1] == 0:

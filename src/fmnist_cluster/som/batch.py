@@ -12,6 +12,7 @@ import torch
 from scipy.linalg import eigh
 
 from fmnist_cluster.device import resolve_device
+from fmnist_cluster.params import check_choice, check_positive
 from fmnist_cluster.som.base import SomEstimator, Step
 from fmnist_cluster.som.grid import (
     BATCH_NEIGHBOURHOODS,
@@ -19,8 +20,6 @@ from fmnist_cluster.som.grid import (
     SomGrid,
     _as_tensor,
     best_units,
-    check_choice,
-    check_positive,
     epoch_metrics,
     flush_subnormal,
     neighbourhood,

@@ -15,30 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from fmnist_cluster.config.som import BATCH_NEIGHBOURHOODS, SCHEDULES, TOPOLOGIES
+from fmnist_cluster.params import check_choice
 
 _HEX_H = math.sqrt(3) / 2
-
-
-def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` "unknown name 'value'; valid: a, b, c" unless ``value`` is in ``valid``."""
-    if value not in valid:
-        raise ValueError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
-
-
-def check_positive(name: str, value: Any, *, integer: bool = False, zero: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite number > 0 (>= 0 with ``zero``; a whole
-    int with ``integer``)."""
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and bool(np.isfinite(value))
-    if not ok or value < 0 or (value == 0 and not zero):
-        bound = ">= 0" if zero else ("> 0" if not integer else ">= 1")
-        raise ValueError(f"{name} must be {'an int' if integer else 'a finite number'} {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)

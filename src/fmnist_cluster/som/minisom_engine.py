@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster.config.som import LR_DECAYS, NEIGHBOURHOODS, ORDERS, SIGMA_DECAYS
+from fmnist_cluster.params import check_choice, check_positive
 from fmnist_cluster.som.base import SomEstimator, Step
-from fmnist_cluster.som.grid import SomGrid, best_units, check_choice, check_positive, epoch_metrics
+from fmnist_cluster.som.grid import SomGrid, best_units, epoch_metrics
 
 MINISOM_NEIGHBOURHOODS = NEIGHBOURHOODS
 
