@@ -46,7 +46,7 @@ demo: $(STAMP) ## The main job: every stage, offline, on the shipped sample (out
 	$(CLI) train-cnn --config configs/cnn-demo.yaml --input $(DEMO)/data --out $(DEMO)/cnn-reference
 	$(CLI) cluster --input $(DEMO)/encoding --originals $(DEMO)/data --reference $(DEMO)/cnn-reference --out $(DEMO)/cluster
 	$(CLI) embed --input $(DEMO)/encoding --out $(DEMO)/embed
-	$(CLI) report $(foreach s,data som tune mystery cnn encoding cluster embed,--input $(DEMO)/$(s)) --out $(DEMO)/report
+	$(CLI) report $(foreach s,data som tune mystery cnn cnn-reference encoding cluster embed,--input $(DEMO)/$(s)) --out $(DEMO)/report
 
 DATA ?=
 MYSTERY := $(OUT)/mystery

@@ -1480,7 +1480,7 @@ def run_all(cases: list[Case], progress: bool = True) -> list[Outcome]:
         outcomes = []
         for i, case in enumerate(cases):
             outcome = run_case(case, base, Path(tmp))
-            outcome.message = outcome.message.replace(str(Path(tmp) / "ws"), "WS")
+            outcome.message = outcome.message.replace(str(Path(tmp) / "ws"), "WS").replace(str(base), "BASE")
             outcomes.append(outcome)
             if progress and not outcome.ok:
                 print(f"[{i + 1}/{len(cases)}] FAIL {case.id}: {outcome.result}: {outcome.message}", file=sys.stderr)

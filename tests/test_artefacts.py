@@ -6,6 +6,7 @@ import io
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,18 @@ def test_checked_reads_of_empty_huge_or_odd_files_end_in_one_error(tmp_path: Pat
     os.truncate(path, 1 << 40)  # a sparse terabyte: it cannot be read into memory
     with pytest.raises(FmnistError, match=r"data\.npz \(1099\.5 GB\) does not fit in this machine's memory"):
         read_checked(out, "data.npz", "fmnist-cluster preprocess")
+
+
+@pytest.mark.parametrize(
+    ("argv", "recorded"),
+    [
+        (["/x/fmnist_cluster/__main__.py", "train-som", "-o", "my maps"], "fmnist-cluster train-som -o 'my maps'"),
+        (["/venv/bin/fmnist-cluster", "report", "--input", "a;b"], "fmnist-cluster report --input 'a;b'"),
+        (["benchmarks/som_command.py", "--input", "d"], "som_command.py --input d"),
+    ],
+)
+def test_the_recorded_command_runs_in_a_shell(monkeypatch: pytest.MonkeyPatch, argv: list[str], recorded: str) -> None:
+    from fmnist_cluster.artefacts.stage_run import command_line
+
+    monkeypatch.setattr(sys, "argv", argv)
+    assert command_line() == recorded

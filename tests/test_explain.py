@@ -184,12 +184,42 @@ def test_a_pair_tree_that_splits_on_one_property_names_only_that_one() -> None:
     assert constant["properties"] == [] and constant["rules"] == {"0": "every image"}
 
 
+def test_a_lookahead_tree_finds_an_exclusive_or_a_greedy_one_misses() -> None:
+    """Each property cut at its median says nothing about the label alone: every greedy root
+    split is as good as none, so four greedy leaves land anywhere; looking one level ahead
+    finds the two cuts."""
+    rng = np.random.default_rng(1)
+    X = rng.random((4000, 2)) * [100.0, 3.0]
+    y = (X[:, 0] > np.median(X[:, 0])) ^ (X[:, 1] > np.median(X[:, 1]))
+    greedy = PropertyPair(max_leaf_nodes=4).fit(X, y)
+    ahead = PropertyPair(search="lookahead").fit(X, y)
+    assert np.mean(greedy.predict(X) == y) < 0.6
+    assert np.mean(ahead.predict(X) == y) == 1.0 and ahead.n_splits_ == 3 and ahead.features_used_ == (0, 1)
+    described = ahead.describe(property_names=("p", "q"))
+    assert described["n_rules"] == 4 and set(described["rules"]) == {"False", "True"}
+    median = f"{np.median(X[:, 0]):.4g}"  # the cut falls between the two rows around the median
+    assert all(median[:4] in rule for rule in described["rules"].values())
+
+
+def test_the_explainer_finds_an_exclusive_or_of_two_properties(sample: dict) -> None:
+    values = sample["all"]
+    y = (
+        (values["mean_intensity"] > np.median(values["mean_intensity"]))
+        ^ (values["symmetry_lr"] > np.median(values["symmetry_lr"]))
+    ).astype(np.int64)
+    result = explain(_sample_evidence(sample, y))
+    assert result["verdict"] == "explained", result["best_guess"]
+    assert result["best"]["kind"] == "property-bins"
+    assert sorted(result["best"]["properties"]) == ["mean_intensity", "symmetry_lr"]
+
+
 @pytest.mark.parametrize(
     ("estimator", "bad", "X"),
     [
         (ClassGrouping(n_classes=10), {"n_classes": 0}, np.zeros((5, 1))),
         (PropertyBins(n_segments=3), {"n_segments": 0}, np.zeros((5, 1))),
         (PropertyPair(max_leaf_nodes=3), {"max_leaf_nodes": 1}, np.zeros((5, 2))),
+        (PropertyPair(search="lookahead"), {"search": "best"}, np.zeros((5, 2))),
         (ClassAndProperty(n_thresholds=1), {"n_thresholds": 3}, np.zeros((5, 2))),
     ],
 )
@@ -242,9 +272,11 @@ def test_explainer_finds_a_random_rule(sample: dict, kind: str, rule_seed: int) 
     result = explain(evidence, seed=int(rng.integers(1000)))
     where = f"rule {rule} (FMNIST_RULE_SEED={rule_seed}); explanation {result['best_guess']}"
     assert set(result) >= {"verdict", "agreement", "chance", "best", "candidates"}
-    tried = {c["kind"] for c in result["candidates"]}
+    tried = {kind for c in result["candidates"] for kind in [c["kind"], *c.get("also_found_by", [])]}
     rules = [json.dumps([c["kind"], c["properties"], c["rules"]]) for c in result["candidates"]]
     assert len(set(rules)) == len(rules), where  # a rule found twice is listed once
+    said = [json.dumps([c["properties"], c["rules"]]) for c in result["candidates"]]
+    assert len(set(said)) == len(said), where  # also when two families found it
     assert tried == {"class-grouping", "property-bins", "class-and-property"}, where
     if kind == "noise":
         assert result["verdict"] == "unexplained", where

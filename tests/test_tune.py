@@ -168,6 +168,12 @@ def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_di
     best = load_config(SomConfig, out / "best.yaml")
     chosen = next(t for t in complete if SomConfig.model_validate(t.user_attrs["config"]) == best)
     assert best.som.sigma == pytest.approx(chosen.params["som.sigma"])
+    applied = best.model_dump(mode="json")
+    for key, value in metrics["best_params"].items():  # as the map used them (best.yaml), not as sampled
+        section, name = key.split(".")
+        assert applied[section][name] == value, key
+    timings = json.loads((out / "manifest.json").read_text())["timings"]
+    assert timings["wall_s"] >= timings["seconds_this_run"]  # the stage's time includes its trials
     again = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--n-trials", "4"]
     assert runner.invoke(app, [*again, "--out", str(tmp_path / "again")]).exit_code == 0
     assert_same_outputs(out, tmp_path / "again")  # the study's journal is its storage, not an output
@@ -175,6 +181,13 @@ def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_di
         app, ["train-som", "--config", str(out / "best.yaml"), "--input", str(data_dir), "--out", str(tmp_path / "som")]
     )
     assert train.exit_code == 0, train.output
+
+
+def test_the_best_parameters_are_reported_as_the_map_used_them() -> None:
+    from fmnist_cluster.tune.results import _applied
+
+    sampled = {"som.sigma": 1.5, "som.sigma_end": 2.0, "som.epochs": 3}
+    assert _applied(apply_params(SomConfig(), sampled), sampled) == {**sampled, "som.sigma_end": 1.5}
 
 
 def test_a_study_is_continued_only_on_the_same_terms(tmp_path: Path, data_dir: Path, idx_dir: Path) -> None:

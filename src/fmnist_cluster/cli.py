@@ -393,12 +393,19 @@ def train_som(
         cfg = _load(SomConfig, config, sets, {"som.engine": engine, "som.epochs": epochs, "train.device": device})
         stage = partial(run_train_som, cfg, input_dir, out, resume=resume, figures=figures)
         m = _stage("train-som", out, {"input": input_dir}, stage, checkpoint=CHECKPOINT)
-    acc = f", test accuracy {m['test_accuracy']:.3f}" if "test_accuracy" in m else ""
-    if "test_accuracy_in_sample" in m:
-        acc = f", accuracy {m['test_accuracy_in_sample']:.3f} on the test rows (in-sample: pooled, trained on them)"
+    test = ""
+    if "test_qe" in m:
+        acc = f", test accuracy {m['test_accuracy']:.3f}" if "test_accuracy" in m else ""
+        test = f"; test rows QE {m['test_qe']:.3f}, TE {m['test_te']:.4f}{acc}"
+    elif "test_qe_in_sample" in m:
+        acc = f", accuracy {m['test_accuracy_in_sample']:.3f}" if "test_accuracy_in_sample" in m else ""
+        test = (
+            f"; test rows (in-sample: pooled, trained on them) QE {m['test_qe_in_sample']:.3f}, "
+            f"TE {m['test_te_in_sample']:.4f}{acc}"
+        )
     console.print(
-        f"[green]train-som[/]: {m['engine']} {cfg.som.rows}x{cfg.som.cols} on {m['n_fit']} rows in "
-        f"{m['train_seconds']:.1f} s: QE {m['qe']:.3f}, TE {m['te']:.4f}{acc} -> {_shown(out)}"
+        f"[green]train-som[/]: {m['engine']} {cfg.som.rows}x{cfg.som.cols} trained on {m['n_fit']} rows in "
+        f"{m['train_seconds']:.1f} s: QE {m['qe']:.3f}, TE {m['te']:.4f} on them{test} -> {_shown(out)}"
     )
 
 

@@ -49,7 +49,7 @@ from fmnist_cluster.artefacts.manifest import (
 )
 from fmnist_cluster.artefacts.memory import keep_freed_memory
 from fmnist_cluster.artefacts.progress import NULL_PROGRESS, NullProgress, Progress, Task
-from fmnist_cluster.artefacts.stage_run import StageRun, check_out_dir
+from fmnist_cluster.artefacts.stage_run import StageRun, check_out_dir, command_line
 
 __all__ = [
     "MANIFEST",
@@ -64,6 +64,7 @@ __all__ = [
     "atomic_write_text",
     "check_digest",
     "check_out_dir",
+    "command_line",
     "dumps_json",
     "figure_name",
     "keep_freed_memory",

@@ -8,6 +8,7 @@ import ctypes
 import datetime as _dt
 import json
 import os
+import shlex
 import shutil
 import stat
 import sys
@@ -126,6 +127,16 @@ def _carry_over(old: Path, new: Path, skip: set[str]) -> None:
             shutil.copy2(path, target)
 
 
+def command_line() -> str:
+    """The command that runs this process, as a shell would take it: ``fmnist-cluster`` for the
+    program however it was started (``python -m fmnist_cluster`` runs ``__main__.py``), another
+    program by its name (a script that calls a stage), each argument quoted where needed."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if program in ("__main__.py", "fmnist-cluster", "fmnist_cluster"):
+        program = "fmnist-cluster"
+    return shlex.join([program, *sys.argv[1:]])
+
+
 @dataclass
 class StageRun:
     """Collects a stage's outputs in a staging folder and publishes them atomically.
@@ -150,12 +161,17 @@ class StageRun:
         The resolved config, stored in the manifest.
     seed : int or None
         The run's seed.
+    started : float or None
+        ``time.perf_counter()`` when the stage's work began, for a stage that works before it
+        opens its output (``tune`` runs its study first); default: when the run is created.
+        The manifest's ``timings.wall_s`` runs from it to publishing.
     """
 
     stage: str
     out_dir: Path
     config: dict[str, Any]
     seed: int | None = None
+    started: float | None = None
     inputs: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +181,8 @@ class StageRun:
     _created: bool = False
 
     def __enter__(self) -> StageRun:
+        if self.started is not None:
+            self._start = self.started
         self.out_dir = Path(self.out_dir)
         if self.out_dir.is_symlink():
             self.out_dir = self.out_dir.resolve()
@@ -284,7 +302,7 @@ class StageRun:
             "outputs": outputs,
             "timings": {**self.timings, "wall_s": round(time.perf_counter() - self._start, 4)},
             "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+            "command": command_line(),
             **self.extra,
         }
         staging = self._staging

@@ -127,7 +127,15 @@ def cluster_all(
                 stacklevel=2,
             )
         elif len(x) and np.bincount(db.labels_[db.labels_ >= 0]).max(initial=0) >= 0.9 * len(x) and (n_labels or 2) > 1:
-            fix = "lower dbscan.eps" if db.eps_ > 0 else "the rows lie on top of each other and cannot be split"
+            if db.eps_ <= 0:
+                fix = "the rows lie on top of each other and cannot be split"
+            elif cfg.eps == "auto":  # chosen under the noise cap: a smaller eps marks more rows as noise
+                fix = (
+                    f"eps was chosen under dbscan.max_noise={cfg.max_noise:g}; raise it to allow a smaller eps, "
+                    "or set dbscan.eps"
+                )
+            else:
+                fix = "lower dbscan.eps"
             warnings.warn(
                 f"DBSCAN put {np.bincount(db.labels_[db.labels_ >= 0]).max() / len(x):.0%} of the points in one "
                 f"cluster (eps={db.eps_:.4g}); {fix}",
@@ -244,8 +252,12 @@ def run_cluster(
         with run.timer("figures"):
             figures = []
             if curves.get("silhouette_by_k"):
+                final = scores.get("kmeans", {}).get("silhouette")
                 figures.append(
-                    ("silhouette-by-k", plots.silhouette_by_k(curves["silhouette_by_k"], params["kmeans"]["k"]))
+                    (
+                        "silhouette-by-k",
+                        plots.silhouette_by_k(curves["silhouette_by_k"], params["kmeans"]["k"], final),
+                    )
                 )
             if "k_distances" in curves:
                 figures.append(

@@ -210,8 +210,8 @@ class ExplainConfig(StrictModel):
     extra_segments : int
         Ranges of one property tried beyond the number of labels (a label may own several).
     pair_candidates : int
-        Every pair of properties is screened with a quick tree; this many of the best pairs
-        are then fitted in full.
+        Every pair of properties is screened with two quick trees (a greedy one and one that
+        looks a level ahead); this many of the best pairs are then fitted in full.
     pixels : int
         Single pixels tried as properties too (``pixel_rR_cC``, 0 = none): those whose best
         threshold agrees with most labels of the fit rows. They join the named properties in

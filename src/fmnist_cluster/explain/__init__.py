@@ -3,6 +3,8 @@ training split, chosen on a validation share of it and scored on the test split.
 
 * :mod:`~fmnist_cluster.explain.properties` -- the image properties and their formulas;
 * :mod:`~fmnist_cluster.explain.cuts` -- thresholds on one value (bins, exact segmentation);
+* :mod:`~fmnist_cluster.explain.lookahead` -- a depth-two tree on two values whose root split
+  looks one level ahead;
 * :mod:`~fmnist_cluster.explain.hypotheses` -- the hypothesis families as scikit-learn
   classifiers (:class:`ClassGrouping`, :class:`PropertyBins`, :class:`PropertyPair`,
   :class:`ClassAndProperty`);

@@ -32,9 +32,12 @@ from fmnist_cluster.explain.cuts import (
     range_of,
     segment,
 )
+from fmnist_cluster.explain.lookahead import fit_depth_two
 from fmnist_cluster.params import check_choice, check_positive
 
 UNKNOWN = -1
+#: How :class:`PropertyPair` grows its tree.
+PAIR_SEARCHES = ("greedy", "lookahead")
 
 
 def _check_xy(X: Any, y: Any, n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -45,7 +48,8 @@ def _check_xy(X: Any, y: Any, n_columns: int) -> tuple[np.ndarray, np.ndarray, n
         raise ValueError(f"y must have shape ({len(X)},), got {y.shape}")
     if len(X) == 0:
         raise ValueError("cannot fit a hypothesis on 0 rows")
-    check_classification_targets(y)
+    if y.dtype.kind not in "biu":  # whole numbers are classes; the check costs a pass over y
+        check_classification_targets(y)
     labels, index = np.unique(y, return_inverse=True)
     return X, index.astype(np.int64), labels, y
 
@@ -216,13 +220,25 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     max_leaf_nodes : int
-        Most leaves (rules); at least 2.
+        Most leaves (rules) of a greedy tree; at least 2.
+    search : {'greedy', 'lookahead'}
+        ``greedy``: scikit-learn's tree, each split the best on its own.
+        ``lookahead``: a tree of depth two (at most 4 leaves; ``max_leaf_nodes`` is not used)
+        whose root split is the best with the best split of each side under it, so a rule in
+        which neither property tells anything alone (an exclusive or) is found too
+        (:mod:`fmnist_cluster.explain.lookahead`).
+    max_bins : int
+        ``lookahead``: candidate cuts per property, at its quantiles (then refined row by
+        row); at least 2.
     random_state : int
 
     Attributes
     ----------
     classes_ : ndarray
-    tree_model_ : sklearn.tree.DecisionTreeClassifier
+    tree_ : sklearn.tree._tree.Tree or fmnist_cluster.explain.lookahead.Tree
+        The tree's arrays (node 0 the root).
+    tree_model_ : sklearn.tree.DecisionTreeClassifier or None
+        The greedy tree (None for ``lookahead``).
     features_used_ : tuple of int
         The columns the rule tests (0, 1 or both), in column order.
     n_splits_ : int
@@ -230,8 +246,12 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
         split whose two sides predict the same label is left out, and so are its leaves).
     """
 
-    def __init__(self, *, max_leaf_nodes: int = 4, random_state: int = 0) -> None:
+    def __init__(
+        self, *, max_leaf_nodes: int = 4, search: str = "greedy", max_bins: int = 256, random_state: int = 0
+    ) -> None:
         self.max_leaf_nodes = max_leaf_nodes
+        self.search = search
+        self.max_bins = max_bins
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any) -> PropertyPair:
@@ -239,11 +259,18 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
         from sklearn.tree import DecisionTreeClassifier
 
         check_positive("max_leaf_nodes", self.max_leaf_nodes, integer=True, least=2)
-        X, _, labels, y = _check_xy(X, y, 2)
-        self.tree_model_ = DecisionTreeClassifier(
-            max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state
-        ).fit(X, y)
-        tree = self.tree_model_.tree_
+        check_choice("search", self.search, PAIR_SEARCHES)
+        check_positive("max_bins", self.max_bins, integer=True, least=2)
+        X, yi, labels, y = _check_xy(X, y, 2)
+        if self.search == "lookahead":
+            self.tree_model_ = None
+            self.tree_ = fit_depth_two(X, yi, len(labels), self.max_bins)
+        else:
+            self.tree_model_ = DecisionTreeClassifier(
+                max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state
+            ).fit(X, yi)
+            self.tree_ = self.tree_model_.tree_
+        tree = self.tree_
         splits = tree.feature[(tree.children_left >= 0) & (_one_outcome(tree) < 0)]
         self.features_used_ = tuple(sorted({int(f) for f in splits}))
         self.n_splits_ = len(splits)
@@ -252,22 +279,25 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Label of every row."""
-        check_is_fitted(self, "tree_model_")
-        return self.tree_model_.predict(_check_X(X, 2))
+        check_is_fitted(self, "tree_")
+        X = _check_X(X, 2)
+        if self.tree_model_ is not None:
+            return self.classes_[self.tree_model_.predict(X)]
+        return self.classes_[np.argmax(self.tree_.value[self.tree_.apply(X), 0], axis=1)]
 
     def describe(self, class_names: Sequence[str] = (), property_names: Sequence[str] = ("a", "b")) -> dict[str, Any]:
         """The rule: one conjunction per leaf, leaves of a label joined by "or" (a subtree whose
         leaves all give one label is one leaf); ``properties`` lists the properties the rule
         tests, which may be one of the two, and ``thresholds`` its cuts when it tests one."""
-        check_is_fitted(self, "tree_model_")
-        tree = self.tree_model_.tree_
+        check_is_fitted(self, "tree_")
+        tree = self.tree_
         outcome = _one_outcome(tree)
         leaves: list[tuple[int, str]] = []
         cuts: list[float] = []
 
         def walk(node: int, bounds: dict[int, list[float | None]]) -> None:
             if outcome[node] >= 0:
-                label = self.tree_model_.classes_[outcome[node]]
+                label = self.classes_[outcome[node]]
                 parts = []
                 for f in (0, 1):
                     lo, hi = bounds[f]

@@ -87,12 +87,23 @@ def explained_variance(ratios: np.ndarray, title: str = "PCA: explained variance
     return fig
 
 
-def silhouette_by_k(scores: dict[int, float], chosen: int) -> Figure:
-    """Silhouette of KMeans for every k tried, the chosen k marked."""
+def silhouette_by_k(scores: dict[int, float], chosen: int, final: float | None = None) -> Figure:
+    """Silhouette of KMeans for every k tried (the scan's quick fits, fewer restarts), the
+    chosen k marked, and the silhouette of the final fit at it when given."""
     ks = sorted(scores)
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(ks, [scores[k] for k in ks], marker="o")
+    ax.plot(ks, [scores[k] for k in ks], marker="o", label="scan (quick fits)")
     ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen k = {chosen}")
+    if final is not None and np.isfinite(final):
+        ax.plot(
+            [chosen],
+            [final],
+            marker="*",
+            markersize=14,
+            color="tab:red",
+            linestyle="none",
+            label=f"final fit at k = {chosen}: {final:.3f}",
+        )
     ax.set_xlabel("k")
     ax.set_ylabel("silhouette (sample)")
     ax.set_title("KMeans: silhouette by number of clusters")
@@ -111,7 +122,7 @@ def k_distance_curve(distances: np.ndarray, eps: float, knee_eps: float, min_sam
     beyond = float(np.mean(distances > eps)) if len(distances) else 0.0
     ax.set_xlabel("points sorted by k-distance")
     ax.set_ylabel(f"distance to neighbour #{min_samples}")
-    ax.set_title(f"DBSCAN k-distance curve (min_samples = {min_samples}; {beyond:.1%} beyond eps)")
+    ax.set_title(f"DBSCAN k-distance curve (min_samples = {min_samples}; {beyond:.1%} not core: k-distance > eps)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -128,12 +139,14 @@ def contingency_heatmap(
     row_names: Sequence[str] | None = None,
     col_names: Sequence[str] | None = None,
 ) -> Figure:
-    """A count table as a heatmap, cells annotated with counts, shaded by row share."""
+    """A count table as a heatmap, cells annotated with counts, shaded by their share of the
+    row (the colour bar)."""
     table = np.asarray(table)
     share = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
     nr, nc = table.shape
     fig, ax = plt.subplots(figsize=(max(4.5, 0.6 * nc + 2.5), max(3.0, 0.45 * nr + 1.8)))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=f"share of the {row_title}'s rows")
     for i in range(nr):
         for j in range(nc):
             if table[i, j]:
@@ -174,8 +187,8 @@ def correct_incorrect(majority: dict[str, dict[str, dict[str, int]]]) -> Figure:
         ax.set_title(f"{name}: {sum(good) / max(total, 1):.1%} correct", fontsize=9)
         ax.set_xlabel("label")
     axes[0, 0].set_ylabel("points")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Correct / incorrect by majority label of the cluster", fontsize=10)
+    axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncols=2, frameon=False)
+    fig.suptitle("Correct / incorrect by majority label of the cluster (noise counts as incorrect)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -39,6 +39,7 @@ _SAFE_OUTPUT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0
 _CLUSTER_METRIC_COLUMNS = (
     ("n_clusters", "clusters"),
     ("k", "k"),
+    ("k_best_silhouette", "k of the best silhouette"),
     ("eps", "eps"),
     ("min_samples", "min samples"),
     ("noise_share", "noise"),
@@ -90,9 +91,10 @@ METRIC_LABELS = {
     "best_trial": "best trial",
     "n_complete": "finished trials",
     "n_pruned": "pruned trials",
+    "n_failed": "failed trials",
     "n_trials_total": "trials",
     "seconds_this_run": "seconds (this run)",
-    "wall_s": "from opening the output to publishing it (s)",
+    "wall_s": "the stage, from its start to publishing its output (s)",
     "seconds": "seconds",
     "dim": "features per row",
     "zero_share": "share of zero features",
@@ -304,6 +306,12 @@ def cluster_tables(metrics: dict[str, Any]) -> list[Table]:
         f"{reduce.get('dims_in')} → {reduce.get('dims')} dims. Noise (DBSCAN/HDBSCAN label -1) counts as one cluster "
         "in ARI/NMI/purity; 'ARI (clustered points)' leaves it out."
     )
+    db_reduce = algos.get("dbscan", {}).get("reduce") if isinstance(algos.get("dbscan"), dict) else None
+    if isinstance(db_reduce, dict) and db_reduce.get("dims") != reduce.get("dims"):
+        note += (
+            f" DBSCAN ran on the first {db_reduce.get('dims')} principal components "
+            f"({fmt(db_reduce.get('pca_explained_variance'))} of the variance): its eps is a distance there."
+        )
     tables = [
         Table("Clustering metrics", ["algorithm"] + [dict(_CLUSTER_METRIC_COLUMNS)[c] for c in columns], rows, note)
     ]
@@ -398,6 +406,8 @@ def explanation_tables(explanation: dict[str, Any]) -> list[Table]:
             for k in sorted(set(rules) | set(classes), key=lambda s: (len(str(s)), str(s)))
         )
         chosen = " (chosen)" if cand == explanation.get("best_guess") else ""
+        also = [str(k) for k in cand.get("also_found_by") or []]
+        chosen += f"; the same rule as {', '.join(also)}" if also else ""
         rows.append(
             [
                 str(i),

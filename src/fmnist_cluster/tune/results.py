@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,19 @@ def qe_te_study(study: Any, config: TuneConfig, complete: list[Any]) -> Any:
     return copy
 
 
+def _applied(config: SomConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """The values ``params`` took in the trial's config (as ``best.yaml`` holds them): a sampled
+    ``som.sigma_end`` above ``som.sigma`` was lowered to it."""
+    tree = config.model_dump(mode="json")
+    out = {}
+    for key in params:
+        node: Any = tree
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
 def write_results(
     config: TuneConfig,
     study: Any,
@@ -50,7 +64,7 @@ def write_results(
     digest: str,
     out_dir: Path,
     plots: Any,
-    seconds: float,
+    started: float,
 ) -> dict[str, Any]:
     import optuna
 
@@ -88,7 +102,7 @@ def write_results(
         "best_qe": float(qe_te[best, 0]),
         "best_te": float(qe_te[best, 1]),
         "best_score": float(score[best]),
-        "best_params": best_trial.params,
+        "best_params": _applied(best_cfg, best_trial.params),
         "pareto_trials": [complete[i].number for i in np.nonzero(front)[0]],
     }
     importances: dict[str, dict[str, float]] = {}
@@ -105,7 +119,8 @@ def write_results(
             except (RuntimeError, ValueError, ZeroDivisionError):
                 continue
     summary["importances"] = importances
-    with StageRun("tune", out_dir, config.model_dump(mode="json"), seed=config.seed) as run:
+    seconds = time.perf_counter() - started
+    with StageRun("tune", out_dir, config.model_dump(mode="json"), seed=config.seed, started=started) as run:
         run.add_input(Path(input_dir) / "data.npz", digest)
         run.extra["storage"] = url  # where the study lives, with the run's record, not in the outputs
         run.measured(seconds_this_run=seconds)

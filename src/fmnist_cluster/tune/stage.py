@@ -150,4 +150,4 @@ def _study(
             f"{store.shown}; run the same command again to continue"
         ) from None
     task.close()
-    return write_results(config, study, store.shown, input_dir, digest, out_dir, plots, time.perf_counter() - start)
+    return write_results(config, study, store.shown, input_dir, digest, out_dir, plots, start)
