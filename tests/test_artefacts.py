@@ -259,6 +259,7 @@ def test_checked_reads_of_empty_huge_or_odd_files_end_in_one_error(tmp_path: Pat
         (["/x/fmnist_cluster/__main__.py", "train-som", "-o", "my maps"], "fmnist-cluster train-som -o 'my maps'"),
         (["/venv/bin/fmnist-cluster", "report", "--input", "a;b"], "fmnist-cluster report --input 'a;b'"),
         (["benchmarks/som_command.py", "--input", "d"], "som_command.py --input d"),
+        (["/venv/lib/pytest/__main__.py", "-q"], "pytest -q"),
     ],
 )
 def test_the_recorded_command_runs_in_a_shell(monkeypatch: pytest.MonkeyPatch, argv: list[str], recorded: str) -> None:

@@ -201,6 +201,22 @@ def test_a_lookahead_tree_finds_an_exclusive_or_a_greedy_one_misses() -> None:
     assert all(median[:4] in rule for rule in described["rules"].values())
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_lookahead_tree_splits_only_where_both_sides_keep_rows(seed: int) -> None:
+    """A label on one property alone: the tree names that property only, with one cut, and no
+    leaf is left without training rows (such a leaf would give an arbitrary label)."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((2000, 2))
+    X[:, 1] = np.round(X[:, 1] * 50)
+    y = (X[:, 1] > np.median(X[:, 1])).astype(int)
+    model = PropertyPair(search="lookahead").fit(X, y)
+    leaves = model.tree_.children_left < 0
+    assert (model.tree_.value[leaves, 0].sum(axis=1) > 0).all()
+    assert model.features_used_ == (1,) and model.n_splits_ == 1
+    assert model.describe(property_names=("a", "b"))["properties"] == ["b"]
+    assert (model.predict(np.array([[-5.0, 50.0], [5.0, 0.0]])) == [1, 0]).all()
+
+
 def test_the_explainer_finds_an_exclusive_or_of_two_properties(sample: dict) -> None:
     values = sample["all"]
     y = (

@@ -50,7 +50,7 @@ def test_the_shared_checks_word_each_mistake_once() -> None:
         check_positive("max_bins", 2, integer=True, least=3)
     with pytest.raises(ValueError, match=r"^sigma must be a finite number > 0, got inf$"):
         check_positive("sigma", float("inf"))
-    with pytest.raises(ValueError, match=r"^random_state must be an int >= 0 \(a seed\), got None$"):
+    with pytest.raises(ValueError, match=r"^random_state must be an int from 0 to 4294967295 \(a seed\), got None$"):
         check_seed("random_state", None)
 
 
@@ -73,8 +73,8 @@ def test_a_grid_of_numpy_numbers_searches_the_clusterers() -> None:
     [
         (AutoDBSCAN(eps=True), "unknown dbscan eps 'True'"),
         (SampledAgglomerative(max_samples=0), "agglomerative max_samples must be an int >= 2, got 0"),
-        (SampledAgglomerative(random_state="x"), "agglomerative random_state must be an int >= 0"),
-        (SilhouetteKMeans(random_state=-1), "kmeans random_state must be an int >= 0"),
+        (SampledAgglomerative(random_state="x"), "agglomerative random_state must be an int from 0 to"),
+        (SilhouetteKMeans(random_state=-1), "kmeans random_state must be an int from 0 to"),
     ],
 )
 def test_clusterers_refuse_bools_sizes_and_seeds_that_are_not_numbers(estimator, words: str) -> None:
@@ -85,7 +85,7 @@ def test_clusterers_refuse_bools_sizes_and_seeds_that_are_not_numbers(estimator,
 @pytest.mark.parametrize("engine", [BatchSOM, MiniSomEngine])
 def test_map_engines_check_their_seed_and_refuse_complex_features(engine) -> None:
     x = blobs().astype(np.float32)
-    with pytest.raises(ValueError, match="random_state must be an int >= 0"):
+    with pytest.raises(ValueError, match="random_state must be an int from 0 to"):
         engine(rows=2, cols=2, init="random", random_state=None).fit(x)
     with pytest.raises(ValueError, match="complex numbers"):
         engine(rows=2, cols=2, epochs=1).fit(x + 1j)
@@ -136,3 +136,15 @@ def test_content_matcher_matches_no_rows_to_nothing() -> None:
 def test_an_unknown_layer_type_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"^unknown type 'convv' in architecture layer 0; valid: conv, pool, "):
         check_architecture([{"name": "c", "type": "convv"}])
+
+
+def test_numbers_too_large_for_a_float_or_seeds_out_of_range_are_value_errors() -> None:
+    assert not is_number(10**400)
+    with pytest.raises(ValueError, match="dbscan max_noise"):
+        AutoDBSCAN(max_noise=10**400).fit(blobs())
+    with pytest.raises(ValueError, match=r"must be an int from 0 to 4294967295 \(a seed\), got 4294967296"):
+        check_seed("random_state", 2**32)
+    with pytest.raises(ValueError, match=r"^unknown n_thresholds '1.0'; valid: 1, 2$"):
+        ClassAndProperty(n_thresholds=1.0).fit(np.zeros((4, 2)), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="unknown order"):
+        check_choice("order", np.array(["random", "sequential"]), ("random", "sequential"))

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from fmnist_cluster import embed as embed_module
 from fmnist_cluster.cli import app
 from fmnist_cluster.config import CnnConfig, ReportConfig, SomConfig, load_config
-from fmnist_cluster.report.document import md_text, slug
+from fmnist_cluster.report.document import fmt, md_text, slug
 from fmnist_cluster.report.findings import cnn_design, is_tutorial_som
 from tests.browser import chrome_options
 from tests.conftest import assert_same_outputs, write_twisted
@@ -241,6 +241,13 @@ def test_report_round_trip(study: dict[str, Path], tmp_path: Path, monkeypatch: 
         "findings-images-1",
     ):
         assert expected in names, expected
+    # embedding quality as a table of its own: one row per method with its measures
+    quality = json.loads((study["embed"] / "metrics.json").read_text())["quality"]
+    embed_md = md.split("Embedding quality", 1)[1]
+    for method, q in quality.items():
+        cells = [md_text(fmt(q[key])) for key in ("trustworthiness", "knn_preservation")]
+        assert f"| {method} | {cells[0]} | {cells[1]} |" in embed_md
+    assert "quality: pca" not in md  # not as a flattened dict
     # the findings: the explainer's verdict and one row per label with its rule
     findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
     explanation = json.loads((study["cluster"] / "explanation.json").read_text())

@@ -8,6 +8,7 @@ here.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -21,13 +22,24 @@ def is_int(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     """Whether ``value`` is a finite real number (int, float or numpy scalar), not a bool."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-    return ok and bool(np.isfinite(value))
+    if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def check_choice(name: str, value: Any, valid: tuple[Any, ...]) -> None:
-    """Raise ``ValueError`` "unknown name 'value'; valid: a, b, c" unless ``value`` is in ``valid``."""
-    if isinstance(value, bool | np.bool_) or value not in valid:
+    """Raise ``ValueError`` "unknown name 'value'; valid: a, b, c" unless ``value`` is one of
+    ``valid`` and of its kind (``1.0`` is not the choice ``1``, nor ``True``)."""
+
+    def same(v: Any) -> bool:
+        if isinstance(v, str) or isinstance(value, str):
+            return isinstance(v, str) and isinstance(value, str) and v == value
+        return is_int(v) and is_int(value) and v == value
+
+    if not any(same(v) for v in valid):
         raise ValueError(f"unknown {name} '{value}'; valid: {', '.join(str(v) for v in valid)}")
 
 
@@ -44,8 +56,12 @@ def check_positive(
         raise ValueError(f"{name} must be a finite number {'>= 0' if zero else '> 0'}, got {value!r}")
 
 
+#: Seeds run from 0 to this (scikit-learn's ``random_state`` range).
+MAX_SEED = 2**32 - 1
+
+
 def check_seed(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int seed >= 0 (results are reproducible, so
-    there is no unseeded mode)."""
-    if not is_int(value) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0 (a seed), got {value!r}")
+    """Raise ``ValueError`` unless ``value`` is an int seed in 0..MAX_SEED (results are
+    reproducible, so there is no unseeded mode)."""
+    if not is_int(value) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{name} must be an int from 0 to {MAX_SEED} (a seed), got {value!r}")

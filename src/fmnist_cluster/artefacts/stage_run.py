@@ -131,9 +131,9 @@ def command_line() -> str:
     """The command that runs this process, as a shell would take it: ``fmnist-cluster`` for the
     program however it was started (``python -m fmnist_cluster`` runs ``__main__.py``), another
     program by its name (a script that calls a stage), each argument quoted where needed."""
-    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    if program in ("__main__.py", "fmnist-cluster", "fmnist_cluster"):
-        program = "fmnist-cluster"
+    path = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    ours = path.name == "fmnist-cluster" or (path.name == "__main__.py" and path.parent.name == "fmnist_cluster")
+    program = "fmnist-cluster" if ours else (path.parent.name if path.name == "__main__.py" else path.name)
     return shlex.join([program, *sys.argv[1:]])
 
 

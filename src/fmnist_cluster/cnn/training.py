@@ -265,7 +265,7 @@ class Trainer:
             "data_sha256": array_digest(x, y) if self.state_path is not None else None,
             "precision": precision,
         }
-        forked = [dev.index or 0] if dev.type == "cuda" else []
+        forked = list(range(torch.cuda.device_count())) if dev.type == "cuda" else []  # manual_seed seeds them all
         with torch_threads(threads), torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
             layout = torch.channels_last if precision == "bf16" else torch.contiguous_format

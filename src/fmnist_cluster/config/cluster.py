@@ -196,8 +196,9 @@ class ExplainConfig(StrictModel):
         The simplest hypothesis (fewest properties its rule names, then no class evidence, then
         fewest rules, then fewest thresholds) whose validation agreement is within this of the
         best one wins, or one that passes ``simplicity_z``. Within the tolerance, a hypothesis
-        that recalls some label less than half as often as the best does is not simpler but
-        worse (a rare label weighs little in the agreement); it can still pass ``simplicity_z``.
+        that recalls some label less than half as often as the best does (when the best recalls
+        most of its rows) is not simpler but worse, since a rare label weighs little in the
+        agreement; it can still pass ``simplicity_z``.
     simplicity_z : float
         A simpler hypothesis also wins when its validation agreement is less than this many
         standard errors of the paired difference below the best one's and this many binomial

@@ -228,8 +228,8 @@ class PropertyPair(ClassifierMixin, BaseEstimator):
         which neither property tells anything alone (an exclusive or) is found too
         (:mod:`fmnist_cluster.explain.lookahead`).
     max_bins : int
-        ``lookahead``: candidate cuts per property, at its quantiles (then refined row by
-        row); at least 2.
+        ``lookahead``: at most ``max_bins - 1`` candidate cuts per property, at its quantiles
+        (then refined row by row); at least 2.
     random_state : int
 
     Attributes

@@ -57,10 +57,10 @@ def _candidate_cuts(values: np.ndarray, max_bins: int) -> np.ndarray:
     return np.unique(mids[np.minimum(np.searchsorted(mids, quantiles), len(mids) - 1)])
 
 
-def _best_depth_two(counts: np.ndarray) -> tuple[int, int, int, int]:
+def _best_depth_two(counts: np.ndarray) -> tuple[int, int, int, int, int]:
     """Over ``counts[a, b, label]`` (rows per bin of the root column, bin of the other column
-    and label): the rows a depth-two tree gets right at best, with its root cut and the cut of
-    each side on the other column (-1: no split)."""
+    and label): the rows a depth-two tree gets right at best, the splits it needs (the fewest
+    among the best), its root cut and the cut of each side on the other column (-1: no split)."""
     prefix = counts.cumsum(0).cumsum(1)  # rows with root bin <= a and other bin <= b
     total = prefix[-1, -1]
     left = prefix[:-1, -1]  # (root cut, label): the rows going left at each root cut
@@ -72,12 +72,14 @@ def _best_depth_two(counts: np.ndarray) -> tuple[int, int, int, int]:
     left_split = left_low.max(2) + left_high.max(2)
     right_split = right_low.max(2) + right_high.max(2)
     left_none, right_none = left.max(1), right.max(1)
-    best_left = np.maximum(left_split.max(1), left_none)
-    best_right = np.maximum(right_split.max(1), right_none)
-    root = int(np.argmax(best_left + best_right))
-    cut_left = int(np.argmax(left_split[root])) if left_split[root].max() > left_none[root] else -1
-    cut_right = int(np.argmax(right_split[root])) if right_split[root].max() > right_none[root] else -1
-    return int(best_left[root] + best_right[root]), root, cut_left, cut_right
+    split_left, split_right = left_split.max(1) > left_none, right_split.max(1) > right_none
+    right_rows = np.maximum(right_split.max(1), right_none)
+    score = np.maximum(left_split.max(1), left_none) + right_rows
+    splits = 1 + split_left.astype(np.int64) + split_right
+    root = int(np.lexsort((splits, -score))[0])  # the most rows right, then the fewest splits
+    cut_left = int(np.argmax(left_split[root])) if split_left[root] else -1
+    cut_right = int(np.argmax(right_split[root])) if split_right[root] else -1
+    return int(score[root]), int(splits[root]), root, cut_left, cut_right
 
 
 def _refine(values: np.ndarray, gain: np.ndarray, low: float, high: float) -> float:
@@ -99,8 +101,10 @@ def _refine(values: np.ndarray, gain: np.ndarray, low: float, high: float) -> fl
 
 
 def fit_depth_two(X: np.ndarray, y: np.ndarray, n_labels: int, max_bins: int = 256) -> Tree:
-    """The depth-two tree on the two columns of ``X`` (float64) that gets most of the label
-    indices ``y`` (0..n_labels-1) right, its root chosen by looking one level ahead."""
+    """A tree of depth two on the two columns of ``X`` (float64) for the label indices ``y``
+    (0..n_labels-1): of the trees that split the root on one column and each side on the
+    other, one that gets most rows right on the candidate cuts (the fewest splits on a tie),
+    its cuts then refined row by row. A split that would leave a side without rows is left out."""
     cuts = [_candidate_cuts(X[:, c], max_bins) for c in (0, 1)]
     if min(len(c) for c in cuts) == 0:
         raise ValueError("a lookahead tree needs two distinct values in each column")
@@ -108,8 +112,8 @@ def fit_depth_two(X: np.ndarray, y: np.ndarray, n_labels: int, max_bins: int = 2
     counts = np.zeros((len(cuts[0]) + 1, len(cuts[1]) + 1, n_labels), dtype=np.int64)
     np.add.at(counts, (bins[0], bins[1], y), 1)
     found = [_best_depth_two(counts), _best_depth_two(counts.transpose(1, 0, 2))]
-    root_col = 0 if found[0][0] >= found[1][0] else 1
-    _, root, cut_left, cut_right = found[root_col]
+    root_col = 0 if (found[0][0], -found[0][1]) >= (found[1][0], -found[1][1]) else 1
+    _, _, root, cut_left, cut_right = found[root_col]
     other = 1 - root_col
     t_root = float(cuts[root_col][root])
     t_side = [float(cuts[other][c]) if c >= 0 else None for c in (cut_left, cut_right)]
@@ -152,31 +156,36 @@ def _layout(
     X: np.ndarray, y: np.ndarray, n_labels: int, root_col: int, t_root: float, t_side: list[float | None]
 ) -> Tree:
     other = 1 - root_col
-    feature, threshold, left, right, members = [root_col], [t_root], [-1], [-1], [np.ones(len(y), dtype=bool)]
+    sides = [None if t is None else (other, t, None, None) for t in t_side]
+    spec = (root_col, t_root, sides[0], sides[1])
+    feature: list[int] = []
+    threshold: list[float] = []
+    left: list[int] = []
+    right: list[int] = []
+    counts: list[np.ndarray] = []
 
-    def add(rows: np.ndarray, col: int = -2, t: float = -2.0) -> int:
-        feature.append(col)
-        threshold.append(t)
+    def build(rows: np.ndarray, spec: tuple | None) -> int:
+        if spec is not None:
+            col, t, low_spec, high_spec = spec
+            low, high = rows & (X[:, col] <= t), rows & (X[:, col] > t)
+            if not low.any() or not high.any():  # no rule in a split that sends every row one way
+                return build(rows, low_spec if low.any() else high_spec)
+        node = len(feature)
+        feature.append(-2 if spec is None else spec[0])
+        threshold.append(-2.0 if spec is None else spec[1])
         left.append(-1)
         right.append(-1)
-        members.append(rows)
-        return len(feature) - 1
+        counts.append(np.bincount(y[rows], minlength=n_labels))
+        if spec is not None:
+            left[node] = build(low, spec[2])
+            right[node] = build(high, spec[3])
+        return node
 
-    for side, rows in enumerate((X[:, root_col] <= t_root, X[:, root_col] > t_root)):
-        t = t_side[side]
-        node = add(rows) if t is None else add(rows, other, t)
-        if t is not None:
-            left[node] = add(rows & (X[:, other] <= t))
-            right[node] = add(rows & (X[:, other] > t))
-        if side == 0:
-            left[0] = node
-        else:
-            right[0] = node
-    value = np.array([np.bincount(y[m], minlength=n_labels) for m in members], dtype=np.float64)[:, None, :]
+    build(np.ones(len(y), dtype=bool), spec)
     return Tree(
         np.array(feature, dtype=np.int64),
         np.array(threshold, dtype=np.float64),
         np.array(left, dtype=np.int64),
         np.array(right, dtype=np.int64),
-        value,
+        np.array(counts, dtype=np.float64)[:, None, :],
     )

@@ -8,8 +8,9 @@ label the hypothesis gives, *chance* the share of the most common test label.
 
 The winner is the simplest hypothesis (fewest properties its rule names, then no class
 evidence, then fewest rules, then fewest thresholds) whose validation agreement is within
-``simplicity_tolerance`` of the best without recalling any label less than half as often (a
-rare label weighs little in the agreement), or not significantly below it: less than
+``simplicity_tolerance`` of the best without recalling any label less than half as often as
+the best, which recalls most of its rows (a rare label weighs little in the agreement), or not
+significantly below it: less than
 ``simplicity_z`` standard errors of the paired difference on the validation rows. (With some
 thirty candidates scored on the same rows, the best score alone favours whichever over-fitted
 hypothesis was luckiest.) The verdict compares its test agreement
@@ -99,12 +100,13 @@ def _agreement(model: Any, X: np.ndarray, y: np.ndarray) -> float:
 
 
 def _loses_a_label(f: _Fitted, best: _Fitted) -> bool:
-    """Whether ``f`` recalls some label of the validation rows less than half as often as
-    ``best`` does: a rare label weighs little in the agreement, so a tolerance on the agreement
-    alone would let a simpler rule drop it."""
+    """Whether ``best`` gives some label to most of its validation rows and ``f`` to less than
+    half as many: a rare label weighs little in the agreement, so a tolerance on the agreement
+    alone would let a simpler rule drop it (a label ``best`` recalls only by luck does not count)."""
     for label in np.unique(f.val_y):
         rows = f.val_y == label
-        if np.mean(f.val_hits[rows]) < 0.5 * np.mean(best.val_hits[rows]):
+        kept = float(np.mean(best.val_hits[rows]))
+        if kept >= 0.5 and np.mean(f.val_hits[rows]) < 0.5 * kept:
             return True
     return False
 
@@ -170,7 +172,7 @@ def _screen_pairs(
     sample: int = 8000,
 ) -> list[tuple[str, str]]:
     """The ``keep`` pairs of properties whose quick trees (a greedy one of ``leaves`` leaves and
-    a lookahead one of depth two on 64 cuts per property, on a seeded sample of the fit rows)
+    a lookahead one of depth two on at most 63 cuts per property, on a seeded sample of the fit rows)
     agree best with the validation rows, in the declared order."""
     rng = np.random.default_rng(seed)
     fit_rows = rows[0] if len(rows[0]) <= sample else np.sort(rng.choice(rows[0], sample, replace=False))

@@ -94,6 +94,7 @@ METRIC_LABELS = {
     "n_failed": "failed trials",
     "n_trials_total": "trials",
     "seconds_this_run": "seconds (this run)",
+    "in_sample": "measured on the rows it trained on (in-sample)",
     "wall_s": "the stage, from its start to publishing its output (s)",
     "seconds": "seconds",
     "dim": "features per row",
@@ -114,6 +115,7 @@ _SKIP_KEYS = {
     "silhouette_by_k",
     "class_names",
     "storage",
+    "quality",
 }
 _FIGURE_GROUPS = (
     ("history", "Training"),
@@ -271,6 +273,8 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
             if rows:
                 title = "Metrics" if name == "metrics.json" else Path(name).stem.replace("_", " ")
                 section.tables.append(Table(title, ["measure", "value"], rows))
+        if stage == "embed" and name == "metrics.json" and isinstance(data.get("quality"), dict):
+            section.tables.append(_embedding_quality(data["quality"]))
         if stage == "train-cnn" and name == "metrics.json" and isinstance(data.get("per_class"), dict):
             per_class = data["per_class"].items()
             rows = [[str(c.get("name", k)), pct(c.get("accuracy")), str(c.get("n", ""))] for k, c in per_class]
@@ -280,6 +284,31 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
         rows = [[_timing_label(k), fmt(v)] for k, v in _flatten(timings)][:40]
         section.tables.append(Table("Times of this run", ["measure", "value"], rows))
     return section
+
+
+def _embedding_quality(quality: dict[str, Any]) -> Table:
+    """How well each 2-D map keeps the neighbourhoods of the rows it embeds."""
+    rows = []
+    for method, q in quality.items():
+        q = q if isinstance(q, dict) else {}
+        exact = "exact" if q.get("exact") else "on a sample"
+        rows.append(
+            [
+                str(method),
+                fmt(q.get("trustworthiness")),
+                fmt(q.get("knn_preservation")),
+                fmt(q.get("k")),
+                fmt(q.get("points")),
+                exact,
+            ]
+        )
+    return Table(
+        "Embedding quality",
+        ["method", "trustworthiness", "k-NN preservation", "neighbours k", "points", "measured"],
+        rows,
+        "Trustworthiness: how few of a point's map neighbours are strangers in the original space (1 = none); "
+        "k-NN preservation: the share of its k nearest neighbours that stay among its k nearest on the map.",
+    )
 
 
 def _timing_label(key: str) -> str:
