@@ -114,14 +114,21 @@ def som_outliers(hits: np.ndarray, outliers: np.ndarray, cols: int, low: float, 
     """Distribution of hit counts with the 1.5 x IQR fences, and the outlier neurons."""
     hits = np.asarray(hits)
     fig, (ax, tab) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
-    ax.hist(hits, bins=min(60, max(10, int(hits.max()) + 1)), color="tab:gray")
+    edges = np.histogram_bin_edges(hits, bins=min(60, max(10, int(hits.max()) + 1)))
+    flagged = np.zeros(len(hits), dtype=bool)
+    flagged[np.asarray(outliers, dtype=np.int64)] = True
+    ax.hist(  # one set of bins, stacked: a bar is red where it holds outlier neurons
+        [hits[~flagged], hits[flagged]],
+        bins=edges,
+        stacked=True,
+        color=["tab:gray", "tab:red"],
+        label=["other neurons", f"{int(flagged.sum())} outlier neurons"],
+    )
     for fence, name in ((low, "Q1 - 1.5 IQR"), (high, "Q3 + 1.5 IQR")):
         if hits.min() <= fence <= hits.max() or name.startswith("Q3"):
             ax.axvline(fence, color="tab:red", ls="--")
             ax.text(fence, ax.get_ylim()[1] * 0.95, f" {name} = {fence:.1f}", color="tab:red", fontsize=8, va="top")
-    if len(outliers):
-        ax.hist(hits[outliers], bins=20, color="tab:red", alpha=0.7, label=f"{len(outliers)} outlier neurons")
-        ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8, loc="center right")
     ax.set_xlabel("samples won by a neuron")
     ax.set_ylabel("neurons")
     ax.set_title("Hit counts and the IQR outlier rule", fontsize=10)
@@ -151,6 +158,8 @@ def som_labels_map(
     cmap = ListedColormap(["white", *colours])
     _som_cells(ax1, coords, topology, np.asarray(dominant) + 1, cmap, clim=(-0.5, len(class_names) + 0.5))
     handles = [Patch(color=colours[c], label=name) for c, name in enumerate(class_names)]
+    if (np.asarray(dominant) < 0).any():
+        handles.append(Patch(facecolor="white", edgecolor="0.6", label="never wins"))
     ax1.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax1.set_title(f"Dominant class per neuron, {title}", fontsize=10)
     coll = _som_cells(ax2, coords, topology, np.nan_to_num(purity, nan=0.0), "magma", clim=(0, 1))
