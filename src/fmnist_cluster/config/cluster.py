@@ -195,10 +195,10 @@ class ExplainConfig(StrictModel):
     simplicity_tolerance : float
         The simplest hypothesis (fewest properties its rule names, then no class evidence, then
         fewest rules, then fewest thresholds) whose validation agreement is within this of the
-        best one wins, or one that passes ``simplicity_z``. Within the tolerance, a hypothesis
-        that recalls some label less than half as often as the best does (when the best recalls
-        most of its rows) is not simpler but worse, since a rare label weighs little in the
-        agreement; it can still pass ``simplicity_z``.
+        best one wins, or one that passes ``simplicity_z``. Neither admits a hypothesis that
+        recalls some label less than half as often as the best does (when the best recalls
+        most of its rows, 3 at least): it is not simpler but worse, since a rare label weighs
+        little in the agreement and its few rows make no significant difference.
     simplicity_z : float
         A simpler hypothesis also wins when its validation agreement is less than this many
         standard errors of the paired difference below the best one's and this many binomial

@@ -8,14 +8,16 @@ label the hypothesis gives, *chance* the share of the most common test label.
 
 The winner is the simplest hypothesis (fewest properties its rule names, then no class
 evidence, then fewest rules, then fewest thresholds) whose validation agreement is within
-``simplicity_tolerance`` of the best without recalling any label less than half as often as
-the best, which recalls most of its rows (a rare label weighs little in the agreement), or not
-significantly below it: less than
+``simplicity_tolerance`` of the best, or not significantly below it: less than
 ``simplicity_z`` standard errors of the paired difference on the validation rows. (With some
 thirty candidates scored on the same rows, the best score alone favours whichever over-fitted
-hypothesis was luckiest.) The verdict compares its test agreement
+hypothesis was luckiest.) Neither admits a hypothesis that recalls some label less than half
+as often as the best, which recalls most of that label's validation rows: a rare label weighs
+little in the agreement and its few rows make no significant difference. The verdict compares
+its test agreement
 with chance through the lift ``(agreement - chance) / (1 - chance)`` and a one-sided binomial z
-score: ``explained`` at a lift of at least ``explained_lift``, ``partly explained`` at
+score: ``explained`` at a lift of at least ``explained_lift`` when the rule gives every label
+(else ``partly explained``), ``partly explained`` at
 ``partial_lift`` with z of at least ``min_z``, else ``unexplained``. Each label is judged too:
 its rule is ``partly explained`` when its precision or recall on the test split is under
 ``label_fit``, even when the whole verdict is ``explained``, and ``unexplained`` when the rule
@@ -99,29 +101,37 @@ def _agreement(model: Any, X: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(model.predict(X) == y)) if len(y) else 0.0
 
 
+#: Validation rows of a label the best hypothesis must get right before another may not drop it.
+MIN_RECALLED = 3
+
+
 def _loses_a_label(f: _Fitted, best: _Fitted) -> bool:
-    """Whether ``best`` gives some label to most of its validation rows and ``f`` to less than
-    half as many: a rare label weighs little in the agreement, so a tolerance on the agreement
-    alone would let a simpler rule drop it (a label ``best`` recalls only by luck does not count)."""
+    """Whether ``best`` gives some label to most of its validation rows (``MIN_RECALLED`` at
+    least) and ``f`` to less than half as many: a rare label weighs little in the agreement, so
+    neither a tolerance on the agreement nor a test of its difference would keep a simpler rule
+    from dropping it (a label ``best`` recalls only by luck does not count)."""
     for label in np.unique(f.val_y):
         rows = f.val_y == label
         kept = float(np.mean(best.val_hits[rows]))
-        if kept >= 0.5 and np.mean(f.val_hits[rows]) < 0.5 * kept:
+        recalled = int(np.sum(best.val_hits[rows]))
+        if kept >= 0.5 and recalled >= MIN_RECALLED and np.mean(f.val_hits[rows]) < 0.5 * kept:
             return True
     return False
 
 
 def _pick(fitted: list[_Fitted], tolerance: float, z: float = 0.0, chance: float = 1.0) -> _Fitted:
-    """The simplest of the fitted whose validation agreement is within ``tolerance`` of the
-    best's without losing a label (:func:`_loses_a_label`), or less than ``z`` standard errors
-    of the paired difference below it while itself ``z`` binomial standard errors above
-    ``chance`` (on few validation rows a hypothesis no better than a constant guess is not
-    significantly worse than a perfect one either)."""
+    """The simplest of the fitted that loses no label of the best (:func:`_loses_a_label`) and
+    whose validation agreement is within ``tolerance`` of the best's, or less than ``z``
+    standard errors of the paired difference below it while itself ``z`` binomial standard
+    errors above ``chance`` (on few validation rows a hypothesis no better than a constant
+    guess is not significantly worse than a perfect one either)."""
     best = max(fitted, key=lambda f: f.validation)
 
     def close(f: _Fitted) -> bool:
+        if _loses_a_label(f, best):  # not simpler but worse, however small the label
+            return False
         gap = best.validation - f.validation
-        if gap <= tolerance and not _loses_a_label(f, best):
+        if gap <= tolerance:
             return True
         n = max(len(f.val_hits), 1)
         diff = best.val_hits.astype(np.float64) - f.val_hits
@@ -507,6 +517,9 @@ def explain(
     label_fit = settings.reference_fit if lenient else settings.label_fit
     result.update({"explained_lift": explained_lift, "label_fit": label_fit})
     verdict, lift, z = _verdict(best_entry["agreement"], chance, len(y_test), settings, explained_lift)
+    given_labels = np.unique(np.concatenate([winner_given["train"], winner_given["test"]]))
+    if verdict == "explained" and set(labels.tolist()) - set(given_labels.tolist()):
+        verdict = "partly explained"  # a rule that never gives some label explains only the others
     predicted_test, predicted_train = winner_given["test"], winner_given["train"]
     result.update(
         {
