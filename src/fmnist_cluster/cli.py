@@ -394,15 +394,14 @@ def train_som(
         stage = partial(run_train_som, cfg, input_dir, out, resume=resume, figures=figures)
         m = _stage("train-som", out, {"input": input_dir}, stage, checkpoint=CHECKPOINT)
     test = ""
-    if "test_qe" in m:
-        acc = f", test accuracy {m['test_accuracy']:.3f}" if "test_accuracy" in m else ""
-        test = f"; test rows QE {m['test_qe']:.3f}, TE {m['test_te']:.4f}{acc}"
-    elif "test_qe_in_sample" in m:
-        acc = f", accuracy {m['test_accuracy_in_sample']:.3f}" if "test_accuracy_in_sample" in m else ""
-        test = (
-            f"; test rows (in-sample: pooled, trained on them) QE {m['test_qe_in_sample']:.3f}, "
-            f"TE {m['test_te_in_sample']:.4f}{acc}"
-        )
+    for end, rows, accuracy in (
+        ("", "test rows", "test accuracy"),
+        ("_in_sample", "test rows (in-sample: pooled, trained on them)", "accuracy"),
+    ):
+        if f"test_qe{end}" in m:  # held out, or pooled into the training rows
+            acc = f", {accuracy} {m[f'test_accuracy{end}']:.3f}" if f"test_accuracy{end}" in m else ""
+            test = f"; {rows} QE {m[f'test_qe{end}']:.3f}, TE {m[f'test_te{end}']:.4f}{acc}"
+            break
     console.print(
         f"[green]train-som[/]: {m['engine']} {cfg.som.rows}x{cfg.som.cols} trained on {m['n_fit']} rows in "
         f"{m['train_seconds']:.1f} s: QE {m['qe']:.3f}, TE {m['te']:.4f} on them{test} -> {_shown(out)}"

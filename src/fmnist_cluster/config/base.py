@@ -72,6 +72,14 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def get_dotted(config: Any, dotted: str) -> Any:
+    """The value at the dotted key ``dotted`` (``a.b.c``) of a config model."""
+    value = config
+    for key in dotted.split("."):
+        value = getattr(value, key)
+    return value
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """Split one ``--set dotted.key=value`` item; the value is read as YAML.
 
@@ -263,9 +271,7 @@ def overrides_help(model: type[BaseModel], key: str, none: str = "none") -> str:
     none : str
         How a default of None is shown.
     """
-    value: Any = model()
-    for part in key.split("."):
-        value = getattr(value, part)
+    value = get_dotted(model(), key)
     shown = none if value is None else f"{value:g}" if isinstance(value, float) else str(value)
     return f"Overrides '{key}' (default: {shown})."
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster.artefacts import StageRun
-from fmnist_cluster.config import SomConfig, TuneConfig, config_to_yaml
+from fmnist_cluster.config import SomConfig, TuneConfig, config_to_yaml, get_dotted
 from fmnist_cluster.errors import FmnistError
 
 OBJECTIVES = ("qe", "te")
@@ -46,14 +46,7 @@ def qe_te_study(study: Any, config: TuneConfig, complete: list[Any]) -> Any:
 def _applied(config: SomConfig, params: dict[str, Any]) -> dict[str, Any]:
     """The values ``params`` took in the trial's config (as ``best.yaml`` holds them): a sampled
     ``som.sigma_end`` above ``som.sigma`` was lowered to it."""
-    tree = config.model_dump(mode="json")
-    out = {}
-    for key in params:
-        node: Any = tree
-        for part in key.split("."):
-            node = node[part]
-        out[key] = node
-    return out
+    return {key: get_dotted(config, key) for key in params}
 
 
 def write_results(
