@@ -59,32 +59,18 @@ from typer.testing import CliRunner
 from fmnist_cluster.artefacts import MANIFEST, npz_bytes, sha256_file
 from fmnist_cluster.cli import app
 from fmnist_cluster.config import (
-    ClusterConfig,
+    COMMAND_CONFIGS,
     CnnConfig,
-    EmbedConfig,
-    EncodeConfig,
     LayerSpec,
-    PreprocessConfig,
-    ReportConfig,
     SomConfig,
-    TuneConfig,
 )
 from fmnist_cluster.data import write_idx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import make_images, write_idx_folder
 
-COMMANDS = ("preprocess", "train-som", "tune", "train-cnn", "encode", "cluster", "embed", "report")
-MODELS: dict[str, type[BaseModel]] = {
-    "preprocess": PreprocessConfig,
-    "train-som": SomConfig,
-    "tune": TuneConfig,
-    "train-cnn": CnnConfig,
-    "encode": EncodeConfig,
-    "cluster": ClusterConfig,
-    "embed": EmbedConfig,
-    "report": ReportConfig,
-}
+COMMANDS = tuple(COMMAND_CONFIGS)
+MODELS: dict[str, type[BaseModel]] = {command: model for command, (model, _) in COMMAND_CONFIGS.items()}
 TIMEOUT_S = 120
 TINY_ARCH = (
     "[{name: conv1, type: conv, filters: 4, activation: relu}, {name: pool1, type: pool, size: 4},"

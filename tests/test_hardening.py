@@ -15,9 +15,16 @@ from typer.testing import CliRunner
 
 from fmnist_cluster.artefacts import MANIFEST, StageRun, check_out_dir, sha256_file, stage_run
 from fmnist_cluster.cli import app
-from fmnist_cluster.config import ClusterConfig, CnnConfig, SomConfig, load_config
+from fmnist_cluster.config import (
+    COMMAND_CONFIGS,
+    ClusterConfig,
+    CnnConfig,
+    SomConfig,
+    load_config,
+)
 from fmnist_cluster.errors import FmnistError
 
+ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -206,18 +213,7 @@ def test_help_defaults_are_the_config_defaults() -> None:
     for name, command in group.commands.items():
         for param in command.params:
             for key, shown in re.findall(r"Overrides '([\w.]+)' \(default: ([^)]*)\)", param.help or ""):
-                from fmnist_cluster import cli
-
-                model = {
-                    "preprocess": cli.PreprocessConfig,
-                    "train-som": SomConfig,
-                    "tune": cli.TuneConfig,
-                    "train-cnn": CnnConfig,
-                    "encode": cli.EncodeConfig,
-                    "cluster": ClusterConfig,
-                    "embed": cli.EmbedConfig,
-                }[name]
-                value = _default(model, key)
+                value = _default(COMMAND_CONFIGS[name][0], key)
                 if value is not None:
                     assert shown == (f"{value:g}" if isinstance(value, float) else str(value)), (name, key)
                 checked += 1
@@ -226,6 +222,18 @@ def test_help_defaults_are_the_config_defaults() -> None:
     assert f"(default: {SomConfig().som.epochs:g})" in epochs.help
     cnn_epochs = next(p for p in group.commands["train-cnn"].params if p.name == "epochs")
     assert f"(default: {CnnConfig().train.epochs})" in cnn_epochs.help
+
+
+def test_config_help_names_the_file_that_holds_the_command_defaults() -> None:
+    group = typer.main.get_command(app)
+    assert set(group.commands) == set(COMMAND_CONFIGS)
+    for name, command in group.commands.items():
+        config = next(p for p in command.params if p.name == "config")
+        files = re.findall(r"configs/([\w-]+\.yaml)", config.help or "")
+        assert len(files) == 1, (name, config.help)
+        model, shipped = COMMAND_CONFIGS[name]
+        assert f"configs/{files[0]}" == shipped
+        assert load_config(model, ROOT / shipped) == model(), name
 
 
 # -- pooled SOM metrics are labelled in-sample -------------------------------------------------

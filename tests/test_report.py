@@ -373,8 +373,11 @@ def test_findings_say_when_there_is_no_explanation(study: dict[str, Path], tmp_p
     findings = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
     assert "Not explained here: no cluster folder among the inputs has an explanation" in findings
     assert "Not explained here" in md.split("## Clustering", 1)[0]
-    _, page, _ = report(tmp_path, study["som"], name="som-only")
+    _, page, _ = report(tmp_path, study["cnn"], name="cnn-only")
     assert "Not explained here: no cluster folder among the inputs." in page
+    _, page, md = report(tmp_path, study["som"], name="som-only")
+    assert "mystery label" not in page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert "mystery label" not in md.split("## Self-organising map", 1)[0]
     assert 'id="explorer"' in page  # a SOM alone still gets the explorer
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from fmnist_cluster import __version__
 from fmnist_cluster.artefacts import Progress, check_out_dir, keep_freed_memory
 from fmnist_cluster.config import (
+    COMMAND_CONFIGS,
     DEVICES,
     SOURCES,
     SPLITS,
@@ -49,20 +50,20 @@ app = typer.Typer(
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 
+
 # -- shared option types ------------------------------------------------------------------
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
+def _config(command: str) -> Any:
+    """The ``--config``/``-c`` option of ``command``, naming the shipped file of its defaults."""
+    shipped = COMMAND_CONFIGS[command][1]
+    return typer.Option(
         "--config",
         "-c",
         metavar="FILE",
-        help=(
-            "YAML config of this stage. Default: the built-in defaults, which configs/<stage>.yaml also holds "
-            "(configs/som.yaml for train-som, configs/cnn.yaml for train-cnn)."
-        ),
+        help=f"YAML config of this stage. Default: the built-in defaults, which {shipped} also holds.",
         show_default=False,
-    ),
-]
+    )
+
+
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -193,7 +194,7 @@ def _main(
 # -- preprocess ---------------------------------------------------------------------------
 @app.command()
 def preprocess(
-    config: ConfigOpt = None,
+    config: Annotated[Path | None, _config("preprocess")] = None,
     sets: SetOpt = None,
     out: OutOpt = Path("outputs/data"),
     source: Annotated[
@@ -241,7 +242,7 @@ def preprocess(
     short_help="KMeans, DBSCAN (auto eps), HDBSCAN, agglomerative on features; metrics; mystery-label decoding."
 )
 def cluster(
-    config: ConfigOpt = None,
+    config: Annotated[Path | None, _config("cluster")] = None,
     sets: SetOpt = None,
     input_dir: Annotated[
         Path,
@@ -298,7 +299,7 @@ def cluster(
 # -- embed --------------------------------------------------------------------------------
 @app.command(short_help="PCA, t-SNE (and UMAP if installed) of features, saved for report.")
 def embed(
-    config: ConfigOpt = None,
+    config: Annotated[Path | None, _config("embed")] = None,
     sets: SetOpt = None,
     input_dir: Annotated[
         Path,
@@ -327,7 +328,7 @@ def embed(
 # -- report -------------------------------------------------------------------------------
 @app.command(short_help="One self-contained HTML page and a Markdown summary of any artefact folders.")
 def report(
-    config: ConfigOpt = None,
+    config: Annotated[Path | None, _config("report")] = None,
     sets: SetOpt = None,
     inputs: Annotated[
         list[Path] | None,
@@ -361,7 +362,7 @@ def report(
 # -- train-som ----------------------------------------------------------------------------
 @app.command("train-som", short_help="Train a self-organising map (batch torch engine or MiniSom) and analyse it.")
 def train_som(
-    config: ConfigOpt = None,
+    config: Annotated[Path | None, _config("train-som")] = None,
     sets: SetOpt = None,
     input_dir: MapInputOpt = Path("outputs/data"),
     out: OutOpt = Path("outputs/som"),
@@ -411,7 +412,7 @@ def train_som(
 # -- tune ---------------------------------------------------------------------------------
 @app.command(short_help="Bayesian optimisation (Optuna TPE) of train-som settings on trained maps.")
 def tune(
-    config: ConfigOpt = None,
+    config: Annotated[Path | None, _config("tune")] = None,
     sets: SetOpt = None,
     input_dir: MapInputOpt = Path("outputs/data"),
     out: OutOpt = Path("outputs/tune"),
@@ -453,7 +454,7 @@ def tune(
 # -- train-cnn ----------------------------------------------------------------------------
 @app.command("train-cnn", short_help="Train a CNN defined in YAML on labelled images (K from the labels).")
 def train_cnn(
-    config: ConfigOpt = None,
+    config: Annotated[Path | None, _config("train-cnn")] = None,
     sets: SetOpt = None,
     input_dir: Annotated[Path, _input("Labelled images: a preprocess output folder.")] = Path("outputs/data"),
     out: Annotated[
@@ -495,7 +496,7 @@ def train_cnn(
 # -- encode -------------------------------------------------------------------------------
 @app.command(short_help="Take one named layer of a trained CNN as features (data.npz) for later stages.")
 def encode(
-    config: ConfigOpt = None,
+    config: Annotated[Path | None, _config("encode")] = None,
     sets: SetOpt = None,
     model: Annotated[
         Path, typer.Option("--model", "-m", help="The trained network: a train-cnn output folder.")

@@ -89,9 +89,22 @@ from fmnist_cluster.config.som import (
 )
 from fmnist_cluster.device import DEVICES, Device
 
+COMMAND_CONFIGS: dict[str, tuple[type[StrictModel], str]] = {
+    "preprocess": (PreprocessConfig, "configs/preprocess.yaml"),
+    "train-som": (SomConfig, "configs/som.yaml"),
+    "tune": (TuneConfig, "configs/tune.yaml"),
+    "train-cnn": (CnnConfig, "configs/cnn.yaml"),
+    "encode": (EncodeConfig, "configs/encode.yaml"),
+    "cluster": (ClusterConfig, "configs/cluster.yaml"),
+    "embed": (EmbedConfig, "configs/embed.yaml"),
+    "report": (ReportConfig, "configs/report.yaml"),
+}
+"""Every command's config model and the shipped file that holds its defaults."""
+
 __all__ = [
     "ACTIVATIONS",
     "BATCH_NEIGHBOURHOODS",
+    "COMMAND_CONFIGS",
     "DEVICES",
     "ENGINES",
     "EPS_RULES",

@@ -212,8 +212,16 @@ def _label_rows_decoded(
     return block
 
 
-def label_block(sections: list[Section], inputs: dict[str, str], images: RowImages, seed: int) -> Block:
-    """What each mystery label means: the explainer's verdict, else the decoding, else a note."""
+MYSTERY_STAGES = ("train-cnn", "encode", "cluster")
+"""Stages of the mystery-label path: a report over none of them (a SOM study) says nothing
+about mystery labels."""
+
+
+def label_block(sections: list[Section], inputs: dict[str, str], images: RowImages, seed: int) -> Block | None:
+    """What each mystery label means: the explainer's verdict, else the decoding, else a note;
+    None when no input is of the mystery-label path."""
+    if not any(s.stage in MYSTERY_STAGES for s in sections):
+        return None
     clusters = [s for s in sections if s.stage == "cluster"]
     for sec in clusters:
         if "explanation.json" in sec.manifest.get("outputs", {}):
