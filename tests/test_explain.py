@@ -294,6 +294,7 @@ def test_explainer_finds_a_random_rule(sample: dict, kind: str, rule_seed: int) 
     said = [json.dumps([c["properties"], c["rules"]]) for c in result["candidates"]]
     assert len(set(said)) == len(said), where  # also when two families found it
     assert tried == {"class-grouping", "property-bins", "class-and-property"}, where
+    assert result["holds_on_test"] is True, where  # the same rule on both splits is never flagged
     if kind == "noise":
         assert result["verdict"] == "unexplained", where
         assert result["best"] is None
@@ -496,6 +497,37 @@ def test_a_label_whose_rule_is_incomplete_is_marked(sample: dict) -> None:
     )
     assert lines[5].endswith("- partly explained") and lines[2].startswith("label 1: unexplained")
     assert not lines[1].endswith("partly explained")
+
+
+def test_labels_that_follow_another_rule_on_test_are_flagged(sample: dict) -> None:
+    """The classes themselves, except that T-shirt/top and Shirt swap labels on the test split:
+    validation finds the grouping (100 %), the test split disagrees on those two labels; the
+    rule gives each of them only to the other's rows. And a cut that is inverted on the test
+    split: a rule right on every validation row and wrong on every test row."""
+    from fmnist_cluster.explain.stage import summary_lines
+
+    y = sample["classes"].copy()
+    n = len(sample["y_train"])
+    test = y[n:]
+    y[n:] = np.where(test == 0, 6, np.where(test == 6, 0, test))
+    result = explain(_sample_evidence(sample, y))
+    assert result["best_guess"]["validation_agreement"] == 1.0 and result["best_guess"]["agreement"] == 0.8
+    assert result["verdict"] == "partly explained" and result["holds_on_test"] is False
+    verdicts = {e["label"]: e["verdict"] for e in result["labels"]}
+    assert verdicts[0] == verdicts[6] == "unexplained" and verdicts[1] == "explained"
+    lines = summary_lines(result)
+    assert "labels 0, 6 unexplained (the rule gives them to none of their test rows)" in lines[0]
+    assert lines[0].endswith(
+        "the rule fits the validation rows (100.0 %) far better than the test rows (80.0 %): the test labels may "
+        "follow another rule than the training labels"
+    )
+    assert lines[1].endswith("test images) - unexplained") and lines[2].endswith("test images)")
+    brightness = sample["all"]["mean_intensity"]
+    y = (brightness > np.median(brightness)).astype(np.int64)
+    y[n:] = 1 - y[n:]
+    result = explain(_sample_evidence(sample, y))
+    assert result["verdict"] == "unexplained" and result["holds_on_test"] is False
+    assert result["z"] < -3 and result["best_guess"]["agreement"] < 0.05
 
 
 def test_unexplained_labels_carry_no_rule_and_no_figures_of_one(sample: dict) -> None:

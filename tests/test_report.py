@@ -9,6 +9,7 @@ import base64
 import hashlib
 import html.parser
 import json
+import re
 import shutil
 import zlib
 from pathlib import Path
@@ -245,7 +246,7 @@ def test_report_round_trip(study: dict[str, Path], tmp_path: Path, monkeypatch: 
     quality = json.loads((study["embed"] / "metrics.json").read_text())["quality"]
     embed_md = md.split("Embedding quality", 1)[1]
     for method, q in quality.items():
-        cells = [md_text(fmt(q[key])) for key in ("trustworthiness", "knn_preservation")]
+        cells = [md_text(fmt(q[key]), cell=True) for key in ("trustworthiness", "knn_preservation")]
         assert f"| {method} | {cells[0]} | {cells[1]} |" in embed_md
     assert "quality: pca" not in md  # not as a flattened dict
     # the findings: the explainer's verdict and one row per label with its rule
@@ -325,6 +326,7 @@ def test_findings_name_the_labels_a_rule_leaves_open(study: dict[str, Path], tmp
             "(partly explained needs 10 %)",
         ),
         (1.2, "not significantly above chance (11.80 %)"),
+        (-3.5, "far below chance (11.80 %): always giving the commonest label does better"),
     ],
 )
 def test_unexplained_findings_say_why(study: dict[str, Path], tmp_path: Path, z: float, expected: str) -> None:
@@ -353,6 +355,25 @@ def test_unexplained_findings_say_why(study: dict[str, Path], tmp_path: Path, z:
         in findings
     )
     assert "No hypothesis beat chance" not in findings and "Not every label" not in findings
+    assert "Training and test disagree" not in findings
+
+
+def test_findings_say_when_training_and_test_disagree(study: dict[str, Path], tmp_path: Path) -> None:
+    cluster = explained_copy(study, tmp_path / "cluster-explained")
+    explanation = json.loads((cluster / "explanation.json").read_text())
+    guess = dict(explanation["best"], validation_agreement=1.0, agreement=0.8)
+    _edit_explanation(cluster, holds_on_test=False, best=guess, best_guess=guess)
+    _, page, md = report(tmp_path, cluster)
+    expected = (
+        "Training and test disagree: the rule fits the validation rows (100.0 %) far better than the test rows "
+        "(80.0 %): the test labels may follow another rule than the training labels."
+    )
+    assert expected in page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert expected in md.split("## Data", 1)[0]
+    one = [{"label": 0, "rule": None, "classes": None, "n_test": 20, "precision": None, "recall": None}]
+    _edit_explanation(cluster, verdict="unexplained", best=None, agreement=1.0, chance=1.0, z=0.0, lift=0.0, labels=one)
+    _, page, _ = report(tmp_path, cluster, name="one-label")
+    assert "of the test rows: they all carry one label, so there is nothing to tell apart." in page
 
 
 def test_findings_say_when_there_is_no_explanation(study: dict[str, Path], tmp_path: Path) -> None:
@@ -421,6 +442,9 @@ def test_artefact_strings_are_escaped(study: dict[str, Path], tmp_path: Path) ->
     assert "<script>" not in md and "<img src=x" not in md and "<b>" not in md
     assert md_text(attack) in md
     assert md_text("a|b\nc") == "a\\|b c" and md_text("<b>") == "&lt;b&gt;"
+    # a list or heading marker is escaped where it starts a line, not inside a table cell
+    assert md_text("1. # x") == "1\\. # x" and md_text("1. # x", cell=True) == "1. # x"
+    assert re.search(r"\| \d+\.\d", md) and not re.search(r"\| \d+\\\.\d", md)
 
 
 def test_explorer_data_matches_the_artefacts(study: dict[str, Path], tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def cluster_all(
     def resolve_k(value: int | str) -> tuple[int | str, str]:
         if value == "labels":
             if n_labels is None or n_labels < 2:
-                return "auto", "auto (the input has no labels)"
+                return "auto", "auto (the input has no labels)" if n_labels is None else "auto (one label only)"
             return int(n_labels), "labels"
         return value, value if isinstance(value, str) else "given"
 

@@ -23,7 +23,7 @@ Used from Python::
 from fmnist_cluster.explain.evidence import Evidence
 from fmnist_cluster.explain.hypotheses import ClassAndProperty, ClassGrouping, PropertyBins, PropertyPair
 from fmnist_cluster.explain.properties import PROPERTIES, image_properties
-from fmnist_cluster.explain.search import FAMILIES, VERDICTS, explain, weak_labels
+from fmnist_cluster.explain.search import FAMILIES, VERDICTS, explain, shift_note, weak_labels
 
 __all__ = [
     "FAMILIES",
@@ -36,5 +36,6 @@ __all__ = [
     "PropertyPair",
     "explain",
     "image_properties",
+    "shift_note",
     "weak_labels",
 ]

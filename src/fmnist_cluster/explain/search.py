@@ -21,7 +21,9 @@ score: ``explained`` at a lift of at least ``explained_lift`` when the rule give
 ``partial_lift`` with z of at least ``min_z``, else ``unexplained``. Each label is judged too:
 its rule is ``partly explained`` when its precision or recall on the test split is under
 ``label_fit``, even when the whole verdict is ``explained``, and ``unexplained`` when the rule
-never gives it. A rule on classes a ``--reference`` network predicted is judged against
+never gives it or gives it to none of its test rows. A winner whose test agreement falls far
+under its validation agreement is flagged (``holds_on_test``): the test labels may follow
+another rule. A rule on classes a ``--reference`` network predicted is judged against
 ``reference_fit`` for both, since the network's own errors cap its agreement.
 """
 
@@ -54,6 +56,8 @@ FAMILIES = ("class-grouping", "property-bins", "class-and-property")
 NO_CLASSES = "skipped: no class evidence (give --originals or --reference)"
 #: The verdicts, from best to worst.
 VERDICTS = ("explained", "partly explained", "unexplained")
+#: The least drop from validation to test agreement that :func:`shift_note` reports.
+SHIFT_FLOOR = 0.02
 
 
 @dataclass
@@ -215,6 +219,27 @@ def _verdict(
     return "unexplained", float(lift), float(z)
 
 
+def _holds_on_test(validation: float, n_val: int, agreement: float, n_test: int, min_z: float) -> bool:
+    """False when the test agreement falls more than ``min_z`` standard errors of the difference
+    (and at least ``SHIFT_FLOOR``) under the validation agreement: the rule chosen on training
+    rows does not carry over to the test rows, whose labels may follow another rule."""
+    se = np.sqrt(validation * (1 - validation) / max(n_val, 1) + agreement * (1 - agreement) / max(n_test, 1))
+    drop = validation - agreement
+    return not (drop >= SHIFT_FLOOR and drop > min_z * se)
+
+
+def shift_note(result: dict[str, Any]) -> str:
+    """A warning when an :func:`explain` result's rule fits the validation rows far better than
+    the test rows (``''`` otherwise, and for results written before this was recorded)."""
+    guess = result.get("best_guess")
+    if result.get("holds_on_test", True) or not isinstance(guess, dict):
+        return ""
+    return (
+        f"the rule fits the validation rows ({guess['validation_agreement'] * 100:.1f} %) far better than the test "
+        f"rows ({guess['agreement'] * 100:.1f} %): the test labels may follow another rule than the training labels"
+    )
+
+
 def _per_label(
     predicted: np.ndarray, y: np.ndarray, labels: np.ndarray, described: dict | None, label_fit: float
 ) -> list[dict]:
@@ -238,8 +263,8 @@ def _per_label(
             precision = round(hit / int(said.sum()), 4) if said.any() else None
             recall = round(hit / int(truth.sum()), 4) if truth.any() else None
             rule = described["rules"].get(str(label))
-            if rule is None:
-                verdict: str | None = "unexplained"
+            if rule is None or (hit == 0 and truth.any()):
+                verdict: str | None = "unexplained"  # never given, or given to none of its rows
             elif precision is None and recall is None:
                 verdict = None  # no test row carries it and the rule never gives it: untested
             elif all(v is None or v >= label_fit for v in (precision, recall)):
@@ -293,8 +318,16 @@ def weak_labels(result: dict[str, Any]) -> str:
     parts = []
     if partly := having("partly explained"):
         parts.append(f"{partly} only partly explained (precision or recall {under} on the test split)")
-    if missing := having("unexplained"):
-        parts.append(f"{missing} unexplained (the rule never gives {'them' if ',' in missing else 'it'})")
+    unexplained = [e for e in result.get("labels") or [] if e.get("verdict") == "unexplained"]
+    for never in (True, False):
+        group = [str(e["label"]) for e in unexplained if (e.get("rule") is None) is never]
+        if group:
+            many = len(group) > 1
+            if never:
+                why = f"the rule never gives {'them' if many else 'it'}"
+            else:
+                why = f"the rule gives {'them to none of their' if many else 'it to none of its'} test rows"
+            parts.append(f"label{'s' if many else ''} {', '.join(group)} unexplained ({why})")
     lift, needed = result.get("lift"), result.get("explained_lift")
     if not parts and result.get("verdict") == "partly explained" and isinstance(lift, int | float):
         need = f"; explained needs {needed * 100:g} %" if isinstance(needed, int | float) else ""
@@ -341,8 +374,9 @@ def explain(
         unexplained), ``candidates`` (ranked by validation agreement; at least the best of
         each family tried), ``labels`` (rule, precision and recall per label on the test split),
         ``families`` (``fitted`` or why skipped), ``class_evidence``, ``n_train``, ``n_test``,
-        ``n_validation``, and the private ``_predict`` (the winner's labels for ``train`` and
-        ``test``).
+        ``n_validation``, ``best_guess`` (the winner, whatever the verdict), ``holds_on_test``
+        (False when its test agreement falls far under its validation agreement), and the
+        private ``_predict`` (the winner's labels for ``train`` and ``test``).
 
     Raises
     ------
@@ -529,6 +563,9 @@ def explain(
             "z": round(z, 2),
             "best": best_entry if verdict != "unexplained" else None,
             "best_guess": best_entry,
+            "holds_on_test": _holds_on_test(
+                best_entry["validation_agreement"], n_val, best_entry["agreement"], len(y_test), settings.min_z
+            ),
             "candidates": entries,
             "labels": _per_label(
                 predicted_test,

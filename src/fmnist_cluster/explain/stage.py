@@ -25,7 +25,7 @@ from fmnist_cluster.decode import cluster_view
 from fmnist_cluster.errors import FmnistError, FmnistWarning
 from fmnist_cluster.explain import figures
 from fmnist_cluster.explain.evidence import gather
-from fmnist_cluster.explain.search import explain, hypothesis_name, weak_labels
+from fmnist_cluster.explain.search import explain, hypothesis_name, shift_note, weak_labels
 
 EXPLANATION_FILE = "explanation.json"
 
@@ -56,17 +56,17 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"explanation: {result['verdict']} ({head}{what}test agreement {_percent(result['agreement'])} "
         f"vs chance {_percent(result['chance'])})"
     ]
-    weak = weak_labels(result)
-    if weak:
-        lines[0] += f"; {weak}"
+    for note in (weak_labels(result), shift_note(result)):
+        if note:
+            lines[0] += f"; {note}"
     for entry in result["labels"]:
         if entry["rule"] is None:
             lines.append(f"label {entry['label']}: unexplained ({entry['n_test']} test images)")
         else:
-            partly = " - partly explained" if entry.get("verdict") == "partly explained" else ""
+            weak = f" - {entry['verdict']}" if entry.get("verdict") in ("partly explained", "unexplained") else ""
             lines.append(
                 f"label {entry['label']}: {entry['rule']} (precision {_percent(entry['precision'])}, "
-                f"recall {_percent(entry['recall'])}, {entry['n_test']} test images){partly}"
+                f"recall {_percent(entry['recall'])}, {entry['n_test']} test images){weak}"
             )
     return lines
 

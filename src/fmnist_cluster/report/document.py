@@ -34,13 +34,13 @@ def html_text(value: Any) -> str:
     return html.escape(visible_controls(str(value)), quote=True)
 
 
-def md_text(value: Any) -> str:
+def md_text(value: Any, *, cell: bool = False) -> str:
     """Any value as Markdown text that renders literally: HTML is escaped, the characters of
-    inline Markdown syntax (and a list or heading marker at the start) are backslash-escaped,
-    line breaks become spaces."""
+    inline Markdown syntax are backslash-escaped, line breaks become spaces. A list or heading
+    marker at the start is escaped too, except in a table ``cell``, which never starts a line."""
     text = html.escape(visible_controls(str(value).replace("\r", " ").replace("\n", " ")), quote=False)
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", text)
+    return text if cell else _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", text)
 
 
 def fmt(value: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.explain.search import judged_label_fit, weak_labels
+from fmnist_cluster.explain.search import judged_label_fit, shift_note, weak_labels
 from fmnist_cluster.report.document import Cell, Section, Table, fmt, pct
 from fmnist_cluster.report.evidence import decoding_composition, hypothesis_text, read_json, read_npz
 from fmnist_cluster.report.rows import RowImages
@@ -114,11 +114,15 @@ def _unexplained(explanation: dict[str, Any]) -> str:
     text = f"The best guess ({hypothesis_text(guess)}) gives the mystery label of {pct(explanation.get('agreement'))}"
     min_z, partial = settings.get("min_z"), settings.get("partial_lift")
     numbers = all(isinstance(v, int | float) for v in (z, lift, min_z, partial))
+    if explanation.get("chance") == 1:
+        return f"{text} of the test rows: they all carry one label, so there is nothing to tell apart."
     if numbers and z >= min_z and lift < partial:
         return (
             f"{text} of the test rows, above chance ({chance}), but closes only {pct(lift, 1)} of the gap from "
             f"chance to a perfect rule (partly explained needs {pct(partial, 0)})."
         )
+    if numbers and z <= -min_z:
+        return f"{text} of the test rows, far below chance ({chance}): always giving the commonest label does better."
     return f"{text} of the test rows, not significantly above chance ({chance})."
 
 
@@ -140,6 +144,8 @@ def _label_rows_explained(
         weak = weak_labels(explanation)
         if weak:
             block.lines.append(f"Not every label is accounted for: {weak}.")
+    if shift := shift_note(explanation):
+        block.lines.append(f"Training and test disagree: {shift}.")
     y, pics = None, None
     if "explanation.npz" in sec.manifest.get("outputs", {}):
         arrays = read_npz(sec.folder, "explanation.npz", "cluster", inputs, ("y",))
@@ -172,7 +178,8 @@ def _label_rows_explained(
         rows,
         "precision: share of the rows the rule gives this label that carry it; recall: share of the label's "
         "rows the rule finds; both on the test split. A label's rule is only partly explained when either is "
-        f"under {pct(judged_label_fit(explanation), 0)}.",
+        f"under {pct(judged_label_fit(explanation), 0)}, and unexplained when the rule never gives the label or "
+        "finds none of its rows.",
     )
     return block
 

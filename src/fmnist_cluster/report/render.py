@@ -153,8 +153,8 @@ def render_html(page: Page) -> str:
 
 def _md_cell(cell: str | Cell, page: Page, titles: dict[str, str]) -> str:
     if isinstance(cell, str):
-        return md_text(cell)
-    out = md_text(cell.text)
+        return md_text(cell, cell=True)
+    out = md_text(cell.text, cell=True)
     if cell.png is not None and id(cell.png) in page.cell_files:
         out += f"![images](figures/{page.cell_files[id(cell.png)]})"
     if cell.href is not None:
@@ -166,7 +166,7 @@ def md_table(table: Table, page: Page, titles: dict[str, str], heading: bool = T
     """A Markdown table, every cell escaped."""
     lines = [f"**{md_text(table.title)}**", ""] if heading else []
     lines += [
-        "| " + " | ".join(md_text(c) for c in table.columns) + " |",
+        "| " + " | ".join(md_text(c, cell=True) for c in table.columns) + " |",
         "|" + "---|" * len(table.columns),
     ]
     lines += ["| " + " | ".join(_md_cell(c, page, titles) for c in row) + " |" for row in table.rows]
