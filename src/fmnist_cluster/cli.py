@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import gc
+import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -553,6 +555,10 @@ def main() -> None:
     """
     global _ERROR_SAID
     _ERROR_SAID = False
+    signal.signal(signal.SIGTERM, _terminated)
+    # an unwritable HOME makes matplotlib log two long warnings per process (and use a temporary
+    # cache); the figures are the same, so only its errors are shown
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
     gc.disable()  # until the stage runs: see collect_from_here
     try:
         code = app(standalone_mode=False)
@@ -567,6 +573,13 @@ def main() -> None:
     if code == Interrupted.exit_code and not _ERROR_SAID:  # Ctrl-C while the command was starting
         _error("interrupted; --out holds its previous artefact or the complete new one, never a part")
     _exit(code if isinstance(code, int) else 0)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (``kill``, ``timeout``, a cancelled CI job) ends a command as Ctrl-C does: one
+    line, the staging folder removed, the previous artefact kept."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def collect_from_here() -> None:

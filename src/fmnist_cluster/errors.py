@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 
 class FmnistError(Exception):
@@ -48,3 +49,26 @@ def user_errors(where: str) -> Iterator[None]:
         raise
     except ValueError as exc:
         raise FmnistError(f"{where}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def unexpected_structure(where: str, fix: str) -> Iterator[None]:
+    """Turn a ``KeyError``, ``TypeError``, ``ValueError``, ``AttributeError`` or ``IndexError``
+    raised while reading artefacts whose hashes check out (but whose content is not what their
+    stage writes: edited by hand, or from another version) into one :class:`FmnistError` line:
+    ``where`` names the artefact(s), ``fix`` says what to do."""
+    try:
+        yield
+    except FmnistError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise FmnistError(
+            f"{where} does not hold what its stage writes ({type(exc).__name__}: {detail}); {fix}"
+        ) from None
+
+
+def why_not_a_file(path: Path) -> str:
+    """Why ``path`` cannot be read as a file, for an error line: ``'is missing'`` or ``'is not a
+    regular file'`` (a folder, a pipe, a device, a link to one)."""
+    return "is missing" if not (path.exists() or path.is_symlink()) else "is not a regular file"

@@ -8,14 +8,13 @@ with labels and, where they can be found, the images of the rows.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import MANIFEST, load_checked_npz, read_manifest, sha256_file
+from fmnist_cluster.artefacts import MANIFEST, load_checked_npz, loads_json, read_manifest, sha256_file
 from fmnist_cluster.config import ReduceConfig
 from fmnist_cluster.data import DATA_FILE, Dataset, load_dataset
 from fmnist_cluster.errors import FmnistError
@@ -161,7 +160,7 @@ def recorded_images(manifest: dict[str, Any]) -> Path | None:
         if path.name != DATA_FILE or not (path.parent / MANIFEST).is_file() or not path.is_file():
             continue
         try:
-            stage = json.loads((path.parent / MANIFEST).read_text(encoding="utf-8")).get("stage")
+            stage = loads_json((path.parent / MANIFEST).read_text(encoding="utf-8")).get("stage")
         except (OSError, ValueError):
             continue
         if stage == "preprocess" and sha256_file(path) == digest:

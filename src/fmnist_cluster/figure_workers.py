@@ -56,6 +56,7 @@ def _worker_setup(parent: int) -> None:
     four SOM figures, docs/benchmarks.md)."""
     import ctypes  # here: the parent never needs it
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: the signal ends a worker
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the signal was asked for

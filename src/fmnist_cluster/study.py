@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import socket
 import time
@@ -43,6 +42,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from fmnist_cluster.artefacts import loads_json
 from fmnist_cluster.errors import FmnistError
 
 JOURNAL_FILE = "study.journal"
@@ -146,7 +146,7 @@ def _check_journal(path: Path, wait: float = 0.5) -> None:
             )
         time.sleep(0.05)
     if content:
-        record = json.loads(content.splitlines()[-1])
+        record = loads_json(content.splitlines()[-1])
         if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
             raise ValueError("its last line is not an Optuna record")
 

@@ -1,18 +1,23 @@
 """Text that came from data or an artefact, made safe to show anywhere: control characters
 (an ESC sequence can recolour, move the cursor of or retitle a terminal; a line break splits a
-one-line message; HTML and Markdown have no use for them) are written out as ``\\xNN``."""
+one-line message; HTML and Markdown have no use for them) are written out as ``\\xNN``, and the
+invisible marks that reorder text (Unicode bidirectional controls: ``'\\u202egnp.exe'`` shows
+as ``exe.png``) as ``\\uNNNN``."""
 
 from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible_controls(text: str) -> str:
-    """``text`` with every control character (C0, DEL, C1) written out as ``\\xNN``.
+    """``text`` with every control character (C0, DEL, C1) written out as ``\\xNN`` and every
+    bidirectional control as ``\\uNNNN``.
 
     >>> visible_controls("a\\x1b[31mb\\nc")
     'a\\\\x1b[31mb\\\\x0ac'
     """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )

@@ -110,6 +110,15 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True) + "\n"
 
 
+def loads_json(data: str | bytes) -> Any:
+    """Parse JSON read from a file; ``ValueError`` for anything that is not readable JSON:
+    bad syntax or encoding, a number too long to read, nesting too deep."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
 def save_json(path: Path | str, obj: Any) -> None:
     """Atomically write ``obj`` as pretty JSON."""
     atomic_write_text(path, dumps_json(obj))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import json
 import math
 import platform
 import zipfile
@@ -18,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster import __version__
-from fmnist_cluster.artefacts.files import NPZ_ALIGN, read_hashed, sha256_file
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.artefacts.files import NPZ_ALIGN, loads_json, read_hashed, sha256_file
+from fmnist_cluster.errors import FmnistError, why_not_a_file
 
 MANIFEST = "manifest.json"
 _VERSIONED = (
@@ -61,8 +60,8 @@ def read_manifest(folder: Path | str, producer: str, option: str = "--input") ->
             f"run `{producer}` again"
         )
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = loads_json(mpath.read_text(encoding="utf-8"))
+    except ValueError:  # bad JSON or encoding, too long a number, too deep
         raise FmnistError(f"{mpath} is not valid JSON; run `{producer}` again") from None
     if (
         not isinstance(manifest, dict)
@@ -197,8 +196,9 @@ def locate_file(
         )
     path = folder / name
     if not path.is_file():
-        what = "is missing" if not (path.exists() or path.is_symlink()) else "is not a regular file"
-        raise FmnistError(f"{path} {what}; run `{producer}` to make it")
+        raise FmnistError(f"{path} {why_not_a_file(path)}; run `{producer}` to make it")
+    if path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
+        raise FmnistError(f"{path} is a link (an artefact writes plain files in its folder); run `{producer}` again")
     expected = manifest["outputs"].get(name)
     if expected is None:
         raise FmnistError(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as _dt
-import json
 import os
 import shlex
 import shutil
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts.files import dumps_json, sha256_file, write_npz
+from fmnist_cluster.artefacts.files import dumps_json, loads_json, sha256_file, write_npz
 from fmnist_cluster.artefacts.manifest import MANIFEST, package_versions, read_manifest
 from fmnist_cluster.errors import FmnistError
 
@@ -76,8 +75,8 @@ def check_out_dir(out_dir: Path | str, stage: str, inputs: Iterable[tuple[str, P
     mpath = out / MANIFEST
     if mpath.is_file():
         try:
-            other = json.loads(mpath.read_text(encoding="utf-8")).get("stage")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+            other = loads_json(mpath.read_text(encoding="utf-8")).get("stage")
+        except (ValueError, AttributeError, OSError):
             other = None
         if isinstance(other, str) and other != stage:
             raise FmnistError(
@@ -105,7 +104,9 @@ def _exchange(a: Path, b: Path) -> bool:
 def _carry_over(old: Path, new: Path, skip: set[str]) -> None:
     """Hard-link (or copy) every file of ``old`` not named in ``skip`` into ``new`` (same relative path):
     checkpoints, study databases and the user's own files survive a publication; the previous
-    run's outputs do not."""
+    run's outputs do not. Folders keep their permissions (set last, deepest first, so a
+    read-only folder is filled before it is closed)."""
+    folders = []
     for path in sorted(old.rglob("*")):
         rel = path.relative_to(old).as_posix()
         if rel in skip or rel.split("/")[0].startswith(".staging-"):
@@ -114,6 +115,7 @@ def _carry_over(old: Path, new: Path, skip: set[str]) -> None:
         if path.is_dir() and not path.is_symlink():
             if not any(path.iterdir()):  # an empty folder of the user's; folders with files come with them
                 target.mkdir(parents=True, exist_ok=True)
+            folders.append((path, target))
             continue
         if target.exists() or target.is_symlink():
             continue
@@ -125,6 +127,9 @@ def _carry_over(old: Path, new: Path, skip: set[str]) -> None:
             os.link(path, target)
         except OSError:
             shutil.copy2(path, target)
+    for path, target in reversed(folders):
+        if target.is_dir() and not target.is_symlink():
+            os.chmod(target, stat.S_IMODE(path.stat().st_mode))
 
 
 def command_line() -> str:

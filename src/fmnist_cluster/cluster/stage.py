@@ -147,6 +147,11 @@ def cluster_all(
         cfg = config.hdbscan
         size = max(5, len(x) // 100) if cfg.min_cluster_size == "auto" else int(cfg.min_cluster_size)
         size = min(size, max(2, len(x) // 2))
+        if cfg.min_samples is not None and cfg.min_samples > len(x):
+            raise FmnistError(
+                f"hdbscan.min_samples={cfg.min_samples} is more than the {len(x)} rows clustered; "
+                f"set it to at most {len(x)} (or null, the default)"
+            )
         model = HDBSCAN(min_cluster_size=size, min_samples=cfg.min_samples, copy=True).fit(x)
         labels["hdbscan"] = model.labels_.astype(np.int64)
         params["hdbscan"] = {"min_cluster_size": size, "min_samples": cfg.min_samples}

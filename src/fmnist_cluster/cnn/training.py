@@ -382,7 +382,8 @@ class _Loop:
         if not math.isfinite(float(loss_sum)) or not all(torch.isfinite(p).all() for p in net.parameters()):
             raise ValueError(
                 f"training diverged in epoch {epoch + 1} (the loss or the weights became NaN or infinite) "
-                f"with train.lr={self.train.lr}; lower train.lr (the previous model, if any, is kept)"
+                f"with train.lr={self.train.lr} and train.weight_decay={self.train.weight_decay}; lower train.lr "
+                "(or train.weight_decay; the previous model, if any, is kept)"
             )
         self.train_seconds += seconds
         self.trained += seen

@@ -18,6 +18,7 @@ Every public name is importable from this package.
 from fmnist_cluster.config.base import (
     MAX_EPOCHS,
     MAX_NEURONS,
+    MAX_THREADS,
     SPLITS,
     Split,
     StrictModel,
@@ -30,6 +31,7 @@ from fmnist_cluster.config.base import (
     overrides_help,
     parse_override,
     set_dotted,
+    short_repr,
 )
 from fmnist_cluster.config.cluster import (
     EPS_RULES,
@@ -114,6 +116,7 @@ __all__ = [
     "LR_DECAYS",
     "MAX_EPOCHS",
     "MAX_NEURONS",
+    "MAX_THREADS",
     "NEIGHBOURHOODS",
     "ORDERS",
     "PRECISIONS",
@@ -177,4 +180,5 @@ __all__ = [
     "overrides_help",
     "parse_override",
     "set_dotted",
+    "short_repr",
 ]

@@ -9,14 +9,16 @@ line's help texts read their defaults from the models (:func:`overrides_help`).
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.params import MAX_SEED
 
 MAX_EPOCHS = 10_000
 """Most epochs a training config accepts."""
@@ -24,10 +26,40 @@ MAX_NEURONS = 10_000
 """Most neurons of a SOM (rows x cols)."""
 
 
-class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors, values are validated."""
+MAX_THREADS = 256
+"""Most CPU threads a config may ask for (torch crashes on absurd counts)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated, no number
+    may be NaN or infinite, and ``true``/``false`` are not numbers (pydantic would read them as
+    1 and 0: ``limit: true`` would keep one image)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if (
+            isinstance(value, bool)
+            and info.field_name
+            and not _takes_bool(cls.model_fields[info.field_name].annotation)
+        ):
+            raise ValueError("true and false are yes/no values; this key takes another kind of value")
+        return value
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's annotation accepts a bool as such (``bool``, ``Any``, a union with one)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in get_args(annotation))
+
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+"""A random seed: 0..2**32-1, what numpy, torch and scikit-learn all accept."""
+Threads = Annotated[int, Field(gt=0, le=MAX_THREADS)]
+"""A CPU thread count."""
 
 
 Split = Literal["test", "train", "all"]
@@ -41,35 +73,86 @@ SPLITS: tuple[str, ...] = get_args(Split)
 M = TypeVar("M", bound=BaseModel)
 
 
-class _DuplicateKeyError(yaml.YAMLError):
-    pass
+class _RefusedYamlError(yaml.YAMLError):
+    """YAML that parses but that a config does not accept; the message says what to fix."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+    """``yaml.SafeLoader`` that refuses what a config never needs and a hostile file could abuse:
+    a key given twice in one mapping (YAML would keep the last), aliases (``*name``: nested
+    ones blow up exponentially), merge keys (``<<``) and keys that are not plain values."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _RefusedYamlError(
+                f"line {event.start_mark.line + 1} repeats an anchor (*{event.anchor}); write the value out"
+            )
+        return super().compose_node(parent, index)  # type: ignore[misc]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _RefusedYamlError(f"line {line} has a merge key (<<); write the keys out")
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _RefusedYamlError(f"line {line} has a key that is not a plain value; keys are names")
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise _DuplicateKeyError(f"key '{key}' appears twice (lines {seen[key]} and {line})")
+                raise _RefusedYamlError(f"key '{key}' appears twice (lines {seen[key]} and {line}); keep one of them")
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
 
+class _SyntaxError(ValueError):
+    """Text that is not YAML at all."""
+
+
+def _read_yaml(text: str) -> Any:
+    """``text`` read with :class:`_UniqueKeyLoader`; ``_SyntaxError`` for text that is not YAML,
+    ``ValueError`` for YAML a config cannot be: a refused construct, a number too long to read,
+    nesting too deep."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _RefusedYamlError as exc:
+        raise ValueError(str(exc)) from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        raise _SyntaxError(f"line {where.line + 1} is not valid YAML" if where else "not valid YAML") from None
+    except (ValueError, RecursionError, TypeError):  # a 5,000-digit number, deep nesting
+        raise ValueError("holds a value too long or nested too deep to read; shorten it") from None
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters without building the whole of a huge value."""
+    short = reprlib.Repr()  # keyword arguments only from Python 3.12
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict = 3, 6, 6, 6
+    short.maxstring = short.maxother = short.maxlong = limit
+    try:
+        shown = short.repr(value)
+    except ValueError:  # an int too long to write out
+        shown = f"<{type(value).__name__} too long to show>"
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``value`` at the dotted key ``dotted`` (``a.b.c``) of a nested dict, creating levels."""
-    keys = dotted.split(".")
+    """Set ``value`` at the dotted key ``dotted`` (``a.b.c``) of a nested dict, creating levels.
+
+    A key that itself holds dots (``tune``'s ``space`` names ``train-som`` keys such as
+    ``som.sigma``) is matched whole where the dict already has it:
+    ``space.som.sigma.low`` sets ``tree['space']['som.sigma']['low']``."""
+    parts = dotted.split(".")
     node = tree
-    for key in keys[:-1]:
+    while len(parts) > 1:
+        size = next((n for n in range(len(parts) - 1, 1, -1) if ".".join(parts[:n]) in node), 1)
+        key, parts = ".".join(parts[:size]), parts[size:]
         child = node.get(key)
         if not isinstance(child, dict):
             child = {}
             node[key] = child
         node = child
-    node[keys[-1]] = value
+    node[parts[0]] = value
 
 
 def get_dotted(config: Any, dotted: str) -> Any:
@@ -97,11 +180,14 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise FmnistError(f"--set '{item}': expected dotted.key=value, for example --set seed=1")
+    if not raw.strip():
+        return key, None
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+        return key, _read_yaml(raw)
+    except _SyntaxError:
+        return key, raw  # plain text that is not YAML: the string itself
+    except ValueError as exc:
+        raise FmnistError(f"--set {short_repr(item, 60)}: {exc}") from None
 
 
 def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -166,10 +252,12 @@ def _format_validation(model: type[BaseModel], err: ValidationError, origin: str
         texts = [str(e["msg"]).removeprefix("Value error, ") for e in same]
         text = texts[0] + "".join(f", or {t.removeprefix('Input should be ')}" for t in texts[1:])
         got = first.get("input")
-        shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+        shown = short_repr(got)
         where = f"option {option_flag(dotted)}" if dotted in options else origin
         if first["type"] == "literal_error" and len(same) == 1:
             msg = f"unknown {dotted} {shown} in {where}; valid: {', '.join(literal_choices(first))}"
+        elif first["type"] == "value_error" and isinstance(got, dict):  # a check across a section's keys
+            msg = f"config section '{dotted}' in {where}: {text}"
         else:
             msg = f"config key '{dotted}' in {where}: {text} (got {shown})"
         rest = len(errors) - len(same)
@@ -225,16 +313,20 @@ def load_config(
         origin = str(path)
         if path.is_dir():
             raise FmnistError(f"--config {path} is a folder; pass a YAML file (e.g. configs/<stage>.yaml)")
-        if not path.is_file():
+        if not path.exists():
             raise FmnistError(f"config file {path} does not exist; pass an existing YAML file to --config")
+        if not path.is_file():
+            raise FmnistError(f"config file {path} is not a regular file; pass a YAML file to --config")
         try:
-            loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
-        except _DuplicateKeyError as exc:
-            raise FmnistError(f"config file {path}: {exc}; keep one of them") from None
-        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-            where = getattr(exc, "problem_mark", None)
-            line = f" (line {where.line + 1})" if where is not None else ""
-            raise FmnistError(f"config file {path}{line} is not valid YAML; fix its syntax") from exc
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError) as exc:
+            raise FmnistError(f"config file {path} cannot be read as UTF-8 text ({type(exc).__name__})") from None
+        try:
+            loaded = _read_yaml(text)
+        except _SyntaxError as exc:
+            raise FmnistError(f"config file {path}: {exc}; fix its syntax") from None
+        except ValueError as exc:
+            raise FmnistError(f"config file {path}: {exc}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

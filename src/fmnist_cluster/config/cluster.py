@@ -7,7 +7,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from fmnist_cluster.config.base import Split, StrictModel
+from fmnist_cluster.config.base import Seed, Split, StrictModel
 from fmnist_cluster.device import Device
 
 EpsRule = Literal["most-clusters", "knee"]
@@ -65,7 +65,7 @@ class KMeansConfig(StrictModel):
     enabled: bool = True
     k: Annotated[int, Field(ge=2)] | Literal["labels", "auto"] = "labels"
     k_range: list[int] = Field(default_factory=lambda: [2, 12])
-    n_init: int = Field(default=10, gt=0)
+    n_init: int = Field(default=10, gt=0, le=1000)
 
     @field_validator("k_range")
     @classmethod
@@ -311,4 +311,4 @@ class ClusterConfig(StrictModel):
     images_per_cluster: int = Field(default=10, gt=0)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
-    seed: int = 0
+    seed: Seed = 0

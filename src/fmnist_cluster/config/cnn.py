@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
-from fmnist_cluster.config.base import MAX_EPOCHS, StrictModel
+from fmnist_cluster.config.base import MAX_EPOCHS, Seed, StrictModel, Threads
 from fmnist_cluster.device import Device
 
 LayerType = Literal["conv", "pool", "global_pool", "dense", "dropout", "batchnorm", "activation", "flatten"]
@@ -235,8 +235,8 @@ class CnnConfig(StrictModel):
     train: CnnTrainConfig = Field(default_factory=CnnTrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     device: Device = "auto"
-    threads: int | None = Field(default=None, gt=0)
-    seed: int = 0
+    threads: Threads | None = None
+    seed: Seed = 0
 
     @field_validator("architecture")
     @classmethod
@@ -268,4 +268,4 @@ class EncodeConfig(StrictModel):
     layer: str | None = None
     batch_size: int = Field(default=256, gt=0)
     device: Device = "auto"
-    threads: int | None = Field(default=None, gt=0)
+    threads: Threads | None = None

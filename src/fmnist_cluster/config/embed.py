@@ -6,7 +6,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
-from fmnist_cluster.config.base import Split, StrictModel
+from fmnist_cluster.config.base import Seed, Split, StrictModel, Threads
 
 TsneMethod = Literal["fft", "barnes-hut"]
 TSNE_METHODS: tuple[str, ...] = get_args(TsneMethod)
@@ -50,12 +50,12 @@ class UMAPConfig(StrictModel):
     n_neighbors : int
         Local neighbourhood size.
     min_dist : float
-        Minimum distance of points in the embedding.
+        Minimum distance of points in the embedding, 0..1 (at most UMAP's ``spread``, 1).
     """
 
     enabled: bool = True
     n_neighbors: int = Field(default=15, gt=1)
-    min_dist: float = Field(default=0.1, ge=0)
+    min_dist: float = Field(default=0.1, ge=0, le=1)
 
 
 class QualityConfig(StrictModel):
@@ -101,5 +101,5 @@ class EmbedConfig(StrictModel):
     tsne: TSNEConfig = Field(default_factory=TSNEConfig)
     umap: UMAPConfig = Field(default_factory=UMAPConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
-    threads: int | None = Field(default=None, gt=0)
-    seed: int = 0
+    threads: Threads | None = None
+    seed: Seed = 0

@@ -6,7 +6,7 @@ from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 
-from fmnist_cluster.config.base import StrictModel
+from fmnist_cluster.config.base import Seed, StrictModel
 
 Source = Literal["sample", "idx", "kaggle-csv", "twisted-csv", "torchvision"]
 SOURCES: tuple[str, ...] = get_args(Source)
@@ -58,7 +58,7 @@ class PreprocessConfig(StrictModel):
     center: bool = False
     relabel: list[int] | Literal["random"] | None = None
     relabel_groups: int = Field(default=5, ge=2, le=10)
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("relabel")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fmnist_cluster.config.base import StrictModel
+from fmnist_cluster.config.base import Seed, StrictModel
 
 
 class ReportConfig(StrictModel):
@@ -25,4 +25,4 @@ class ReportConfig(StrictModel):
     title: str = "fmnist-cluster report"
     max_points: int = Field(default=10000, gt=10)
     include_json: bool = False
-    seed: int = 0
+    seed: Seed = 0

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from fmnist_cluster.config.base import MAX_EPOCHS, MAX_NEURONS, StrictModel
+from fmnist_cluster.config.base import MAX_EPOCHS, MAX_NEURONS, Seed, StrictModel
 from fmnist_cluster.device import Device
 
 # The allowed values of the map settings, declared once: the engines check against these too.
@@ -166,7 +166,7 @@ class SomConfig(StrictModel):
     som: SomMapConfig = SomMapConfig()
     train: SomTrainConfig = SomTrainConfig()
     analysis: SomAnalysisConfig = SomAnalysisConfig()
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _check_winner_neurons(self) -> SomConfig:
@@ -260,7 +260,7 @@ class TuneConfig(StrictModel):
     limit: int | None = Field(default=5000, gt=0)
     storage: str | None = None
     study_name: str = "som"
-    seed: int = 0
+    seed: Seed = 0
     workers: int = Field(default=1, ge=1, le=64)
     heartbeat_interval: int = Field(default=10, ge=1)
     grace_period: int = Field(default=30, ge=2)

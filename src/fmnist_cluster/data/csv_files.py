@@ -12,7 +12,7 @@ import numpy as np
 
 from fmnist_cluster import FASHION_CLASSES
 from fmnist_cluster.data.dataset import IMAGE_SIDE, MAX_LABEL, N_PIXELS, Dataset, data_folder
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.errors import FmnistError, why_not_a_file
 
 _KAGGLE_FILES = {"train": "fashion-mnist_train.csv", "test": "fashion-mnist_test.csv"}
 
@@ -89,7 +89,7 @@ def read_csv_matrix(path: Path | str, n_columns: int, what: str) -> tuple[np.nda
 
     path = Path(path)
     if not path.is_file():
-        raise FmnistError(f"{path} is missing; the CSV source needs it")
+        raise FmnistError(f"{path} {why_not_a_file(path)}; the CSV source needs it")
     try:
         frame = pd.read_csv(path, header=0, dtype=np.float64, engine="c", na_filter=True)
     except pd.errors.EmptyDataError:
@@ -159,7 +159,8 @@ def load_twisted_folder(folder: Path | str) -> Dataset:
         for p in (xpath, ypath):
             if not p.is_file():
                 raise FmnistError(
-                    f"{p} is missing; the twisted-csv source needs x_train.csv, y_train.csv, x_test.csv, y_test.csv"
+                    f"{p} {why_not_a_file(p)}; the twisted-csv source needs x_train.csv, y_train.csv, x_test.csv, "
+                    "y_test.csv"
                 )
         xv, xcols = read_csv_matrix(xpath, N_PIXELS, f"{N_PIXELS} pixel columns")
         yv, ycols = read_csv_matrix(ypath, 1, "1 label column")

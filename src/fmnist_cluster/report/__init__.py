@@ -19,7 +19,7 @@ from typing import Any
 
 from fmnist_cluster.artefacts import StageRun, figure_name
 from fmnist_cluster.config import ReportConfig
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.errors import FmnistError, unexpected_structure
 from fmnist_cluster.report.document import Section, Table, fmt, slug
 from fmnist_cluster.report.evidence import DEFAULT_INPUTS, STAGE_ORDER, STAGE_TITLES, collect, cross_figures
 from fmnist_cluster.report.explorer import build_explorer, script_json
@@ -99,7 +99,19 @@ def run_report(config: ReportConfig, folders: list[Path | str], out_dir: Path | 
             "(e.g. --input outputs/cluster --input outputs/embed)"
         )
     inputs: dict[str, str] = {}
-    sections = [collect(Path(f), inputs) for f in folders]
+    seen: set[Path] = set()
+    sections = []
+    for folder in map(Path, folders):
+        if folder.resolve() not in seen:  # a folder given twice (som, som/) is read once
+            seen.add(folder.resolve())
+            sections.append(collect(folder, inputs))
+    with unexpected_structure("an --input folder", "run the commands that wrote the inputs again"):
+        return _report(config, sections, inputs, out_dir)
+
+
+def _report(
+    config: ReportConfig, sections: list[Section], inputs: dict[str, str], out_dir: Path | str
+) -> dict[str, Any]:
     order = {stage: i for i, stage in enumerate(STAGE_ORDER)}
     sections.sort(key=lambda s: order.get(s.stage, len(order)))
     _name_sections(sections)

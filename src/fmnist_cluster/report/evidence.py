@@ -8,16 +8,15 @@ the ``cluster`` labels of the same rows. Embeddings are read, never recomputed.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import load_checked_npz, read_checked, read_manifest, require_file
+from fmnist_cluster.artefacts import load_checked_npz, loads_json, read_checked, read_manifest, require_file
 from fmnist_cluster.config import ReportConfig
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.errors import FmnistError, unexpected_structure
 from fmnist_cluster.explain.search import hypothesis_name
 from fmnist_cluster.report.document import Figure, Section, Table, fmt, pct, slug
 
@@ -208,8 +207,8 @@ def read_json(folder: Path, name: str, stage: str, inputs: dict[str, str]) -> An
     path, digest, content = read_checked(folder, name, producer(stage))
     inputs[str(path)] = digest
     try:
-        return json.loads(content.tobytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return loads_json(content.tobytes())
+    except ValueError:
         raise FmnistError(f"{path} is not valid JSON; run `{producer(stage)}` again") from None
 
 
@@ -237,8 +236,16 @@ def read_npz(folder: Path, name: str, stage: str, inputs: dict[str, str], requir
     return arrays
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def collect(folder: Path, inputs: dict[str, str]) -> Section:
     """Read one artefact folder: its figures and the tables of its JSON outputs."""
+    with unexpected_structure(f"artefact folder {folder}", "run the command that wrote it again"):
+        return _collect(folder, inputs)
+
+
+def _collect(folder: Path, inputs: dict[str, str]) -> Section:
     manifest = read_manifest(folder, _ANY_PRODUCER)
     stage = str(manifest["stage"])
     known = stage if stage in STAGE_ORDER else "other"
@@ -252,6 +259,8 @@ def collect(folder: Path, inputs: dict[str, str]) -> Section:
         require_file(folder, name, producer(stage))
     for name in figures:
         path, digest, content = read_checked(folder, name, producer(stage))
+        if content[: len(PNG_SIGNATURE)].tobytes() != PNG_SIGNATURE:
+            raise FmnistError(f"{path} is not a PNG image; run `{producer(stage)}` again")
         inputs[str(path)] = digest
         stem = Path(name).stem
         caption = stem.replace("-", " ").replace("_", " ")

@@ -280,16 +280,19 @@ def model_block(sections: list[Section]) -> Block | None:
 
 
 def cluster_block(sections: list[Section]) -> Block | None:
-    """ARI, NMI and noise of every clustering against the mystery labels."""
+    """ARI, NMI and noise of every clustering against the labels of its rows (the mystery labels
+    of a mystery-label input)."""
     clusters = [s for s in sections if s.stage == "cluster" and s.metrics.get("algorithms")]
     if not clusters:
         return None
     rows: list[list[str | Cell]] = []
     for sec in clusters:
+        what = f"{fmt(sec.metrics.get('n'))} {sec.metrics.get('split')}, {sec.metrics.get('kind')}"
         for algo, m in sec.metrics["algorithms"].items():
             rows.append(
                 [
                     sec.folder.name,
+                    what,
                     str(algo),
                     fmt(m.get("n_clusters")),
                     fmt(m.get("ari")),
@@ -298,13 +301,13 @@ def cluster_block(sections: list[Section]) -> Block | None:
                     _evidence(sec),
                 ]
             )
-    block = Block("findings-clusters", "Cluster agreement with the mystery labels")
-    first = clusters[0].metrics
+    block = Block("findings-clusters", "Cluster agreement with the labels")
     block.lines.append(
-        f"{first.get('n')} {first.get('split')} rows of {first.get('kind')}; ARI 1 = the clusters are the labels, "
-        "0 = chance. Noise (label -1) counts as one cluster."
+        "Each run against the labels of its rows (the mystery labels of a mystery-label input, else the "
+        "classes); ARI 1 = the clusters are the labels, 0 = chance. Noise (label -1) counts as one cluster."
     )
-    block.table = Table("Agreement per algorithm", ["run", "algorithm", "clusters", "ARI", "NMI", "noise", ""], rows)
+    columns = ["run", "rows", "algorithm", "clusters", "ARI", "NMI", "noise", ""]
+    block.table = Table("Agreement per algorithm", columns, rows)
     return block
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, array_digest, load_npz, save_npz
+from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, array_digest, load_npz, loads_json, save_npz
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.som.base import SomEstimator
 from fmnist_cluster.som.batch import BatchSOM
@@ -130,8 +130,11 @@ def _load_checkpoint(
             f"checkpoint {path} was trained on other data (the training rows differ); "
             f"resume with the same --input and settings, or drop --resume to start afresh"
         )
-    history = json.loads(str(arrays["history"].reshape(-1)[0]))
-    if int(arrays["epoch"].reshape(-1)[0]) != len(history):
+    try:
+        history = loads_json(str(arrays["history"].reshape(-1)[0]))
+    except ValueError:
+        history = None
+    if not isinstance(history, list) or int(arrays["epoch"].reshape(-1)[0]) != len(history):
         raise FmnistError(
             f"checkpoint {path} is inconsistent (its epoch count and history differ); drop --resume to start afresh"
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fmnist_cluster.config import SearchParam, SomConfig, TuneConfig, set_dotted
+from fmnist_cluster.config import SearchParam, SomConfig, TuneConfig, set_dotted, short_repr
 from fmnist_cluster.errors import FmnistError
 
 
@@ -23,7 +23,7 @@ def check_space(config: TuneConfig) -> None:
             try:
                 apply_params(config.base, {key: value}, clamp=False)
             except FmnistError as exc:
-                raise FmnistError(f"search space key '{key}' with value {value!r}: {exc}") from None
+                raise FmnistError(f"search space key '{key}' with value {short_repr(value)}: {exc}") from None
 
 
 def apply_params(base: SomConfig, params: dict[str, Any], clamp: bool = True) -> SomConfig:

@@ -88,7 +88,7 @@ def run_tune(
     kept: list[Any] = []  # the study, once open: its finished trials are never thrown away
     try:
         return _study(config, input_dir, out_dir, x_fit, x_val, digest, progress, kept)
-    except FmnistError as exc:
+    except Exception as exc:  # any failure, ours or a library's
         if created and not isinstance(exc, Interrupted) and not _has_finished_trials(kept):
             shutil.rmtree(out_dir, ignore_errors=True)  # a failed first run leaves no --out (nor its journal)
         raise

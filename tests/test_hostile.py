@@ -1,0 +1,281 @@
+"""Hostile input: YAML that blows up, values no library takes, tampered artefacts, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fmnist_cluster.artefacts import MANIFEST, StageRun, sha256_file
+from fmnist_cluster.cli import app
+from fmnist_cluster.config import (
+    COMMAND_CONFIGS,
+    MAX_THREADS,
+    ClusterConfig,
+    CnnConfig,
+    PreprocessConfig,
+    TuneConfig,
+    load_config,
+    set_dotted,
+    short_repr,
+)
+from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.text import visible_controls
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+# -- YAML a config never needs ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # nested aliases: 10**9 references in a few hundred bytes
+        (
+            "seed: [&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]]\n",
+            r"line 1 repeats an anchor \(\*a\); write the value out",
+        ),
+        ("<<: {seed: 3}\n", r"line 1 has a merge key \(<<\); write the keys out"),
+        ("? [a, b]\n: 1\n", "line 1 has a key that is not a plain value"),
+        ("seed: " + "9" * 5000 + "\n", "holds a value too long or nested too deep to read; shorten it"),
+        ("seed: " + "[" * 3000 + "]" * 3000 + "\n", "holds a value too long or nested too deep to read"),
+        ("seed: [1\n", r"line 2 is not valid YAML; fix its syntax"),
+    ],
+)
+def test_yaml_a_config_never_needs_is_refused_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(FmnistError, match=message):
+        load_config(ClusterConfig, path)
+    value = text.split(":", 1)[1].strip() if text.startswith("seed:") else None
+    if value is not None and not value.startswith("[1\n"):
+        with pytest.raises(FmnistError):
+            load_config(ClusterConfig, None, [f"seed={value}"])
+    assert time.perf_counter() - started < 5
+
+
+def test_a_key_given_twice_in_a_set_value_is_refused() -> None:
+    with pytest.raises(FmnistError, match="key 'a' appears twice"):
+        load_config(TuneConfig, None, ["space={a: {low: 1, high: 2}, a: {low: 1, high: 3}}"])
+
+
+def test_a_fifo_as_config_is_named_for_what_it_is(tmp_path: Path) -> None:
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(FmnistError, match="is not a regular file"):
+        load_config(ClusterConfig, fifo)
+
+
+def test_an_error_shows_a_short_picture_of_a_huge_value() -> None:
+    bomb: object = [1] * 10
+    for _ in range(9):
+        bomb = [bomb] * 10  # 10**10 leaves, shared
+    started = time.perf_counter()
+    shown = short_repr(bomb)
+    assert len(shown) <= 80 and shown.startswith("[[[")
+    assert short_repr(10**5000) == "<int too long to show>"
+    assert time.perf_counter() - started < 1
+
+
+# -- values no library takes -----------------------------------------------------------------------
+@pytest.mark.parametrize("command", sorted(k for k, (m, _) in COMMAND_CONFIGS.items() if "seed" in m.model_fields))
+def test_every_seed_is_a_seed_numpy_torch_and_scikit_learn_take(command: str) -> None:
+    model = COMMAND_CONFIGS[command][0]
+    assert load_config(model, None, [f"seed={2**32 - 1}"]).seed == 2**32 - 1
+    for bad in (-1, 2**32):
+        with pytest.raises(FmnistError, match=r"config key 'seed'"):
+            load_config(model, None, [f"seed={bad}"])
+
+
+@pytest.mark.parametrize(
+    ("model", "item"),
+    [
+        (CnnConfig, "train.lr=.inf"),
+        (CnnConfig, "train.weight_decay=.inf"),
+        (TuneConfig, "te_weight=.inf"),
+        (TuneConfig, "space={som.sigma: {low: 1, high: .inf}}"),
+        (ClusterConfig, "explain.min_z=.nan"),
+    ],
+)
+def test_no_number_may_be_infinite_or_nan(model: type, item: str) -> None:
+    with pytest.raises(FmnistError, match="finite number"):
+        load_config(model, None, [item])
+
+
+@pytest.mark.parametrize(("model", "item"), [(PreprocessConfig, "limit=true"), (ClusterConfig, "kmeans.k=false")])
+def test_true_and_false_are_not_numbers(model: type, item: str) -> None:
+    with pytest.raises(FmnistError, match=r"true and false are yes/no values; this key takes another kind of value"):
+        load_config(model, None, [item])
+    assert load_config(ClusterConfig, None, ["explain.enabled=false"]).explain.enabled is False
+    assert load_config(TuneConfig, None, ["space={som.x: {choices: [true, false]}}"]).space["som.x"].choices == [
+        True,
+        False,
+    ]
+
+
+def test_thread_counts_and_restarts_are_bounded() -> None:
+    assert load_config(CnnConfig, None, [f"threads={MAX_THREADS}"]).threads == MAX_THREADS
+    with pytest.raises(FmnistError, match=f"less than or equal to {MAX_THREADS}"):
+        load_config(CnnConfig, None, [f"threads={MAX_THREADS + 1}"])
+    with pytest.raises(FmnistError, match=r"kmeans\.n_init"):
+        load_config(ClusterConfig, None, ["kmeans.n_init=100000000"])
+
+
+def test_a_check_across_a_section_names_the_section_not_its_whole_value() -> None:
+    with pytest.raises(FmnistError) as info:
+        load_config(COMMAND_CONFIGS["train-som"][0], None, ["som.epochs=2.5"])
+    assert str(info.value).startswith("config section 'som' in the defaults with --set overrides: epochs must be")
+    assert "(got {" not in str(info.value)
+
+
+def test_set_reaches_a_key_that_holds_dots() -> None:
+    tree = {"space": {"som.sigma": {"low": 1, "high": 10}}}
+    set_dotted(tree, "space.som.sigma.low", 2)
+    assert tree == {"space": {"som.sigma": {"low": 2, "high": 10}}}
+    set_dotted(tree, "space.som.epochs", {"low": 2, "high": 4})  # a new key: split at every dot
+    assert tree["space"]["som"] == {"epochs": {"low": 2, "high": 4}}
+    cfg = load_config(TuneConfig, ROOT / "configs" / "tune.yaml", ["space.som.sigma.low=2"])
+    assert cfg.space["som.sigma"].low == 2 and cfg.space["som.sigma"].high == TuneConfig().space["som.sigma"].high
+
+
+# -- artefacts: folders keep their modes; links and foreign structures refused ---------------------
+def test_publishing_keeps_the_modes_of_the_users_folders(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "private" / "deep").mkdir(parents=True)
+    (out / "private" / "notes.txt").write_text("mine")
+    (out / "empty").mkdir()
+    os.chmod(out / "private", 0o700)
+    os.chmod(out / "empty", 0o750)
+    with StageRun("preprocess", out, {}, seed=0) as run:
+        run.save_text("a.txt", "x")
+        run.commit()
+    assert stat.S_IMODE((out / "private").stat().st_mode) == 0o700
+    assert stat.S_IMODE((out / "empty").stat().st_mode) == 0o750
+    assert (out / "private" / "notes.txt").read_text() == "mine" and (out / "private" / "deep").is_dir()
+
+
+def _artefact(folder: Path, files: dict[str, bytes], stage: str = "cluster") -> None:
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    outputs = {name: sha256_file(folder / name) for name in files}
+    (folder / MANIFEST).write_text(json.dumps({"stage": stage, "outputs": outputs}))
+
+
+def test_report_refuses_foreign_structures_links_and_fake_pictures(tmp_path: Path) -> None:
+    cases = {
+        "labels": ({"decoding.json": json.dumps({"labels": [{}]}).encode()}, "does not hold what its stage writes"),
+        "content": ({"decoding.json": json.dumps({"content": "oops"}).encode()}, "does not hold what its stage"),
+        "picture": ({"u_matrix.png": b"not a png at all"}, "is not a PNG image"),
+    }
+    for name, (files, message) in cases.items():
+        _artefact(tmp_path / name, files)
+        result = runner.invoke(app, ["report", "--input", str(tmp_path / name), "--out", str(tmp_path / f"r-{name}")])
+        assert result.exit_code == 2, (name, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (name, result.output)
+        assert not (tmp_path / f"r-{name}").exists()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    linked = tmp_path / "linked"
+    _artefact(linked, {"metrics.json": b"{}"}, stage="train-som")
+    (linked / "metrics.json").unlink()
+    (linked / "metrics.json").symlink_to(secret)
+    manifest = json.loads((linked / MANIFEST).read_text())
+    manifest["outputs"]["metrics.json"] = sha256_file(secret)
+    (linked / MANIFEST).write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["report", "--input", str(linked), "--out", str(tmp_path / "r-linked")])
+    assert result.exit_code == 2 and "is a link" in result.output, result.output
+
+
+def test_report_reads_a_folder_given_twice_once(tmp_path: Path) -> None:
+    _artefact(tmp_path / "run", {"metrics.json": json.dumps({"score": 1.5}).encode()}, stage="custom")
+    args = ["report", "--input", str(tmp_path / "run"), "--input", f"{tmp_path / 'run'}/", "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "report: 1 artefact(s)" in result.output
+
+
+def test_bidirectional_controls_are_written_out() -> None:
+    assert visible_controls("\u202egnp.exe") == "\\u202egnp.exe"
+    assert visible_controls("a\u2066b\u200fc\x1bd") == "a\\u2066b\\u200fc\\x1bd"
+    assert visible_controls("é 日本 — ×") == "é 日本 — ×"
+
+
+def _preprocess(idx_dir: Path, data: Path) -> None:
+    result = runner.invoke(app, ["preprocess", "--source", "idx", "--path", str(idx_dir), "--out", str(data)])
+    assert result.exit_code == 0, result.output
+
+
+# -- signals ----------------------------------------------------------------------------------------
+@pytest.mark.serial
+def test_sigterm_ends_a_stage_like_ctrl_c(tmp_path: Path, idx_dir: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "cnn"
+    _preprocess(idx_dir, data)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "fmnist_cluster", "train-cnn", "-c", str(ROOT / "configs" / "cnn-demo.yaml")]
+    args += ["-i", str(data), "-o", str(out), "--epochs", "500", "--threads", "1", "--device", "cpu"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and not (out / "train-state.pt").is_file() and proc.poll() is None:
+        time.sleep(0.05)  # an epoch is done and checkpointed
+    proc.send_signal(signal.SIGTERM)
+    errors = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, errors
+    assert errors.startswith("error: interrupted: train-cnn stopped; run the same command with --resume"), errors
+    assert len(errors.strip().splitlines()) == 1, errors
+    assert not (out / MANIFEST).exists() and not list(tmp_path.glob(".cnn.staging-*"))
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fmnist_cluster.__main__ import run
+
+    class Interrupting:
+        def find_spec(self, name: str, path: object, target: object = None) -> None:
+            if name == "fmnist_cluster.cli":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "fmnist_cluster.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as info:
+        run()
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted while starting; nothing was written\n"
+
+
+def test_hdbscan_min_samples_beyond_the_rows_is_named(tmp_path: Path, idx_dir: Path) -> None:
+    data = tmp_path / "data"
+    _preprocess(idx_dir, data)
+    only = ["--set", "kmeans.enabled=false", "--set", "dbscan.enabled=false", "--set", "agglomerative.enabled=false"]
+    args = ["cluster", "--input", str(data), "--out", str(tmp_path / "c"), *only, "--set", "hdbscan.min_samples=100000"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: hdbscan.min_samples=100000 is more than the 20 rows clustered")
+
+
+def test_a_first_tune_run_that_fails_in_a_library_leaves_no_out(
+    tmp_path: Path, idx_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmnist_cluster.tune import stage
+
+    data, out = tmp_path / "data", tmp_path / "tune"
+    _preprocess(idx_dir, data)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a library failed")
+
+    monkeypatch.setattr(stage, "_study", broken)
+    with pytest.raises(RuntimeError):
+        stage.run_tune(TuneConfig(), data, out)
+    assert not out.exists()
