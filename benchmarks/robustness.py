@@ -216,7 +216,12 @@ def _wrong_type(annotation: Any) -> str | None:
 def _out_of_range(info: Any) -> list[str]:
     """YAML values just outside the bounds declared on a field."""
     values = []
-    for bound in info.metadata:
+    bounds = list(info.metadata)
+    for arg in typing.get_args(info.annotation):  # ``Threads | None``: the bounds of the annotated member
+        if typing.get_origin(arg) is typing.Annotated:
+            for extra in typing.get_args(arg)[1:]:
+                bounds += getattr(extra, "metadata", [extra])
+    for bound in bounds:
         for attr, step in (("gt", 0), ("ge", -1), ("lt", 0), ("le", 1)):
             limit = getattr(bound, attr, None)
             if limit is not None:
