@@ -575,9 +575,15 @@ def main() -> None:
     _exit(code if isinstance(code, int) else 0)
 
 
+_MAIN_PID = os.getpid()
+
+
 def _terminated(signum: int, frame: Any) -> None:
     """SIGTERM (``kill``, ``timeout``, a cancelled CI job) ends a command as Ctrl-C does: one
-    line, the staging folder removed, the previous artefact kept."""
+    line, the staging folder removed, the previous artefact kept. A process forked from the
+    command (a figure worker not yet set up) just ends: the command reports for it."""
+    if os.getpid() != _MAIN_PID:
+        os._exit(128 + signum)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 

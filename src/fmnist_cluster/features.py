@@ -161,7 +161,7 @@ def recorded_images(manifest: dict[str, Any]) -> Path | None:
             continue
         try:
             stage = loads_json((path.parent / MANIFEST).read_text(encoding="utf-8")).get("stage")
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # unreadable, or not a mapping
             continue
         if stage == "preprocess" and sha256_file(path) == digest:
             return path.parent

@@ -198,7 +198,10 @@ def locate_file(
     if not path.is_file():
         raise FmnistError(f"{path} {why_not_a_file(path)}; run `{producer}` to make it")
     if path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
-        raise FmnistError(f"{path} is a link (an artefact writes plain files in its folder); run `{producer}` again")
+        raise FmnistError(
+            f"{path} is a link (an artefact holds plain files in its folder); replace it with the file itself "
+            f"(cp -L) or run `{producer}` again"
+        )
     expected = manifest["outputs"].get(name)
     if expected is None:
         raise FmnistError(

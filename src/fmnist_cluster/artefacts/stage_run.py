@@ -101,6 +101,18 @@ def _exchange(a: Path, b: Path) -> bool:
     return done == 0
 
 
+def _remove_tree(path: Path) -> None:
+    """Remove a staging or swapped-out folder, also where a folder the user made read-only was
+    carried into it (its permissions are kept on publication); errors are ignored."""
+
+    def writable_and_retry(func: Any, name: str, exc_info: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), stat.S_IRWXU)
+            func(name)
+
+    shutil.rmtree(path, onerror=writable_and_retry)
+
+
 def _carry_over(old: Path, new: Path, skip: set[str]) -> None:
     """Hard-link (or copy) every file of ``old`` not named in ``skip`` into ``new`` (same relative path):
     checkpoints, study databases and the user's own files survive a publication; the previous
@@ -201,7 +213,7 @@ class StageRun:
             for stale in [*parent.glob(f".{self.out_dir.name}.staging-*"), *self.out_dir.glob(".staging-*")]:
                 pid = stale.name.rsplit(".staging-", 1)[1].split("-")[0]
                 if not (pid.isdigit() and _pid_alive(int(pid))):
-                    shutil.rmtree(stale, ignore_errors=True)
+                    _remove_tree(stale)
             self._staging = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.staging-{os.getpid()}-", dir=parent))
         except OSError as exc:
             self._remove_if_new()
@@ -212,7 +224,7 @@ class StageRun:
 
     def __exit__(self, *exc: object) -> None:
         if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
+            _remove_tree(self._staging)
             self._staging = None
             self._remove_if_new()
 
@@ -330,12 +342,12 @@ class StageRun:
         _carry_over(self.out_dir, staging, skip)
         os.chmod(staging, stat.S_IMODE(self.out_dir.stat().st_mode))
         if _exchange(staging, self.out_dir):
-            shutil.rmtree(staging, ignore_errors=True)
+            _remove_tree(staging)
         else:  # no atomic swap on this system: two renames, the window between them holds no folder at all
             old = staging.with_name(staging.name + "-old")
             os.rename(self.out_dir, old)
             os.rename(staging, self.out_dir)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_tree(old)
         self._staging = None
 
 

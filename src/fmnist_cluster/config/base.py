@@ -2,7 +2,8 @@
 
 Models forbid unknown keys, so a mistyped key is an error that lists the valid keys instead of
 a silently ignored setting. Reading YAML happens only in :func:`load_config` (a ``yaml.SafeLoader``
-that also refuses a key given twice); library code receives validated models. The command
+that also refuses a key given twice, aliases, merge keys and keys that are not plain values);
+library code receives validated models. The command
 line's help texts read their defaults from the models (:func:`overrides_help`).
 """
 
@@ -12,7 +13,7 @@ import re
 import reprlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -40,8 +41,9 @@ class StrictModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        flags = [value] if isinstance(value, bool) else value if isinstance(value, list) else []
         if (
-            isinstance(value, bool)
+            any(isinstance(v, bool) for v in flags)
             and info.field_name
             and not _takes_bool(cls.model_fields[info.field_name].annotation)
         ):
@@ -83,8 +85,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     ones blow up exponentially), merge keys (``<<``) and keys that are not plain values."""
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+        event = self.peek_event() if self.check_event(yaml.AliasEvent) else None
+        if event is not None and event.anchor in self.anchors:  # an unknown one stays a syntax error
             raise _RefusedYamlError(
                 f"line {event.start_mark.line + 1} repeats an anchor (*{event.anchor}); write the value out"
             )
@@ -120,8 +122,13 @@ def _read_yaml(text: str) -> Any:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         raise _SyntaxError(f"line {where.line + 1} is not valid YAML" if where else "not valid YAML") from None
-    except (ValueError, RecursionError, TypeError):  # a 5,000-digit number, deep nesting
-        raise ValueError("holds a value too long or nested too deep to read; shorten it") from None
+    except RecursionError:
+        raise ValueError("is nested too deep to read; flatten it") from None
+    except (ValueError, TypeError):  # a number of 5,000 digits, an impossible date
+        raise ValueError(
+            "holds a value YAML cannot read (a number of thousands of digits, an impossible date); quote it or "
+            "shorten it"
+        ) from None
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
@@ -137,22 +144,29 @@ def short_repr(value: Any, limit: int = 80) -> str:
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``value`` at the dotted key ``dotted`` (``a.b.c``) of a nested dict, creating levels.
-
-    A key that itself holds dots (``tune``'s ``space`` names ``train-som`` keys such as
-    ``som.sigma``) is matched whole where the dict already has it:
-    ``space.som.sigma.low`` sets ``tree['space']['som.sigma']['low']``."""
-    parts = dotted.split(".")
+    """Set ``value`` at the dotted key ``dotted`` (``a.b.c``) of a nested dict, creating levels."""
+    keys = dotted.split(".")
     node = tree
-    while len(parts) > 1:
-        size = next((n for n in range(len(parts) - 1, 1, -1) if ".".join(parts[:n]) in node), 1)
-        key, parts = ".".join(parts[:size]), parts[size:]
+    for key in keys[:-1]:
         child = node.get(key)
         if not isinstance(child, dict):
             child = {}
             node[key] = child
         node = child
-    node[parts[0]] = value
+    node[keys[-1]] = value
+
+
+def _set_in_mapping(mapping: dict[str, Any], rest: str, value: Any) -> None:
+    """Set ``rest`` of a ``--set`` key inside a mapping field whose own keys may hold dots
+    (``tune``'s ``space`` names ``train-som`` keys): ``som.sigma.low`` sets ``low`` of the
+    existing key ``som.sigma``; a key the mapping does not hold is taken whole (``som.rows``)."""
+    name = next((k for k in sorted(mapping, key=len, reverse=True) if rest.startswith(k + ".")), rest)
+    if name == rest:
+        mapping[name] = value
+        return
+    if not isinstance(mapping.get(name), dict):
+        mapping[name] = {}
+    set_dotted(mapping[name], rest[len(name) + 1 :], value)
 
 
 def get_dotted(config: Any, dotted: str) -> Any:
@@ -257,7 +271,7 @@ def _format_validation(model: type[BaseModel], err: ValidationError, origin: str
         if first["type"] == "literal_error" and len(same) == 1:
             msg = f"unknown {dotted} {shown} in {where}; valid: {', '.join(literal_choices(first))}"
         elif first["type"] == "value_error" and isinstance(got, dict):  # a check across a section's keys
-            msg = f"config section '{dotted}' in {where}: {text}"
+            msg = f"config section '{dotted}' in {where}: {text}" if loc else f"config in {where}: {text}"
         else:
             msg = f"config key '{dotted}' in {where}: {text} (got {shown})"
         rest = len(errors) - len(same)
@@ -319,8 +333,11 @@ def load_config(
             raise FmnistError(f"config file {path} is not a regular file; pass a YAML file to --config")
         try:
             text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError) as exc:
-            raise FmnistError(f"config file {path} cannot be read as UTF-8 text ({type(exc).__name__})") from None
+        except UnicodeDecodeError:
+            raise FmnistError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise FmnistError(f"cannot read config file {path} ({why}); check its permissions") from None
         try:
             loaded = _read_yaml(text)
         except _SyntaxError as exc:
@@ -334,7 +351,14 @@ def load_config(
         tree = loaded
     for item in overrides or []:
         key, value = parse_override(item)
-        set_dotted(tree, key, value)
+        head, _, rest = key.partition(".")
+        field = model.model_fields.get(head)
+        if rest and field is not None and get_origin(field.annotation) is dict:
+            if not isinstance(tree.get(head), dict):  # a mapping given in part would replace the default
+                tree[head] = model().model_dump(mode="json")[head]
+            _set_in_mapping(tree[head], rest, value)
+        else:
+            set_dotted(tree, key, value)
     if overrides:
         origin = f"{origin} with --set overrides"
     given = {key: value for key, value in (options or {}).items() if value is not None}

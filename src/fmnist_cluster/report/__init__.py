@@ -105,13 +105,6 @@ def run_report(config: ReportConfig, folders: list[Path | str], out_dir: Path | 
         if folder.resolve() not in seen:  # a folder given twice (som, som/) is read once
             seen.add(folder.resolve())
             sections.append(collect(folder, inputs))
-    with unexpected_structure("an --input folder", "run the commands that wrote the inputs again"):
-        return _report(config, sections, inputs, out_dir)
-
-
-def _report(
-    config: ReportConfig, sections: list[Section], inputs: dict[str, str], out_dir: Path | str
-) -> dict[str, Any]:
     order = {stage: i for i, stage in enumerate(STAGE_ORDER)}
     sections.sort(key=lambda s: order.get(s.stage, len(order)))
     _name_sections(sections)
@@ -122,8 +115,11 @@ def _report(
             )
     _unique_figure_names(sections)
     images = RowImages(inputs)
-    findings = build_findings(sections, inputs, images, config.seed)
-    explorer, explorer_note = build_explorer(sections, config, inputs, images)
+    cluster_files = "the explanation.json, decoding.json or metrics.json of an --input folder"
+    with unexpected_structure(cluster_files, "run the command that wrote it again"):
+        findings = build_findings(sections, inputs, images, config.seed)
+    with unexpected_structure("an --input folder's arrays", "run the command that wrote it again"):
+        explorer, explorer_note = build_explorer(sections, config, inputs, images)
     _leave_to_explorer(sections, explorer)
     overview = Table(
         "Artefacts",

@@ -77,13 +77,15 @@ def run_workers(config: TuneConfig, input_dir: Path | str, out_dir: Path, study:
     args = (config.model_dump(mode="json"), str(input_dir), str(out_dir), threads, stop, errors)
     procs = [ctx.Process(target=_worker_main, args=args, name=f"tune-worker-{i}") for i in range(config.workers)]
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # inherited until a worker is ready
+    # ignored while the workers start (inherited until each is ready); a stop then finds them all
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, signal.SIG_IGN) for s in stops] if main else []
     try:
         for p in procs:
             p.start()
     finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in zip(stops, previous, strict=False):
+            signal.signal(s, handler)
     try:
         while any(p.is_alive() for p in procs):
             advance()
