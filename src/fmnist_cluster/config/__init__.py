@@ -6,6 +6,7 @@ that lists the valid keys instead of a silently ignored setting. The shipped
 
 * :mod:`~fmnist_cluster.config.base` -- :class:`StrictModel`, :func:`load_config` (the only
   place that reads YAML), ``--set`` overrides and the help texts' defaults;
+* :mod:`~fmnist_cluster.config.yaml_text` -- YAML text as a config reads it;
 * :mod:`~fmnist_cluster.config.preprocess` -- ``preprocess``;
 * :mod:`~fmnist_cluster.config.som` -- ``train-som`` and ``tune``;
 * :mod:`~fmnist_cluster.config.cnn` -- ``train-cnn`` and ``encode``;
@@ -89,6 +90,7 @@ from fmnist_cluster.config.som import (
     Topology,
     TuneConfig,
 )
+from fmnist_cluster.config.yaml_text import YamlSyntaxError, read_yaml
 from fmnist_cluster.device import DEVICES, Device
 
 COMMAND_CONFIGS: dict[str, tuple[type[StrictModel], str]] = {
@@ -171,6 +173,7 @@ __all__ = [
     "TsneMethod",
     "TuneConfig",
     "UMAPConfig",
+    "YamlSyntaxError",
     "config_to_yaml",
     "get_dotted",
     "literal_choices",
@@ -179,6 +182,7 @@ __all__ = [
     "option_flag",
     "overrides_help",
     "parse_override",
+    "read_yaml",
     "set_dotted",
     "short_repr",
 ]

@@ -1,10 +1,9 @@
 """The base of every stage configuration: strict models, YAML loading, ``--set`` overrides.
 
 Models forbid unknown keys, so a mistyped key is an error that lists the valid keys instead of
-a silently ignored setting. Reading YAML happens only in :func:`load_config` (a ``yaml.SafeLoader``
-that also refuses a key given twice, aliases, merge keys and keys that are not plain values);
-library code receives validated models. The command
-line's help texts read their defaults from the models (:func:`overrides_help`).
+a silently ignored setting. Reading YAML happens only in :func:`load_config` (through
+:func:`~fmnist_cluster.config.yaml_text.read_yaml`); library code receives validated models.
+The command line's help texts read their defaults from the models (:func:`overrides_help`).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from fmnist_cluster.config.yaml_text import YamlSyntaxError, read_yaml
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.params import MAX_SEED
 
@@ -73,62 +73,6 @@ SPLITS: tuple[str, ...] = get_args(Split)
 # --------------------------------------------------------------------------------------
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class _RefusedYamlError(yaml.YAMLError):
-    """YAML that parses but that a config does not accept; the message says what to fix."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses what a config never needs and a hostile file could abuse:
-    a key given twice in one mapping (YAML would keep the last), aliases (``*name``: nested
-    ones blow up exponentially), merge keys (``<<``) and keys that are not plain values."""
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event() if self.check_event(yaml.AliasEvent) else None
-        if event is not None and event.anchor in self.anchors:  # an unknown one stays a syntax error
-            raise _RefusedYamlError(
-                f"line {event.start_mark.line + 1} repeats an anchor (*{event.anchor}); write the value out"
-            )
-        return super().compose_node(parent, index)  # type: ignore[misc]
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise _RefusedYamlError(f"line {line} has a merge key (<<); write the keys out")
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _RefusedYamlError(f"line {line} has a key that is not a plain value; keys are names")
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise _RefusedYamlError(f"key '{key}' appears twice (lines {seen[key]} and {line}); keep one of them")
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-class _SyntaxError(ValueError):
-    """Text that is not YAML at all."""
-
-
-def _read_yaml(text: str) -> Any:
-    """``text`` read with :class:`_UniqueKeyLoader`; ``_SyntaxError`` for text that is not YAML,
-    ``ValueError`` for YAML a config cannot be: a refused construct, a number too long to read,
-    nesting too deep."""
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
-    except _RefusedYamlError as exc:
-        raise ValueError(str(exc)) from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        raise _SyntaxError(f"line {where.line + 1} is not valid YAML" if where else "not valid YAML") from None
-    except RecursionError:
-        raise ValueError("is nested too deep to read; flatten it") from None
-    except (ValueError, TypeError):  # a number of 5,000 digits, an impossible date
-        raise ValueError(
-            "holds a value YAML cannot read (a number of thousands of digits, an impossible date); quote it or "
-            "shorten it"
-        ) from None
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
@@ -197,8 +141,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not raw.strip():
         return key, None
     try:
-        return key, _read_yaml(raw)
-    except _SyntaxError:
+        return key, read_yaml(raw)
+    except YamlSyntaxError:
         return key, raw  # plain text that is not YAML: the string itself
     except ValueError as exc:
         raise FmnistError(f"--set {short_repr(item, 60)}: {exc}") from None
@@ -339,8 +283,8 @@ def load_config(
             why = exc.strerror or exc
             raise FmnistError(f"cannot read config file {path} ({why}); check its permissions") from None
         try:
-            loaded = _read_yaml(text)
-        except _SyntaxError as exc:
+            loaded = read_yaml(text)
+        except YamlSyntaxError as exc:
             raise FmnistError(f"config file {path}: {exc}; fix its syntax") from None
         except ValueError as exc:
             raise FmnistError(f"config file {path}: {exc}") from None
