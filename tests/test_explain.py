@@ -532,6 +532,25 @@ def test_labels_that_follow_another_rule_on_test_are_flagged(sample: dict) -> No
     assert result["z"] < -3 and result["best_guess"]["agreement"] < 0.05
 
 
+def test_a_perfect_fit_on_too_few_rare_rows_says_why_it_is_unexplained(sample: dict) -> None:
+    """A label on the brightest 0.5 % of the images: found exactly, but its 5 test rows cannot
+    make a perfect rule significant (z 2.2 < 3); the verdict says so instead of only z."""
+    from fmnist_cluster.explain.search import too_few_note
+    from fmnist_cluster.explain.stage import summary_lines
+
+    brightness = sample["all"]["std_intensity"]
+    y = (brightness > np.quantile(brightness, 0.995)).astype(np.int64)
+    result = explain(_sample_evidence(sample, y))
+    assert result["verdict"] == "unexplained" and result["lift"] >= 0.98 and result["z"] < 3
+    rarer = int(np.sum(y[len(sample["y_train"]) :] != 0))
+    assert too_few_note(result).startswith(
+        f"the best guess fits as well as an explained rule, but only {rarer} of the 1000 test rows carry a label "
+        "other than the commonest: too few to tell the fit from chance (z "
+    )
+    assert summary_lines(result)[0].endswith(too_few_note(result))
+    assert too_few_note(dict(result, verdict="partly explained")) == too_few_note(dict(result, lift=0.5)) == ""
+
+
 def test_unexplained_labels_carry_no_rule_and_no_figures_of_one(sample: dict) -> None:
     y = np.random.default_rng(5).integers(0, 4, len(sample["classes"]))
     result = explain(_sample_evidence(sample, y))

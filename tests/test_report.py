@@ -358,6 +358,30 @@ def test_unexplained_findings_say_why(study: dict[str, Path], tmp_path: Path, z:
     assert "Training and test disagree" not in findings
 
 
+def test_findings_say_when_a_perfect_fit_has_too_few_rare_rows(study: dict[str, Path], tmp_path: Path) -> None:
+    cluster = explained_copy(study, tmp_path / "cluster-explained")
+    explanation = json.loads((cluster / "explanation.json").read_text())
+    guess = dict(explanation["best"], agreement=1.0)
+    _edit_explanation(
+        cluster,
+        verdict="unexplained",
+        best=None,
+        best_guess=guess,
+        agreement=1.0,
+        chance=0.995,
+        z=2.24,
+        lift=1.0,
+        n_test=1000,
+        explained_lift=0.98,
+        settings={"min_z": 3.0, "partial_lift": 0.1, "label_fit": 0.9},
+    )
+    _, page, _ = report(tmp_path, cluster)
+    assert (
+        "of the test rows; the best guess fits as well as an explained rule, but only 5 of the 1000 test rows carry "
+        "a label other than the commonest: too few to tell the fit from chance (z 2.24, needs 3)." in page
+    )
+
+
 def test_findings_say_when_training_and_test_disagree(study: dict[str, Path], tmp_path: Path) -> None:
     cluster = explained_copy(study, tmp_path / "cluster-explained")
     explanation = json.loads((cluster / "explanation.json").read_text())

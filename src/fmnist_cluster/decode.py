@@ -347,8 +347,10 @@ def decode_labels(
         task.advance(1)
         if not matched.any():
             message = (
-                f"no image was found among the originals in {originals_dir}; both must be preprocessed the same way "
-                "(same deskew/center, standardize none)"
+                f"no image was found among the originals in {originals_dir} (none of the {len(y)} images decoded): "
+                "either they are not Fashion-MNIST images as they come (transformed: mirrored, shifted, noisy), or "
+                "the two folders were preprocessed differently (they need the same deskew/center and standardize "
+                "none); leave out --originals (--reference decodes transformed images) or preprocess both alike"
             )
             if reference_dir is None:
                 raise FmnistError(message)

@@ -242,6 +242,25 @@ def shift_note(result: dict[str, Any]) -> str:
     )
 
 
+def too_few_note(result: dict[str, Any]) -> str:
+    """Why an :func:`explain` result whose best guess fits as well as an explained rule is still
+    ``unexplained``: the labels other than the commonest hold too few test rows for the fit to
+    be significant (``''`` otherwise)."""
+    settings = result.get("settings") or {}
+    lift, z, min_z = result.get("lift"), result.get("z"), settings.get("min_z")
+    needed, chance, n = result.get("explained_lift"), result.get("chance"), result.get("n_test")
+    numbers = (lift, z, min_z, needed, chance, n)
+    if result.get("verdict") != "unexplained" or not all(isinstance(v, int | float) for v in numbers):
+        return ""
+    if lift < needed or z >= min_z:
+        return ""
+    rarer = round((1 - chance) * n)
+    return (
+        f"the best guess fits as well as an explained rule, but only {rarer} of the {n} test rows carry a label "
+        f"other than the commonest: too few to tell the fit from chance (z {z:.2f}, needs {min_z:g})"
+    )
+
+
 def _per_label(
     predicted: np.ndarray, y: np.ndarray, labels: np.ndarray, described: dict | None, label_fit: float
 ) -> list[dict]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.explain.search import judged_label_fit, shift_note, weak_labels
+from fmnist_cluster.explain.search import judged_label_fit, shift_note, too_few_note, weak_labels
 from fmnist_cluster.report.document import Cell, Section, Table, fmt, pct
 from fmnist_cluster.report.evidence import decoding_composition, hypothesis_text, read_json, read_npz
 from fmnist_cluster.report.rows import RowImages
@@ -114,6 +114,8 @@ def _unexplained(explanation: dict[str, Any]) -> str:
     text = f"The best guess ({hypothesis_text(guess)}) gives the mystery label of {pct(explanation.get('agreement'))}"
     min_z, partial = settings.get("min_z"), settings.get("partial_lift")
     numbers = all(isinstance(v, int | float) for v in (z, lift, min_z, partial))
+    if too_few := too_few_note(explanation):
+        return f"{text} of the test rows; {too_few}."
     if explanation.get("chance") == 1:
         return f"{text} of the test rows: they all carry one label, so there is nothing to tell apart."
     if numbers and z >= min_z and lift < partial:
