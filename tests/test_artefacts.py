@@ -260,6 +260,11 @@ def test_checked_reads_of_empty_huge_or_odd_files_end_in_one_error(tmp_path: Pat
         (["/venv/bin/fmnist-cluster", "report", "--input", "a;b"], "fmnist-cluster report --input 'a;b'"),
         (["benchmarks/som_command.py", "--input", "d"], "som_command.py --input d"),
         (["/venv/lib/pytest/__main__.py", "-q"], "pytest -q"),
+        (  # a database password is never recorded
+            ["/venv/bin/fmnist-cluster", "tune", "--storage", "postgresql+psycopg://tuner:s3cret@db:5432/s"],
+            "fmnist-cluster tune --storage 'postgresql+psycopg://tuner:***@db:5432/s'",
+        ),
+        (["/venv/bin/fmnist-cluster", "report", "--set", "title=a:b@c"], "fmnist-cluster report --set title=a:b@c"),
     ],
 )
 def test_the_recorded_command_runs_in_a_shell(monkeypatch: pytest.MonkeyPatch, argv: list[str], recorded: str) -> None:

@@ -298,3 +298,52 @@ def test_a_first_tune_run_that_fails_in_a_library_leaves_no_out(
     with pytest.raises(RuntimeError):
         stage.run_tune(TuneConfig(), data, out)
     assert not out.exists()
+
+
+def test_a_storage_password_is_never_shown_or_recorded(tmp_path: Path, idx_dir: Path) -> None:
+    data = tmp_path / "data"
+    _preprocess(idx_dir, data)
+    cfg = ROOT / "configs" / "tune-demo.yaml"
+    for url, message in (
+        ("postgresql+psycopg://tuner:s3cretPW@127.0.0.1:badport/db", "is not a database URL that can be opened"),
+        ("sqlite://tuner:s3cretPW@/:memory:", "is a database in memory"),
+    ):
+        args = ["tune", "-c", str(cfg), "--input", str(data), "--out", str(tmp_path / "t"), "--storage", url]
+        result = runner.invoke(app, [*args, "--n-trials", "1"])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "s3cretPW" not in result.output and "tuner:***@" in result.output
+        assert not (tmp_path / "t").exists()
+
+
+def test_rows_with_one_cell_more_than_the_header_are_refused(tmp_path: Path) -> None:
+    header = ",".join(str(i) for i in range(784))
+    rows = "\n".join(f"{k}," + ",".join(["0"] * 784) for k in range(4))  # an unnamed index column
+    folder = tmp_path / "tw"
+    folder.mkdir()
+    for split in ("train", "test"):
+        (folder / f"x_{split}.csv").write_text(f"{header}\n{rows}\n")
+        (folder / f"y_{split}.csv").write_text("label\n0\n1\n0\n1\n")
+    result = runner.invoke(
+        app, ["preprocess", "--source", "twisted-csv", "--path", str(folder), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "the rows have one cell more than the header (785 against 784); remove the index column" in result.output
+
+
+def test_embed_and_cluster_say_what_is_too_small(tmp_path: Path, idx_dir: Path) -> None:
+    data = tmp_path / "data"
+    _preprocess(idx_dir, data)
+    import numpy as np
+
+    from fmnist_cluster.artefacts import save_npz
+
+    arrays = dict(np.load(data / "data.npz", allow_pickle=False))
+    arrays["x_test"], arrays["y_test"] = arrays["x_test"][:0], arrays["y_test"][:0]
+    save_npz(data / "data.npz", **arrays)
+    manifest = json.loads((data / MANIFEST).read_text())
+    manifest["outputs"]["data.npz"] = sha256_file(data / "data.npz")
+    (data / MANIFEST).write_text(json.dumps(manifest))
+    for command in ("embed", "cluster"):
+        result = runner.invoke(app, [command, "--input", str(data), "--out", str(tmp_path / command)])
+        assert result.exit_code == 2, result.output
+        assert "has no rows in the 'test' split; pass another --split" in result.output

@@ -143,6 +143,10 @@ def tsne_embedding(
         return np.asarray(fit(x), dtype=np.float32)
 
 
+UMAP_MIN_ROWS = 4
+"""Fewest rows ``embed`` gives UMAP (its spectral start fails on 3 rows or fewer)."""
+
+
 def umap_embedding(x: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> np.ndarray:
     """2-D UMAP of ``x`` (needs ``umap-learn``)."""
     import umap
@@ -189,6 +193,12 @@ def run_embed(
     n = len(features.x)
     if n < 2:
         raise FmnistError(f"{features.path} has {n} {config.split} row(s); embed needs at least 2 (try --split all)")
+    if features.x.shape[1] < 2:
+        raise FmnistError(f"{features.path} has {features.x.shape[1]} feature column(s); a 2-D map needs at least 2")
+    if "umap" in methods and n < UMAP_MIN_ROWS:
+        raise FmnistError(
+            f"UMAP needs at least {UMAP_MIN_ROWS} rows, got {n}; disable it with --set umap.enabled=false"
+        )
     with StageRun("embed", Path(out_dir), config.model_dump(mode="json"), seed=config.seed) as run:
         run.add_input(features.path, features.digest)
         x, _ = reduce_features(features.x, ReduceConfig(standardize=config.standardize), config.seed)

@@ -145,6 +145,10 @@ def load_features(
         kind = "pixels" if dataset.is_image else "encoding"
         if dataset.is_image:
             pictures = x
+        if len(x) == 0:
+            raise FmnistError(
+                f"{path} has no rows in the '{split}' split; pass another --split, or run the stage that wrote it again"
+            )
         x = x.reshape(len(x), -1).astype(np.float32, copy=False)
     if images is None and pictures is None and find_images:
         images = recorded_images(manifest)

@@ -44,6 +44,7 @@ import numpy as np
 
 from fmnist_cluster.artefacts import loads_json
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.text import hide_url_passwords
 
 JOURNAL_FILE = "study.journal"
 WORKER_DIR = ".tune-workers"
@@ -73,8 +74,8 @@ def shown_url(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: show it as given
-        return url
+    except Exception:  # not a URL SQLAlchemy can parse: as given, but for a password
+        return hide_url_passwords(url)
 
 
 def _driver_url(url: str) -> str:
@@ -186,7 +187,7 @@ def open_storage(
     shown = shown_url(url)
     if _in_memory(url):
         raise FmnistError(
-            f"--storage {url} is a database in memory: it is gone when tune ends and no other worker sees it; "
+            f"--storage {shown} is a database in memory: it is gone when tune ends and no other worker sees it; "
             f"give a file (sqlite:///path/study.db) or a server URL, or leave --storage out for the journal in --out"
         )
 
@@ -201,7 +202,13 @@ def open_storage(
 
     # workers opening one new database at once race to create its tables; the loser's commit
     # fails, and the tables are there a moment later
-    return set_up_with_retries(connect, shown, optuna.exceptions.StorageInternalError, _OPEN_ATTEMPTS, 0.2, 0.2)
+    try:
+        return set_up_with_retries(connect, shown, optuna.exceptions.StorageInternalError, _OPEN_ATTEMPTS, 0.2, 0.2)
+    except ValueError as exc:  # a URL SQLAlchemy cannot take apart (a port that is not a number)
+        raise FmnistError(
+            f"--storage {shown} is not a database URL that can be opened ({first_line(exc)}); "
+            "give dialect+driver://user:password@host:port/database"
+        ) from None
 
 
 def set_up_with_retries(

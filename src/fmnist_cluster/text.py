@@ -21,3 +21,16 @@ def visible_controls(text: str) -> str:
     return _CONTROL.sub(
         lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
     )
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@/\s]*@")
+
+
+def hide_url_passwords(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL in it written as
+    ``***`` (a ``tune --storage`` URL is recorded and shown, its password never).
+
+    >>> hide_url_passwords("postgresql://tuner:s3cret@db/s")
+    'postgresql://tuner:***@db/s'
+    """
+    return _PASSWORD_IN_URL.sub(r"\1***@", text)

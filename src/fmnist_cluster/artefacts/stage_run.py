@@ -23,6 +23,7 @@ import numpy as np
 from fmnist_cluster.artefacts.files import dumps_json, loads_json, sha256_file, write_npz
 from fmnist_cluster.artefacts.manifest import MANIFEST, package_versions, read_manifest
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.text import hide_url_passwords
 
 
 def check_out_dir(out_dir: Path | str, stage: str, inputs: Iterable[tuple[str, Path | str | None]] = ()) -> None:
@@ -151,7 +152,7 @@ def command_line() -> str:
     path = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
     ours = path.name == "fmnist-cluster" or (path.name == "__main__.py" and path.parent.name == "fmnist_cluster")
     program = "fmnist-cluster" if ours else (path.parent.name if path.name == "__main__.py" else path.name)
-    return shlex.join([program, *sys.argv[1:]])
+    return shlex.join([program, *(hide_url_passwords(arg) for arg in sys.argv[1:])])
 
 
 @dataclass

@@ -108,6 +108,11 @@ def read_csv_matrix(path: Path | str, n_columns: int, what: str) -> tuple[np.nda
             raise FmnistError(f"{path} has {frame.shape[1]} columns; expected {what}") from None
         _diagnose_text(path, frame)
         raise FmnistError(f"{path} holds a cell that is not a number; fix it") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas takes a first cell the header lacks as the index
+        raise FmnistError(
+            f"{path}: the rows have one cell more than the header ({frame.shape[1] + 1} against {frame.shape[1]}); "
+            "remove the index column, or name every column in the header"
+        )
     if frame.shape[1] != n_columns:
         raise FmnistError(f"{path} has {frame.shape[1]} columns; expected {what}")
     if len(frame) == 0:

@@ -12,6 +12,7 @@ import numpy as np
 from fmnist_cluster.artefacts import StageRun
 from fmnist_cluster.config import SomConfig, TuneConfig, config_to_yaml, get_dotted
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.study import shown_url
 
 OBJECTIVES = ("qe", "te")
 NAMES = ("held-out QE", "held-out TE")
@@ -113,7 +114,10 @@ def write_results(
                 continue
     summary["importances"] = importances
     seconds = time.perf_counter() - started
-    with StageRun("tune", out_dir, config.model_dump(mode="json"), seed=config.seed, started=started) as run:
+    recorded = config.model_dump(mode="json")
+    if recorded.get("storage"):
+        recorded["storage"] = shown_url(recorded["storage"])  # never a password in an artefact
+    with StageRun("tune", out_dir, recorded, seed=config.seed, started=started) as run:
         run.add_input(Path(input_dir) / "data.npz", digest)
         run.extra["storage"] = url  # where the study lives, with the run's record, not in the outputs
         run.measured(seconds_this_run=seconds)
