@@ -347,3 +347,21 @@ def test_embed_and_cluster_say_what_is_too_small(tmp_path: Path, idx_dir: Path) 
         result = runner.invoke(app, [command, "--input", str(data), "--out", str(tmp_path / command)])
         assert result.exit_code == 2, result.output
         assert "has no rows in the 'test' split; pass another --split" in result.output
+
+
+def test_a_checkpoint_header_must_be_what_train_cnn_writes() -> None:
+    from fmnist_cluster.cnn.checkpoint import _sound_header
+
+    good = {"format_version": 1, "n_classes": 5, "input_shape": [1, 28, 28], "class_names": None, "test_flip": True}
+    assert _sound_header(good) and _sound_header(dict(good, class_names=["a", "b", "c", "d", "e"]))
+    for bad in (
+        {"format_version": "abc"},
+        {"n_classes": None},
+        {"n_classes": 10**30},
+        {"input_shape": None},
+        {"input_shape": [1, 14, 14]},
+        {"class_names": "abcde"},
+        {"class_names": [0, 1, 2, 3, 4]},
+        {"test_flip": "no"},
+    ):
+        assert not _sound_header(dict(good, **bad)), bad

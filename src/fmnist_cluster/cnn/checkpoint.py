@@ -18,6 +18,7 @@ from torch import nn
 from fmnist_cluster.artefacts import atomic_write_bytes, read_checked
 from fmnist_cluster.cnn.network import INPUT_SHAPE, Network
 from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.params import is_int
 
 MODEL_FILE = "model.pt"
 STATE_FILE = "train-state.pt"
@@ -122,11 +123,33 @@ def load_checkpoint(model_dir: Path | str, option: str = "--model") -> tuple[nn.
     return _load_checkpoint_file(path, content.tobytes())
 
 
+MAX_CLASSES = 100_000
+"""Most labels a checkpoint may declare (each one is an output unit)."""
+
+
+def _sound_header(blob: dict[str, Any]) -> bool:
+    """Whether a checkpoint's header values have the types and ranges ``train-cnn`` writes."""
+    version, k = blob.get("format_version", 0), blob["n_classes"]
+    shape, names, flip = blob.get("input_shape", INPUT_SHAPE), blob["class_names"], blob.get("test_flip", False)
+    if not (is_int(version) and is_int(k) and 1 <= k <= MAX_CLASSES and isinstance(flip, bool)):
+        return False
+    if not isinstance(shape, list | tuple) or tuple(shape) != INPUT_SHAPE:
+        return False
+    return names is None or (
+        isinstance(names, list | tuple) and len(names) == k and all(isinstance(n, str) for n in names)
+    )
+
+
 def _load_checkpoint_file(path: Path, content: bytes) -> tuple[Network, dict[str, Any]]:
     blob = _torch_load(path, PRODUCER, content)
     needed = ("format", "architecture", "n_classes", "class_names", "state_dict")
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT or any(k not in blob for k in needed):
         raise FmnistError(f"{path} is not an fmnist-cluster CNN checkpoint; run `{PRODUCER}` to make one")
+    if not _sound_header(blob):
+        raise FmnistError(
+            f"{path} has a damaged header (format_version, n_classes, input_shape, class_names or test_flip are not "
+            f"what `{PRODUCER}` writes for 1x28x28 images); run `{PRODUCER}` again"
+        )
     if int(blob.get("format_version", 0)) > CHECKPOINT_VERSION:
         raise FmnistError(f"{path} was written by a newer fmnist-cluster (format {blob['format_version']}); upgrade")
     try:
