@@ -365,3 +365,50 @@ def test_a_checkpoint_header_must_be_what_train_cnn_writes() -> None:
         {"test_flip": "no"},
     ):
         assert not _sound_header(dict(good, **bad)), bad
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"weights": "nan"}, "its weights are not a 20-neuron map of finite, plausible values"),
+        ({"weights": "huge"}, "its weights are not a 20-neuron map of finite, plausible values"),
+        ({"weights": "rows"}, "its weights are not a 20-neuron map"),
+        ({"history": "ints"}, "its history is not that of up to 6 epochs of this map"),
+        ({"epoch": "abc"}, "does not hold what its stage writes"),
+    ],
+)
+def test_a_damaged_som_checkpoint_is_not_resumed(tmp_path: Path, change: dict, message: str) -> None:
+    import numpy as np
+
+    from fmnist_cluster.som import BatchSOM
+    from fmnist_cluster.som.trainer import train
+
+    x = np.random.default_rng(0).random((60, 8)).astype(np.float32)
+    kw = {"rows": 4, "cols": 5, "sigma": 2.0, "sigma_end": 0.5, "epochs": 6, "device": "cpu"}
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_2(entry: dict) -> None:
+        if entry["epoch"] == 2:
+            raise Stop
+
+    ckpt = tmp_path / "checkpoint.npz"
+    with pytest.raises(Stop):
+        train(BatchSOM(**kw), x, checkpoint=ckpt, on_epoch=stop_after_2)
+    arrays = dict(np.load(ckpt, allow_pickle=False))
+    weights = arrays["weights"].copy()
+    if change.get("weights") == "nan":
+        weights[1, 1] = np.nan
+    elif change.get("weights") == "huge":
+        weights[:] = 3e38
+    elif change.get("weights") == "rows":
+        weights = weights[:7]
+    arrays["weights"] = weights
+    if "history" in change:  # as many entries as epochs, but not what an epoch records
+        arrays["history"] = np.array(json.dumps([1] * int(arrays["epoch"])))
+    if "epoch" in change:
+        arrays["epoch"] = np.array(change["epoch"])
+    np.savez(ckpt, **arrays)
+    with pytest.raises(FmnistError, match=message):
+        train(BatchSOM(**kw), x, checkpoint=ckpt, resume=True)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_cluster.artefacts import NULL_PROGRESS, Progress, array_digest, load_npz, loads_json, save_npz
-from fmnist_cluster.errors import FmnistError
+from fmnist_cluster.errors import FmnistError, unexpected_structure
 from fmnist_cluster.som.base import SomEstimator
 from fmnist_cluster.som.batch import BatchSOM
 
@@ -72,6 +72,7 @@ def train(
         data_digest = array_digest(engine._check_x(x, fitted=False))
         if resume and Path(checkpoint).is_file():
             start = _load_checkpoint(Path(checkpoint), signature, x.shape[1], data_digest)
+            _check_resumable(Path(checkpoint), *start, engine)
     steps = engine.iter_fit(x) if start is None else engine.iter_fit(x, resume_from=start)
     history = list(start[1]) if start is not None else []
     name = "batch SOM" if isinstance(engine, BatchSOM) else "MiniSom"
@@ -107,15 +108,40 @@ def _signature(engine: SomEstimator, n_features: int) -> str:
     return json.dumps({k: getattr(engine, k) for k in _SIGNATURE_KEYS} | {"n_features": n_features}, sort_keys=True)
 
 
+def _check_resumable(path: Path, weights: np.ndarray, history: list[Any], engine: SomEstimator) -> None:
+    """A checkpoint in ``--out`` is not covered by a manifest: what it holds must be a state
+    :func:`train` could have written for this map."""
+    n_neurons, epochs = int(engine.rows) * int(engine.cols), int(np.ceil(float(engine.epochs)))
+    if weights.shape[0] != n_neurons or not np.isfinite(weights).all() or np.abs(weights).max(initial=0) > 1e6:
+        raise FmnistError(
+            f"checkpoint {path} is damaged (its weights are not a {n_neurons}-neuron map of finite, plausible "
+            "values); drop --resume to start afresh"
+        )
+    if len(history) > epochs or not all(isinstance(h, dict) and "epoch" in h for h in history):
+        raise FmnistError(
+            f"checkpoint {path} is damaged (its history is not that of up to {epochs} epochs of this map); "
+            "drop --resume to start afresh"
+        )
+
+
 def _load_checkpoint(
     path: Path, signature: str, width: int, data_digest: str
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Weights and history of a checkpoint written by :func:`train` with the same settings and data."""
+    with unexpected_structure(f"checkpoint {path}", "drop --resume to start afresh"):
+        return _read_checkpoint(path, signature, width, data_digest)
+
+
+def _read_checkpoint(
+    path: Path, signature: str, width: int, data_digest: str
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     arrays = load_npz(path, ("weights", "epoch", "history", "signature"), "train-som without --resume")
     weights = arrays["weights"]
-    if weights.ndim != 2 or weights.shape[1] != width:
+    if weights.ndim != 2:
+        raise FmnistError(f"checkpoint {path} is damaged (its weights are not a table); drop --resume to start afresh")
+    if weights.shape[1] != width:
         raise FmnistError(
-            f"checkpoint {path} holds a map for {weights.shape[-1]}-wide features but the input has {width} "
+            f"checkpoint {path} holds a map for {weights.shape[1]}-wide features but the input has {width} "
             f"columns; pass the --input it was trained on, or drop --resume to start afresh"
         )
     stored = str(arrays["signature"].reshape(-1)[0])
