@@ -167,6 +167,22 @@ def test_sigma_schedule_and_early_stop() -> None:
     assert stopped.n_epochs_ == 3
 
 
+def _interrupted_checkpoint(tmp_path: Path, kw: dict, x: np.ndarray) -> Path:
+    """The checkpoint a training of ``BatchSOM(**kw)`` on ``x`` leaves when it is killed in epoch 2."""
+
+    class Stop(Exception):
+        pass
+
+    def kill_in_epoch_2(entry: dict) -> None:
+        if entry["epoch"] == 2:
+            raise Stop
+
+    ckpt = tmp_path / "checkpoint.npz"
+    with pytest.raises(Stop):
+        train(BatchSOM(**kw), x, checkpoint=ckpt, on_epoch=kill_in_epoch_2)
+    return ckpt
+
+
 @pytest.mark.parametrize("search_dims", [0, 3])
 def test_resume_equals_uninterrupted(tmp_path: Path, search_dims: int) -> None:
     x = _blobs()
@@ -180,23 +196,45 @@ def test_resume_equals_uninterrupted(tmp_path: Path, search_dims: int) -> None:
         "search_dims": search_dims,
     }
     full = BatchSOM(**kw).fit(x)
-
-    class Stop(Exception):
-        pass
-
-    def kill_after_3(entry: dict) -> None:
-        if entry["epoch"] == 2:
-            raise Stop
-
-    ckpt = tmp_path / "checkpoint.npz"
-    with pytest.raises(Stop):
-        train(BatchSOM(**kw), x, checkpoint=ckpt, on_epoch=kill_after_3)
+    ckpt = _interrupted_checkpoint(tmp_path, kw, x)
     assert ckpt.is_file()
     resumed = train(BatchSOM(**kw), x, checkpoint=ckpt, resume=True)
     assert np.array_equal(resumed.weights_, full.weights_)
     assert resumed.history_ == full.history_
     with pytest.raises(FmnistError, match="5-wide features but the input has 3 columns"):
         train(BatchSOM(**kw), x[:, :3], checkpoint=ckpt, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"weights": "nan"}, "its weights are not a 20-neuron map of finite, plausible values"),
+        ({"weights": "huge"}, "its weights are not a 20-neuron map of finite, plausible values"),
+        ({"weights": "rows"}, "its weights are not a 20-neuron map"),
+        ({"history": "ints"}, "its history is not that of up to 6 epochs of this map"),
+        ({"epoch": "abc"}, "does not hold what its stage writes"),
+    ],
+)
+def test_a_damaged_som_checkpoint_is_not_resumed(tmp_path: Path, change: dict, message: str) -> None:
+    x = np.random.default_rng(0).random((60, 8)).astype(np.float32)
+    kw = {"rows": 4, "cols": 5, "sigma": 2.0, "sigma_end": 0.5, "epochs": 6, "device": "cpu"}
+    ckpt = _interrupted_checkpoint(tmp_path, kw, x)
+    arrays = dict(np.load(ckpt, allow_pickle=False))
+    weights = arrays["weights"].copy()
+    if change.get("weights") == "nan":
+        weights[1, 1] = np.nan
+    elif change.get("weights") == "huge":
+        weights[:] = 3e38
+    elif change.get("weights") == "rows":
+        weights = weights[:7]
+    arrays["weights"] = weights
+    if "history" in change:  # as many entries as epochs, but not what an epoch records
+        arrays["history"] = np.array(json.dumps([1] * int(arrays["epoch"])))
+    if "epoch" in change:
+        arrays["epoch"] = np.array(change["epoch"])
+    np.savez(ckpt, **arrays)
+    with pytest.raises(FmnistError, match=message):
+        train(BatchSOM(**kw), x, checkpoint=ckpt, resume=True)
 
 
 def test_subspace_search_trains_as_well_as_exact() -> None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from fmnist_cluster.artefacts import atomic_write_bytes, read_checked
 from fmnist_cluster.cnn.network import INPUT_SHAPE, Network
+from fmnist_cluster.data.dataset import MAX_LABEL
 from fmnist_cluster.errors import FmnistError
 from fmnist_cluster.params import is_int
 
@@ -123,15 +124,11 @@ def load_checkpoint(model_dir: Path | str, option: str = "--model") -> tuple[nn.
     return _load_checkpoint_file(path, content.tobytes())
 
 
-MAX_CLASSES = 100_000
-"""Most labels a checkpoint may declare (each one is an output unit)."""
-
-
 def _sound_header(blob: dict[str, Any]) -> bool:
     """Whether a checkpoint's header values have the types and ranges ``train-cnn`` writes."""
     version, k = blob.get("format_version", 0), blob["n_classes"]
     shape, names, flip = blob.get("input_shape", INPUT_SHAPE), blob["class_names"], blob.get("test_flip", False)
-    if not (is_int(version) and is_int(k) and 1 <= k <= MAX_CLASSES and isinstance(flip, bool)):
+    if not (is_int(version) and is_int(k) and 1 <= k <= MAX_LABEL + 1 and isinstance(flip, bool)):
         return False
     if not isinstance(shape, list | tuple) or tuple(shape) != INPUT_SHAPE:
         return False

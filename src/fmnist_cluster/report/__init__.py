@@ -102,8 +102,8 @@ def run_report(config: ReportConfig, folders: list[Path | str], out_dir: Path | 
     seen: set[Path] = set()
     sections = []
     for folder in map(Path, folders):
-        if folder.resolve() not in seen:  # a folder given twice (som, som/) is read once
-            seen.add(folder.resolve())
+        if (where := folder.resolve()) not in seen:  # a folder given twice (som, som/) is read once
+            seen.add(where)
             sections.append(collect(folder, inputs))
     order = {stage: i for i, stage in enumerate(STAGE_ORDER)}
     sections.sort(key=lambda s: order.get(s.stage, len(order)))
