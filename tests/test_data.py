@@ -360,7 +360,15 @@ def test_bad_twisted_csv(twisted_dir: Path, tmp_path: Path, kind: str) -> None:
     assert not out.exists() or not any(p.name in ("data.npz", "manifest.json") for p in out.iterdir())
 
 
-@pytest.mark.parametrize("header", [",".join(f" {i} " for i in range(784)), ",".join(str(i + 1) for i in range(784))])
+@pytest.mark.parametrize(
+    "header",
+    [
+        ",".join(f" {i} " for i in range(784)),
+        ",".join(str(i + 1) for i in range(784)),
+        ",".join(str(i if i != 4 else 3) for i in range(784)),  # a name given twice: pandas reads '3.1'
+        ",".join(str(i if i != 700 else 783) for i in range(784)),
+    ],
+)
 def test_twisted_headers_of_numbered_columns_are_headers(twisted_dir: Path, header: str) -> None:
     """Column names counted from 0 or 1, padded or not, are a header, not a lost first image."""
     x = twisted_dir / "x_train.csv"

@@ -52,6 +52,8 @@ BOMB = "[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], [*b,*b,*b
         ),
         ("seed: " + "[" * 3000 + "]" * 3000 + "\n", "is nested too deep to read; flatten it", True),
         ("seed: [1\n", r"line 2 is not valid YAML; fix its syntax", False),
+        ("seed: 1:30\n", r"line 1 holds 1:30, which YAML reads as a base-60 number; write the number in", True),
+        ("seed: 010\n", r"line 1 holds 010, which YAML reads as an octal number; write the number in", True),
     ],
 )
 def test_yaml_a_config_never_needs_is_refused_in_one_line(
@@ -224,10 +226,55 @@ def test_report_reads_a_folder_given_twice_once(tmp_path: Path) -> None:
     assert "report: 1 artefact(s)" in result.output
 
 
+def test_report_reads_each_manifest_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fmnist_cluster.artefacts.manifest as manifest_module
+    import fmnist_cluster.report.evidence as evidence_module
+
+    reads: list[Path] = []
+
+    def counted(folder: Path | str, *args: object, **kwargs: object) -> dict:
+        reads.append(Path(folder))
+        return original(folder, *args, **kwargs)
+
+    original = manifest_module.read_manifest
+    monkeypatch.setattr(manifest_module, "read_manifest", counted)
+    monkeypatch.setattr(evidence_module, "read_manifest", counted)
+    files = {f"part{i}.txt": f"{i}".encode() for i in range(50)} | {"metrics.json": b"{}"}
+    _artefact(tmp_path / "run", files, stage="custom")
+    result = runner.invoke(app, ["report", "--input", str(tmp_path / "run"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert reads.count(tmp_path / "run") == 1, len(reads)
+
+
+def test_a_wrong_folder_is_named_by_the_option_that_gave_it(tmp_path: Path) -> None:
+    from fmnist_cluster.decode import load_originals
+    from fmnist_cluster.features import _load_images
+
+    _artefact(tmp_path / "cnn", {"metrics.json": b"{}"}, stage="train-cnn")
+    with pytest.raises(FmnistError, match=r"^--originals .*cnn was written by `train-cnn`"):
+        load_originals(tmp_path / "cnn")
+    with pytest.raises(FmnistError, match=r"^--images .*cnn was written by `train-cnn`"):
+        _load_images(tmp_path / "cnn", "test", 10, None)
+    with pytest.raises(FmnistError, match=r"does not exist; .* \(or pass --originals\)$"):
+        load_originals(tmp_path / "none")
+
+
 def test_bidirectional_controls_are_written_out() -> None:
     assert visible_controls("\u202egnp.exe") == "\\u202egnp.exe"
     assert visible_controls("a\u2066b\u200fc\x1bd") == "a\\u2066b\\u200fc\\x1bd"
     assert visible_controls("é 日本 — ×") == "é 日本 — ×"
+
+
+def test_a_folder_name_that_is_not_utf8_is_written_out(tmp_path: Path) -> None:
+    assert visible_controls(os.fsdecode(b"r\xe9p")) == "r\\xe9p"
+    assert visible_controls("a\ud800b") == "a\\ud800b"
+    folder = tmp_path / os.fsdecode(b"r\xe9p")
+    _artefact(folder, {"metrics.json": json.dumps({"score": 1.5}).encode()}, stage="custom")
+    result = runner.invoke(app, ["report", "--input", str(folder), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "r\\xe9p" in (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    missing = runner.invoke(app, ["report", "--input", str(folder / "none"), "--out", str(tmp_path / "r2")])
+    assert missing.exit_code == 2 and "r\\xe9p/none does not exist" in missing.output, missing.output
 
 
 def _preprocess(idx_dir: Path, data: Path) -> None:

@@ -146,7 +146,7 @@ class ContentMatcher(ClassifierMixin, BaseEstimator):
 
 
 def load_originals(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
-    dataset, digest = load_dataset(folder, "fmnist-cluster preprocess --source idx")
+    dataset, digest = load_dataset(folder, "fmnist-cluster preprocess --source idx", option="--originals")
     if not dataset.is_image or dataset.class_names is None or len(dataset.class_names) != N_CLASSES:
         raise FmnistError(
             f"{folder} is not the original 10-class Fashion-MNIST; pass a preprocess output of the real data "

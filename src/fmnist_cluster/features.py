@@ -173,7 +173,7 @@ def recorded_images(manifest: dict[str, Any]) -> Path | None:
 
 
 def _load_images(folder: Path, split: str, n: int, y: np.ndarray | None) -> np.ndarray:
-    dataset, _ = load_dataset(folder, "fmnist-cluster preprocess")
+    dataset, _ = load_dataset(folder, "fmnist-cluster preprocess", option="--images")
     if not dataset.is_image:
         raise FmnistError(f"{folder} holds features, not images; pass a preprocess output folder to --images")
     pictures, y_img = _pick(dataset, split)

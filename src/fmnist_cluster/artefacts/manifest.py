@@ -77,7 +77,13 @@ def read_manifest(folder: Path | str, producer: str, option: str = "--input") ->
 
 
 def require_file(
-    folder: Path | str, name: str, producer: str, stage: str | tuple[str, ...] | None = None, option: str = "--input"
+    folder: Path | str,
+    name: str,
+    producer: str,
+    stage: str | tuple[str, ...] | None = None,
+    option: str = "--input",
+    *,
+    manifest: dict[str, Any] | None = None,
 ) -> tuple[Path, str]:
     """Locate one file of a finished upstream artefact and check it against its manifest
     (:func:`locate_file`, then :func:`check_digest` of the file's sha256).
@@ -94,6 +100,9 @@ def require_file(
         If given, the stage name(s) the manifest may carry (e.g. ``preprocess``).
     option : str
         The command-line option that names the folder, quoted in errors.
+    manifest : dict, optional
+        The folder's manifest as :func:`read_manifest` returned it, for a caller that reads
+        many files of one folder; read from the folder when not given.
 
     Returns
     -------
@@ -106,7 +115,7 @@ def require_file(
         Folder, manifest or file missing, wrong stage, a file the manifest does not list, or a
         file changed since it was written.
     """
-    path, expected = locate_file(folder, name, producer, stage, option)
+    path, expected = locate_file(folder, name, producer, stage, option, manifest=manifest)
     with _reading(path, producer):
         digest = sha256_file(path)
     check_digest(path, expected, digest, producer)
@@ -114,7 +123,13 @@ def require_file(
 
 
 def read_checked(
-    folder: Path | str, name: str, producer: str, stage: str | tuple[str, ...] | None = None, option: str = "--input"
+    folder: Path | str,
+    name: str,
+    producer: str,
+    stage: str | tuple[str, ...] | None = None,
+    option: str = "--input",
+    *,
+    manifest: dict[str, Any] | None = None,
 ) -> tuple[Path, str, np.ndarray]:
     """Read one file of a finished upstream artefact once, checked against its manifest: the
     bytes returned are the bytes whose sha256 was checked (:func:`locate_file`, then
@@ -133,7 +148,7 @@ def read_checked(
     FmnistError
         As :func:`require_file`, and a file that cannot be read.
     """
-    path, expected = locate_file(folder, name, producer, stage, option)
+    path, expected = locate_file(folder, name, producer, stage, option, manifest=manifest)
     with _reading(path, producer):
         content, digest = read_hashed(path)
     check_digest(path, expected, digest, producer)
@@ -175,7 +190,13 @@ def _reading(path: Path, producer: str) -> Iterator[None]:
 
 
 def locate_file(
-    folder: Path | str, name: str, producer: str, stage: str | tuple[str, ...] | None = None, option: str = "--input"
+    folder: Path | str,
+    name: str,
+    producer: str,
+    stage: str | tuple[str, ...] | None = None,
+    option: str = "--input",
+    *,
+    manifest: dict[str, Any] | None = None,
 ) -> tuple[Path, str]:
     """The path of one file of a finished upstream artefact and the sha256 its manifest lists.
 
@@ -187,7 +208,8 @@ def locate_file(
         Folder, manifest or file missing, wrong stage, or a file the manifest does not list.
     """
     folder = Path(folder)
-    manifest = read_manifest(folder, producer, option)
+    if manifest is None:
+        manifest = read_manifest(folder, producer, option)
     stages = (stage,) if isinstance(stage, str) else stage
     if stages is not None and manifest["stage"] not in stages:
         raise FmnistError(

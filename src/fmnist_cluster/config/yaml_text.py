@@ -2,10 +2,12 @@
 refuses what a config never needs and a hostile file could abuse, each with one line that says
 what to fix: a key given twice in one mapping (YAML would keep the last), aliases (``*name``;
 nested ones blow up exponentially), merge keys (``<<``), keys that are not plain values,
-numbers of thousands of digits, impossible dates and nesting too deep to read."""
+numbers of thousands of digits, impossible dates, nesting too deep to read, and the numbers
+YAML 1.1 reads in base 60 or 8 (``1:30``, ``017``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -41,6 +43,34 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise _RefusedYamlError(f"key '{key}' appears twice (lines {seen[key]} and {line}); keep one of them")
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+_UNCLEAR_NUMBER = re.compile(r"[-+]?(0[0-7_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)")
+"""Plain values YAML 1.1 reads as numbers that few would write meaning them: ``017`` (octal,
+15) and ``1:30`` (base 60, 90). Refused unless they mean the same in decimal."""
+
+
+def _same_in_decimal(value: str) -> bool:
+    """Whether a leading-zero value means the same in octal and decimal (``00``, ``007``)."""
+    digits = value.lstrip("+-").replace("_", "")
+    return ":" not in digits and int(digits, 8) == int(digits, 10)
+
+
+def _number(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> Any:
+    if _UNCLEAR_NUMBER.fullmatch(node.value) and not _same_in_decimal(node.value):
+        kind = "a base-60 number" if ":" in node.value else "an octal number"
+        shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+        raise _RefusedYamlError(
+            f"line {node.start_mark.line + 1} holds {shown}, which YAML reads as {kind}; write the number in "
+            "decimal, or quote it if it is text"
+        )
+    if node.tag.endswith(":int"):
+        return loader.construct_yaml_int(node)
+    return loader.construct_yaml_float(node)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _number)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _number)
 
 
 class YamlSyntaxError(ValueError):

@@ -5,6 +5,7 @@ Every reader names the line and column of a bad cell.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,25 @@ def _line(path: Path, row: int) -> int:
     return row + 2
 
 
-def _header_is_data(columns: list[str]) -> bool:
-    """Whether a header row of numbers is really the first data row: column names that are
-    numbers count 0, 1, 2, ... or 1, 2, 3, ... (a lone label column: ``0`` or ``1``)."""
+def _first_line_cells(path: Path) -> list[str]:
+    """The cells of the first line of ``path`` that is not blank, as written (pandas renames a
+    column name given twice, ``3`` to ``3.1``)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        for line in fh:
+            if line.strip():
+                return next(csv.reader([line]))
+    return []
+
+
+def _header_is_data(cells: list[str], high: int) -> bool:
+    """Whether a header row of numbers is really the first data row: numbers that could be data
+    (``0..high``) and that do not count 0, 1, 2, ... or 1, 2, 3, ... (a lone label column: ``0``
+    or ``1``). A header that names a column twice or skips one is still a header."""
     try:
-        numbers = [float(c.strip()) for c in columns]
+        numbers = [float(c.strip()) for c in cells]
     except ValueError:
+        return False
+    if not all(0 <= v <= high for v in numbers):
         return False
     return numbers not in ([float(i) for i in range(len(numbers))], [float(i + 1) for i in range(len(numbers))])
 
@@ -169,8 +183,8 @@ def load_twisted_folder(folder: Path | str) -> Dataset:
                 )
         xv, xcols = read_csv_matrix(xpath, N_PIXELS, f"{N_PIXELS} pixel columns")
         yv, ycols = read_csv_matrix(ypath, 1, "1 label column")
-        for path, columns in ((xpath, xcols), (ypath, ycols)):
-            if _header_is_data(columns):
+        for path, columns, high in ((xpath, xcols, 255), (ypath, ycols, MAX_LABEL)):
+            if _header_is_data(_first_line_cells(path), high):
                 names = f"0..{len(columns) - 1}" if len(columns) > 1 else "0"
                 raise FmnistError(
                     f"{path} has no header row: its first line holds numbers, not the column names {names}, "

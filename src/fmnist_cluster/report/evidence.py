@@ -202,9 +202,12 @@ def _flatten(
     return out
 
 
-def read_json(folder: Path, name: str, stage: str, inputs: dict[str, str]) -> Any:
-    """A JSON output of an artefact, checked against its manifest; recorded in ``inputs``."""
-    path, digest, content = read_checked(folder, name, producer(stage))
+def read_json(
+    folder: Path, name: str, stage: str, inputs: dict[str, str], manifest: dict[str, Any] | None = None
+) -> Any:
+    """A JSON output of an artefact, checked against its manifest (read from the folder unless
+    given); recorded in ``inputs``."""
+    path, digest, content = read_checked(folder, name, producer(stage), manifest=manifest)
     inputs[str(path)] = digest
     try:
         return loads_json(content.tobytes())
@@ -256,9 +259,9 @@ def _collect(folder: Path, inputs: dict[str, str]) -> Section:
     for name in sorted(set(outputs) - set(figures) - set(jsons)):
         # every file the report stands on matches its manifest, not only those it shows (which
         # are checked as they are read, below)
-        require_file(folder, name, producer(stage))
+        require_file(folder, name, producer(stage), manifest=manifest)
     for name in figures:
-        path, digest, content = read_checked(folder, name, producer(stage))
+        path, digest, content = read_checked(folder, name, producer(stage), manifest=manifest)
         if content[: len(PNG_SIGNATURE)].tobytes() != PNG_SIGNATURE:
             raise FmnistError(f"{path} is not a PNG image; run `{producer(stage)}` again")
         inputs[str(path)] = digest
@@ -266,7 +269,7 @@ def _collect(folder: Path, inputs: dict[str, str]) -> Section:
         caption = stem.replace("-", " ").replace("_", " ")
         section.figures.append(Figure(f"{known}-{slug(stem)}", caption, content.tobytes(), figure_group(stem)))
     for name in jsons:
-        data = read_json(folder, name, stage, inputs)
+        data = read_json(folder, name, stage, inputs, manifest)
         if name == "metrics.json":
             _check_metrics(folder / name, stage, data)
         if name == "metrics.json" and isinstance(data, dict):
