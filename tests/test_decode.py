@@ -78,7 +78,9 @@ def test_content_decoding_recovers_a_random_grouping(tmp_path: Path, idx_dir: Pa
     assert "explanation: explained (class-grouping" in result.output
     figures = out / "figures"
     assert (figures / "decode-composition.png").is_file()
-    assert all((figures / f"decode-label-{e['label']}.png").is_file() for e in decoding["labels"])
+    # one montage per label, the explainer's (titled with its rule), not a copy from the decoding too
+    assert all((figures / f"explain-label-{e['label']}.png").is_file() for e in decoding["labels"])
+    assert not list(figures.glob("decode-label-*.png"))
     assert (figures / "decode-class-by-cluster-kmeans.png").is_file()
 
 

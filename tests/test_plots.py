@@ -142,6 +142,17 @@ def _study() -> optuna.Study:
     return study
 
 
+def test_a_neuron_that_never_wins_is_white_on_both_panels_of_the_labels_map() -> None:
+    coords = np.array([[c, r] for r in range(3) for c in range(3)], dtype=float)
+    dominant = np.array([-1, 0, 1, 0, 1, 0, 1, 0, 1])
+    purity = np.array([np.nan, 0.5, 1, 0.5, 1, 0.5, 1, 0.5, 1])
+    fig = plots.som_labels_map(dominant, purity, coords, "rectangular", ["a", "b"], "test rows")
+    collection = fig.axes[1].collections[0]
+    faces = collection.to_rgba(collection.get_array())
+    assert tuple(faces[0]) == (1.0, 1.0, 1.0, 1.0)  # never wins: white, not the colour of purity 0
+    assert tuple(faces[1]) != (1.0, 1.0, 1.0, 1.0)
+
+
 def test_tune_figures_are_quiet_and_leave_the_style_alone() -> None:
     study = _study()
     before = dict(matplotlib.rcParams)

@@ -549,6 +549,16 @@ def test_an_artefact_whose_arrays_do_not_fit_together_is_one_error(
     assert not (tmp_path / "r").exists()
 
 
+def test_accuracies_in_the_evidence_are_percentages_as_in_the_findings() -> None:
+    from fmnist_cluster.report.evidence import metric_value
+
+    assert metric_value("test_accuracy", 0.881) == "88.10 %"
+    assert metric_value("history.best_val_accuracy", 1.0) == "100.00 %"
+    assert metric_value("qe", 0.881) == "0.881"
+    assert metric_value("accuracy_per_epoch", [0.5, 0.6]) == "0.5, 0.6"  # lists as they are
+    assert metric_value("test_accuracy", 1.5) == "1.5"  # not a share: shown as it is
+
+
 def test_published_designs_and_tutorial_settings_are_recognised() -> None:
     def cnn(name: str) -> tuple[str, float | None]:
         return cnn_design(load_config(CnnConfig, ROOT / "configs" / name).model_dump(mode="json"))
@@ -561,6 +571,24 @@ def test_published_designs_and_tutorial_settings_are_recognised() -> None:
         return is_tutorial_som(load_config(SomConfig, ROOT / "configs" / name).model_dump(mode="json"))
 
     assert som("som-seed.yaml") and not som("som.yaml") and not som("som-demo.yaml")
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "n_test", "difference"),
+    [(5, 10_000, "-2.26 points"), (5, 1_000, "–"), (4, 10_000, "–")],
+)
+def test_only_a_set_shaped_like_the_studys_is_compared(n_classes: int, n_test: int, difference: str) -> None:
+    from fmnist_cluster.report.document import Section
+    from fmnist_cluster.report.findings import model_block
+
+    config = load_config(CnnConfig, ROOT / "configs" / "cnn-reference.yaml").model_dump(mode="json")
+    section = Section("train-cnn", Path("runs/ref"), {"config": config})
+    section.metrics = {"class_names": None, "n_classes": n_classes, "n_test": n_test, "test_accuracy": 0.9}
+    block = model_block([section])
+    assert block is not None and block.table is not None
+    row = block.table.rows[0]
+    assert row[3] == "90.00 %" and row[5] == difference
+    assert row[4] == ("92.26 %" if difference != "–" else "–")
 
 
 @pytest.mark.parametrize(

@@ -174,9 +174,12 @@ def test_tune_trains_real_maps_and_best_yaml_round_trips(tmp_path: Path, data_di
         assert applied[section][name] == value, key
     timings = json.loads((out / "manifest.json").read_text())["timings"]
     assert timings["wall_s"] >= timings["seconds_this_run"]  # the stage's time includes its trials
+    assert timings["trials_this_run"] == 4
     again = ["tune", "--config", str(_config(tmp_path)), "--input", str(data_dir), "--n-trials", "4"]
     assert runner.invoke(app, [*again, "--out", str(tmp_path / "again")]).exit_code == 0
     assert_same_outputs(out, tmp_path / "again")  # the study's journal is its storage, not an output
+    assert runner.invoke(app, [*again, "--out", str(out)]).exit_code == 0  # the study is already complete
+    assert json.loads((out / "manifest.json").read_text())["timings"]["trials_this_run"] == 0
     train = runner.invoke(
         app, ["train-som", "--config", str(out / "best.yaml"), "--input", str(data_dir), "--out", str(tmp_path / "som")]
     )

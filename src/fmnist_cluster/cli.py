@@ -225,7 +225,8 @@ def preprocess(
 
     Sources: IDX files, Kaggle CSV, Twisted CSV (mystery labels), torchvision download, or the
     real sample shipped in the package. Optionally deskew, centre and standardise. data.npz holds
-    float32 images (N, 1, 28, 28) in [0, 1], int64 labels and class names where known.
+    float32 images (N, 1, 28, 28) in [0, 1] (unless standardised), int64 labels and class names
+    where known.
     """
     from fmnist_cluster.data import run_preprocess
 
@@ -345,8 +346,9 @@ def report(
     out: OutOpt = Path("outputs/report"),
 ) -> None:
     """One self-contained HTML page of the given artefact folders (report.html: the findings
-    first, an interactive explorer of the embeddings and SOMs, then every table and figure) and
-    a Markdown summary (report.md with figures/)."""
+    first, an interactive explorer of the embeddings and SOMs, then every table and figure; the
+    still pictures of what the explorer draws are linked from figures/, not inlined) and a
+    Markdown summary (report.md with figures/)."""
     from fmnist_cluster.config import ReportConfig
     from fmnist_cluster.report import DEFAULT_INPUTS, run_report
 
@@ -354,11 +356,16 @@ def report(
     folders = list(inputs) if inputs else [p for p in DEFAULT_INPUTS if (p / "manifest.json").is_file()]
     _run(lambda: check_out_dir(out, "report", [("--input", folder) for folder in folders]))
     summary = _run(lambda: run_report(cfg, folders, out))
+    explored = [f"{summary['explorer_points']} points"] if summary["explorer_points"] else []
+    if summary["explorer_maps"]:
+        explored.append(f"{summary['explorer_maps']} SOM(s)")
     console.print(
         f"[green]report[/]: {summary['n_inputs']} artefact(s), {summary['n_figures']} figures, "
-        f"{summary['n_tables']} tables, explorer of {summary['explorer_points']} points "
+        f"{summary['n_tables']} tables, explorer: {' and '.join(explored) or 'none'} "
         f"-> {_shown(out)}/report.html ({summary['html_bytes'] / 1e6:.1f} MB), {_shown(out)}/report.md"
     )
+    if summary["answer"]:
+        console.print(f"  mystery labels: {escape(summary['answer'])}")
 
 
 # -- train-som ----------------------------------------------------------------------------
@@ -481,7 +488,8 @@ def train_cnn(
     configs/cnn-reference.yaml and configs/cnn-seed-own.yaml) on labelled images; K comes from the
     labels. Holds out a seeded validation split, shows per-epoch loss/accuracy, keeps the best
     epoch, can stop early and resume. Writes model.pt (weights + architecture + K + class names),
-    metrics.json (test accuracy, loss, per-class accuracy, right/wrong counts, images/s),
+    metrics.json (test accuracy, loss, per-class accuracy, right/wrong counts; times and
+    images/s are in the manifest's timings),
     predictions.npz, learning_curves.png, confusion_matrix.png and misclassified.png."""
     from fmnist_cluster.cnn import STATE_FILE, run_train_cnn
 

@@ -407,9 +407,11 @@ def decoding_figures(
     clusters: dict[str, np.ndarray],
     per_label: int = 20,
     seed: int = 0,
+    montages: bool = True,
 ) -> list[tuple[str, Any]]:
     """Figures of a decoding: composition bars, one montage per label (each image titled by
-    its class), and classes × clusters for the first clustering available."""
+    its class; left out with ``montages=False``, when the explainer draws its own, titled with
+    each label's rule), and classes × clusters for the first clustering available."""
     from fmnist_cluster import plots
 
     names = decoding["class_names"]
@@ -426,7 +428,7 @@ def decoding_figures(
         )
     ]
     rng = np.random.default_rng(seed)
-    for entry in entries:
+    for entry in entries if montages else []:
         members = np.flatnonzero(y == entry["label"])
         pick = np.sort(rng.choice(members, size=min(per_label, len(members)), replace=False))
         titles = [names[assigned[i]] if assigned[i] >= 0 else "?" for i in pick]

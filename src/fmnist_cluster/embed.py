@@ -31,6 +31,13 @@ EMBEDDING_FILE = "embedding.npz"
 METHOD_TITLES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
+def axis_titles(method: str) -> tuple[str, str]:
+    """The names of the two axes of a 2-D embedding: ``PC1``, ``PC2`` or ``t-SNE 1``, ``t-SNE 2``..."""
+    if method == "pca":
+        return "PC1", "PC2"
+    return f"{METHOD_TITLES[method]} 1", f"{METHOD_TITLES[method]} 2"
+
+
 def umap_available() -> bool:
     """True when the optional ``umap-learn`` package can be imported."""
     return importlib.util.find_spec("umap") is not None
@@ -254,9 +261,7 @@ def run_embed(
             run.save_bytes(figure_name("pca-variance"), plots.figure_png(plots.explained_variance(ratios)))
             for method, pts in coords.items():
                 ok = ~np.isnan(pts[:, 0])
-                axis = (
-                    ("PC1", "PC2") if method == "pca" else (f"{METHOD_TITLES[method]} 1", f"{METHOD_TITLES[method]} 2")
-                )
+                axis = axis_titles(method)
                 title = f"{METHOD_TITLES[method]} of {features.kind} ({int(ok.sum())} {config.split} rows), by label"
                 fig = plots.scatter_2d(pts[ok], None if features.y is None else features.y[ok], title, names, axis)
                 run.save_bytes(figure_name(f"{method}-by-label"), plots.figure_png(fig))

@@ -308,6 +308,7 @@ def run_cluster(
             for name, fig in figures:
                 run.save_bytes(figure_name(name), plots.figure_png(fig))
         summary_lines: list[str] = []
+        explaining = config.explain.enabled and features.y is not None and features.class_names is None
         if decoding_wanted:
             from fmnist_cluster.decode import decode_labels, decoding_figures
 
@@ -320,14 +321,21 @@ def run_cluster(
                 assigned = decoding.pop("_assigned")
                 run.save_json("decoding.json", decoding)
                 for name, fig in decoding_figures(
-                    decoding, features.images, features.y, assigned, labels, config.decode.montage_images, config.seed
+                    decoding,
+                    features.images,
+                    features.y,
+                    assigned,
+                    labels,
+                    config.decode.montage_images,
+                    config.seed,
+                    montages=not explaining,
                 ):
                     run.save_bytes(figure_name(name), plots.figure_png(fig))
             summary_lines = [entry["summary"] for entry in decoding["labels"]]
             metrics["decoding_method"] = decoding["method"]
         explanation: list[str] = []
         verdict: str | None = None
-        if config.explain.enabled and features.y is not None and features.class_names is None:
+        if explaining:
             verdict, explanation = _explain(
                 run, config, features, input_dir, images_dir, originals_dir, reference_dir, labels, progress
             )

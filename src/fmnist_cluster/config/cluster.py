@@ -162,7 +162,8 @@ class DecodeConfig(StrictModel):
         A class is not a member of a label that holds less than this fraction of the class's
         largest label count (keeps a reference model's confusions out of ``members``).
     montage_images : int
-        Images shown per label in the per-label montages.
+        Images shown per label in the decoding's per-label montages (drawn when the explainer
+        does not run; its montages take ``explain.montage_images``).
     batch_size : int
         Batch size of the reference model's predictions.
     device : {'auto', 'cpu', 'cuda'}

@@ -274,7 +274,7 @@ def montage(
 
 def titled_tiles(images: np.ndarray, titles: Sequence[str], ncols: int = 10, suptitle: str | None = None) -> Figure:
     """A grid of images with a short caption under each."""
-    return tile_figure(as_images(images), ncols, captions=titles, title=suptitle, caption_size=6)
+    return tile_figure(as_images(images), ncols, captions=titles, title=suptitle, caption_size=8)
 
 
 def image_strip_png(images: np.ndarray, scale: int = 2, gap: int = 2) -> bytes:

@@ -29,7 +29,8 @@ def _som_cells(
     else:
         shape = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
     polys = coords[:, None, :] + shape[None]
-    coll = PolyCollection(polys, array=np.asarray(values, dtype=float), cmap=cmap, edgecolors="none", **kw)
+    array = values.astype(float) if np.ma.isMaskedArray(values) else np.asarray(values, dtype=float)
+    coll = PolyCollection(polys, array=array, cmap=cmap, edgecolors="none", **kw)
     ax.add_collection(coll)
     pad = 0.7
     ax.set_xlim(coords[:, 0].min() - pad, coords[:, 0].max() + pad)
@@ -148,7 +149,7 @@ def som_outliers(hits: np.ndarray, outliers: np.ndarray, cols: int, low: float, 
 def som_labels_map(
     dominant: np.ndarray, purity: np.ndarray, coords: np.ndarray, topology: str, class_names: Sequence[str], title: str
 ) -> Figure:
-    """Left: each neuron's dominant class (white: never hit); right: its purity."""
+    """Left: each neuron's dominant class, right: its purity (white on both: never hit)."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -162,7 +163,8 @@ def som_labels_map(
         handles.append(Patch(facecolor="white", edgecolor="0.6", label="never wins"))
     ax1.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax1.set_title(f"Dominant class per neuron, {title}", fontsize=10)
-    coll = _som_cells(ax2, coords, topology, np.nan_to_num(purity, nan=0.0), "magma", clim=(0, 1))
+    never = plt.get_cmap("magma").with_extremes(bad="white")  # white, as on the left: never wins
+    coll = _som_cells(ax2, coords, topology, np.ma.masked_invalid(purity), never, clim=(0, 1))
     fig.colorbar(coll, ax=ax2, fraction=0.04, pad=0.01, label="purity (share of the dominant class)")
     ax2.set_title(f"Purity (mean {np.nanmean(purity):.2f})", fontsize=10)
     fig.tight_layout()
@@ -208,7 +210,7 @@ def som_winner_samples(groups: Sequence[tuple[int, np.ndarray, int]], cols: int,
         stack_rows(rows, per_row),
         per_row,
         row_labels=labels,
-        title="Samples won by chosen neurons (closest first)",
+        title="Training samples won by chosen neurons (closest first)",
         tile_inches=0.95,
         gap=6,
     )

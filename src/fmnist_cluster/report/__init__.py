@@ -162,6 +162,8 @@ def run_report(config: ReportConfig, folders: list[Path | str], out_dir: Path | 
         "n_inputs": len(sections),
         "n_figures": sum(len(s.figures) for s in sections),
         "n_tables": sum(len(s.tables) for s in sections) + sum(b.table is not None for b in findings) + 1,
-        "explorer_points": (explorer or {}).get("n", 0),
+        "explorer_points": (explorer or {}).get("n", 0) if (explorer or {}).get("maps") else 0,
+        "explorer_maps": len((explorer or {}).get("soms", [])),
+        "answer": next((b.lines[0] for b in findings if b.anchor == "findings-labels" and b.lines), None),
         "html_bytes": len(html_page.encode("utf-8")),
     }

@@ -93,6 +93,7 @@ METRIC_LABELS = {
     "n_failed": "failed trials",
     "n_trials_total": "trials",
     "seconds_this_run": "seconds (this run)",
+    "trials_this_run": "trials finished by this run (the others by earlier runs of the study)",
     "in_sample": "measured on the rows it trained on (in-sample)",
     "wall_s": "the stage, from its start to publishing its output (s)",
     "seconds": "seconds",
@@ -117,6 +118,7 @@ _SKIP_KEYS = {
     "quality",
 }
 _FIGURE_GROUPS = (
+    ("history-", "Search"),  # tune's history-qe, history-te; a map's own history.png is training
     ("history", "Training"),
     ("learning-curves", "Training"),
     ("confusion-matrix", "Errors"),
@@ -157,6 +159,14 @@ def metric_label(key: str) -> str:
     head, _, rest = key.partition(".")
     label = METRIC_LABELS.get(head, head.replace("_", " "))
     return f"{label}: {rest.replace('_', ' ').replace('.', ' › ')}" if rest else label
+
+
+def metric_value(key: str, value: Any) -> str:
+    """A metrics value as short text: an accuracy (a share in 0..1) as a percentage, as in the
+    findings; anything else as :func:`fmt` writes it."""
+    if "accuracy" in key.rsplit(".", 1)[-1] and isinstance(value, float) and 0 <= value <= 1:
+        return pct(value)
+    return fmt(value)
 
 
 GROUP_ORDER = tuple(dict.fromkeys(group for _, group in _FIGURE_GROUPS))
@@ -281,7 +291,7 @@ def _collect(folder: Path, inputs: dict[str, str]) -> Section:
         elif stage == "cluster" and name == "explanation.json":
             section.tables.extend(explanation_tables(data))
         else:
-            rows = [[metric_label(k), fmt(v)] for k, v in _flatten(data)][:80]
+            rows = [[metric_label(k), metric_value(k, v)] for k, v in _flatten(data)][:80]
             if rows:
                 title = "Metrics" if name == "metrics.json" else Path(name).stem.replace("_", " ")
                 section.tables.append(Table(title, ["measure", "value"], rows))
@@ -368,7 +378,8 @@ def cluster_tables(metrics: dict[str, Any]) -> list[Table]:
             rows.append([label, *cells])
         tables.append(
             Table(
-                "Correct / incorrect per label (a point is correct when its cluster's majority label is its own)",
+                "Correct / incorrect per label (a point is correct when its cluster's majority label is its own; "
+                "a noise point is incorrect, unlike in purity)",
                 ["label", *with_majority],
                 rows,
             )
@@ -390,7 +401,8 @@ def decoding_tables(decoding: dict[str, Any]) -> list[Table]:
         for algo in ("kmeans", "agglomerative", "dbscan", "hdbscan"):
             if view.get(algo):
                 where = f"{algo}: " + ", ".join(
-                    f"{'noise' if c['cluster'] == -1 else c['cluster']} {c['share']:.0%}" for c in view[algo][:4]
+                    f"{'noise' if c['cluster'] == -1 else 'cluster ' + str(c['cluster'])} {pct(c['share'], 0)}"
+                    for c in view[algo][:4]
                 )
                 break
         rows.append(
@@ -415,7 +427,10 @@ def decoding_tables(decoding: dict[str, Any]) -> list[Table]:
     notes.append(f"members hold ≥ {decoding.get('min_share', 0.1):.0%} of the label")
     tables = [
         Table(
-            "Mystery-label decoding", ["label", "images", "composition", "members", "clusters"], rows, "; ".join(notes)
+            "Mystery-label decoding",
+            ["label", "images", "composition", "members", "its largest clusters (share of the label)"],
+            rows,
+            "; ".join(notes),
         )
     ]
     if "content" in decoding and "reference" in decoding:
@@ -492,7 +507,7 @@ def same_rows(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def cross_figures(sections: list[Section], config: ReportConfig, inputs: dict[str, str]) -> dict[Path, list[Figure]]:
     """Embedding coordinates coloured by the cluster labels of the same rows, per embed folder."""
     from fmnist_cluster import plots
-    from fmnist_cluster.embed import EMBEDDING_FILE, METHOD_TITLES
+    from fmnist_cluster.embed import EMBEDDING_FILE, METHOD_TITLES, axis_titles
 
     out: dict[Path, list[Figure]] = {}
     for emb in (s for s in sections if s.stage == "embed"):
@@ -516,13 +531,11 @@ def cross_figures(sections: list[Section], config: ReportConfig, inputs: dict[st
                     params = clu.metrics.get("algorithms", {}).get(algo, {})
                     detail = f"k = {params.get('n_clusters')}"
                     if algo == "dbscan":
-                        detail = (
-                            f"eps = {params.get('eps', 0):.3g}, {params.get('n_clusters')} clusters, "
-                            f"noise {params.get('noise_share', 0):.1%}"
-                        )
+                        detail = f"eps = {params.get('eps', 0):.3g}, {params.get('n_clusters')} clusters"
+                    if algo in ("dbscan", "hdbscan"):
+                        detail += f", noise {pct(params.get('noise_share', 0), 1)}"
                     title = f"{METHOD_TITLES[method]} coloured by {algo} ({detail})"
-                    axes = (f"{METHOD_TITLES[method]} 1", f"{METHOD_TITLES[method]} 2")
-                    fig = plots.scatter_2d(pts[ok], labels[algo][ok], title, None, axes, "cluster")
+                    fig = plots.scatter_2d(pts[ok], labels[algo][ok], title, None, axis_titles(method), "cluster")
                     figures.append(
                         Figure(f"embed-{method}-by-{algo}", title, plots.figure_png(fig), METHOD_TITLES[method])
                     )

@@ -268,5 +268,5 @@ def _submit_samples(
     n = min(config.analysis.n_largest_qe, len(x_fit))
     worst = np.argsort(-arrays["dist_fit"], kind="stable")[:n]
     titles = [f"qe {arrays['dist_fit'][i]:.2f}" for i in worst]
-    suptitle = f"{n} samples with the largest quantisation error"
+    suptitle = f"The {n} training samples with the largest quantisation error"
     pngs["largest_qe.png"] = figures.submit("montage", x_fit[worst], titles, ncols=10, suptitle=suptitle)

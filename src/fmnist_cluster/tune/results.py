@@ -59,7 +59,10 @@ def write_results(
     out_dir: Path,
     plots: Any,
     started: float,
+    finished_before: int = 0,
 ) -> dict[str, Any]:
+    """Write the study's results (best settings, trials, figures); ``finished_before`` trials
+    were finished when this run started, so the run's record says how many it finished."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
@@ -120,7 +123,8 @@ def write_results(
     with StageRun("tune", out_dir, recorded, seed=config.seed, started=started) as run:
         run.add_input(Path(input_dir) / "data.npz", digest)
         run.extra["storage"] = url  # where the study lives, with the run's record, not in the outputs
-        run.measured(seconds_this_run=seconds)
+        finished_now = len(complete) + len(pruned) - finished_before
+        run.measured(seconds_this_run=seconds, trials_this_run=finished_now)
         run.save_text("best.yaml", config_to_yaml(best_cfg))
         run.save_text("trials.csv", "\n".join(lines) + "\n")
         run.save_json("metrics.json", summary)

@@ -123,6 +123,7 @@ def _study(
     store, study = open_study(config, out_dir, digest, len(x_fit) + len(x_val))
     kept.append(study)
     finished = {t.number for t in finished_trials(study)}
+    finished_before = len(finished)
     task = progress.task("tune (TPE trials)", total=max(config.n_trials - len(finished), 0))
 
     def advance() -> None:
@@ -150,4 +151,4 @@ def _study(
             f"{store.shown}; run the same command again to continue"
         ) from None
     task.close()
-    return write_results(config, study, store.shown, input_dir, digest, out_dir, plots, start)
+    return write_results(config, study, store.shown, input_dir, digest, out_dir, plots, start, finished_before)
