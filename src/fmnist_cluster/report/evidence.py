@@ -477,7 +477,8 @@ def explanation_tables(explanation: dict[str, Any]) -> list[Table]:
         f"verdict: {explanation.get('verdict')}; best agreement {pct(explanation.get('agreement'))} "
         f"on the test split, chance {pct(explanation.get('chance'))}. Ranked by agreement on the validation "
         "rows (carved from the training split), where the winner was chosen: the simplest one not "
-        "significantly worse than the best; the test agreement is its score."
+        "significantly worse than the best; the test agreement is its score. Rules read pixels on the 0–255 "
+        "scale of the original images (pixel_rR_cC: row R, column C from the top left) and sizes in pixels."
     )
     tables = [
         Table(
