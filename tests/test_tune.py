@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from fmnist_cluster.cli import app
 from fmnist_cluster.config import SomConfig, TuneConfig, load_config
 from fmnist_cluster.errors import FmnistError
-from fmnist_cluster.study import worker_seed
 from fmnist_cluster.tune import apply_params, qe_te_study
+from fmnist_cluster.tune.sampler import TrialSeededSampler, trial_seed
 from tests.conftest import assert_same_outputs
 
 runner = CliRunner()
@@ -395,10 +395,35 @@ def test_restart_samples_new_parameter_sets(tmp_path: Path, data_dir: Path) -> N
     assert len(sets) == 6 and len(set(sets)) == 6
 
 
-def test_worker_seeds_differ_by_slot_history_and_host() -> None:
-    assert worker_seed(7, 0, 0, None) == 7  # a single fresh run keeps the run seed: reproducible
-    seeds = {worker_seed(7, slot, n, host) for slot in range(4) for n in (0, 5) for host in (None, "a", "b")}
-    assert len(seeds) == 24
+def test_every_trial_draws_from_a_random_state_of_its_own() -> None:
+    assert len({trial_seed(7, number) for number in range(1000)}) == 1000
+    assert trial_seed(7, 3) == trial_seed(7, 3) != trial_seed(8, 3)
+    made: list[int] = []
+
+    def make(seed: int) -> optuna.samplers.BaseSampler:
+        made.append(seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    study = optuna.create_study(sampler=TrialSeededSampler(make, 7))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert made == [7, trial_seed(7, 0), trial_seed(7, 1), trial_seed(7, 2)]
+    again = optuna.create_study(sampler=TrialSeededSampler(make, 7))
+    again.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert [t.params for t in again.trials] == [t.params for t in study.trials]
+
+
+def test_a_study_on_sqlite_draws_the_same_parameters_twice(tmp_path: Path, data_dir: Path) -> None:
+    """The sampler's seeds depend on the run seed and the trial numbers only, not on the host,
+    the process or the storage: two processes, one after the other, draw the same."""
+    params = []
+    for name in ("a", "b"):
+        storage = f"sqlite:///{tmp_path / (name + '.db')}"
+        proc = _tune(_config(tmp_path), data_dir, tmp_path / name, 3, "--storage", storage)
+        output = proc.communicate(timeout=120)[0]
+        assert proc.returncode == 0, output
+        study = optuna.load_study(study_name="som", storage=storage)
+        params.append([t.params for t in study.trials])
+    assert params[0] == params[1] and len({json.dumps(p, sort_keys=True) for p in params[0]}) == 3
 
 
 @pytest.mark.serial

@@ -14,11 +14,10 @@
   and before every trial.
 * Retries. A trial failed because its worker died is queued again with the same parameters
   (``RetryHeartbeatStaleTrialCallback``), at most ``max_retry`` times.
-* Seeds. A worker's sampler seed is derived from the run seed, its slot, the number of trials
-  already in the study and, on a database (whose workers may each have their own output
-  folder, so their own slot 0), its host and process id: two workers, or a restarted worker,
-  never draw the same parameter sets. The first worker of a new local study uses the run
-  seed itself, so a single-process run is reproducible.
+* Seeds. Each trial draws its parameters from a random state of its own, derived from the
+  run seed and the trial's number (:mod:`fmnist_cluster.tune.sampler`): numbers are unique in
+  a study, so no two workers draw the same parameter sets, and a run is reproducible on any
+  storage.
 * Budget. ``n_trials`` counts finished (complete or pruned) trials of the whole study. A
   worker starts a trial only while finished plus running trials are below it, waits while
   the rest are running elsewhere (to take over a retry if one fails), and a trial that still
@@ -34,13 +33,10 @@ import os
 import socket
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-
-import numpy as np
 
 from fmnist_cluster.artefacts import loads_json
 from fmnist_cluster.errors import FmnistError
@@ -326,14 +322,6 @@ def worker_alive(info: dict[str, Any], out_dir: Path) -> bool | None:
         return False
     finally:
         os.close(fd)
-
-
-def worker_seed(seed: int, slot: int, n_existing: int, host: str | None) -> int:
-    """The sampler seed of one worker (see the module docstring)."""
-    if slot == 0 and n_existing == 0 and host is None:
-        return seed
-    words = [seed & 0xFFFFFFFF, slot, n_existing] + ([zlib.crc32(host.encode())] if host is not None else [])
-    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 # -- dead workers and the budget ---------------------------------------------------------

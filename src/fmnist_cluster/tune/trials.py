@@ -23,7 +23,6 @@ from fmnist_cluster.study import (
     open_storage,
     run_budget,
     set_up_with_retries,
-    worker_seed,
     worker_slot,
 )
 from fmnist_cluster.tune.space import apply_params, suggest
@@ -37,12 +36,10 @@ def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _sampler(config: TuneConfig, seed: int) -> Any:
-    import optuna
+def _sampler(config: TuneConfig) -> Any:
+    from fmnist_cluster.tune.sampler import tpe_sampler
 
-    return optuna.samplers.TPESampler(
-        seed=seed, multivariate=True, constant_liar=True, n_startup_trials=min(10, config.n_trials)
-    )
+    return tpe_sampler(config.seed, n_startup_trials=min(10, config.n_trials))
 
 
 FAILURES_IN_A_ROW = 5
@@ -100,7 +97,7 @@ def _create_or_load(config: TuneConfig, store: StudyStorage, identity: dict[str,
         "study_name": config.study_name,
         "storage": store.storage,
         "load_if_exists": True,
-        "sampler": _sampler(config, config.seed),
+        "sampler": _sampler(config),
     }
     if config.objective == "pareto":
         kwargs["directions"] = ["minimize", "minimize"]
@@ -173,7 +170,8 @@ def work(
     on_done: Any = None,
     stop: Any = lambda: False,
 ) -> None:
-    """One worker: hold a slot, seed the sampler for it, run trials until the budget is met."""
+    """One worker: hold a slot, run trials until the budget is met (each trial's parameters
+    drawn with a random state of its own, :mod:`fmnist_cluster.tune.sampler`)."""
     store, study = opened or open_study(config, out_dir, digest, len(x_fit) + len(x_val))
     with worker_slot(out_dir) as slot:
 
@@ -181,9 +179,6 @@ def work(
             fail_dead_trials(study, store, out_dir, config.max_retry)
 
         reap()
-        n_existing = len(study.get_trials(deepcopy=False))
-        host = f"{slot.host}/{slot.pid}" if store.is_rdb else None  # database workers share no slot folder
-        study.sampler = _sampler(config, worker_seed(config.seed, slot.slot, n_existing, host))
 
         failed: list[str] = []  # the errors of this worker's trials since its last finished one
 
