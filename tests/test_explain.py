@@ -34,6 +34,7 @@ from fmnist_cluster.explain.properties import (
     screen_pixels,
     to_pixel_scale,
 )
+from fmnist_cluster.explain.search import noisy_training_note
 from tests.rules import RULE_KINDS, draw_rule
 
 runner = CliRunner()
@@ -295,6 +296,7 @@ def test_explainer_finds_a_random_rule(sample: dict, kind: str, rule_seed: int) 
     assert len(set(said)) == len(said), where  # also when two families found it
     assert tried == {"class-grouping", "property-bins", "class-and-property"}, where
     assert result["holds_on_test"] is True, where  # the same rule on both splits is never flagged
+    assert noisy_training_note(result) == "", where  # nor the other way round
     if kind == "noise":
         assert result["verdict"] == "unexplained", where
         assert result["best"] is None
@@ -332,6 +334,27 @@ def test_screen_pixels_finds_the_pixel_that_decides() -> None:
     assert pixel_index("mean_intensity") is None
     with pytest.raises(ValueError, match=r"0\.\.255"):
         screen_pixels(pixels - 1, y, 2)
+
+
+def test_screen_pixels_finds_a_band_of_values_and_scores_every_pair_of_cuts() -> None:
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 256, (3000, 784))
+    band = ((pixels[:, 406] >= 100) & (pixels[:, 406] <= 150)).astype(np.int64)  # one threshold cannot
+    assert screen_pixels(pixels, band, 1) == [406]
+    # against a brute force over every pair of cuts a <= b, on values 0..5 and 3 labels
+    small = rng.integers(0, 6, (120, 784))
+    y = rng.integers(0, 3, 120)
+
+    def best_pair(column: np.ndarray) -> int:
+        best = 0
+        for a in range(-1, 6):
+            for b in range(a, 6):
+                parts = (column <= a, (column > a) & (column <= b), column > b)
+                best = max(best, sum(int(np.bincount(y[p], minlength=3).max()) for p in parts))
+        return best
+
+    scores = np.array([best_pair(small[:, j]) for j in range(784)])
+    assert screen_pixels(small, y, 20) == [int(j) for j in np.argsort(-scores, kind="stable")[:20]]
 
 
 @pytest.mark.parametrize("where", [(14, 14), (6, 20)])
@@ -688,3 +711,46 @@ def test_same_seed_same_explanation_and_tiny_sets_warn(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "not explained" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "c3" / "explanation.json").exists()
+
+
+def test_a_label_no_test_row_carries_is_said_to_be_untested(sample: dict) -> None:
+    """Labels = the classes, but the test split keeps only classes 0..2: the rule for the other
+    seven cannot be checked, and every place that shows the verdict says so."""
+    from fmnist_cluster.explain.search import weak_labels
+    from fmnist_cluster.explain.stage import summary_lines
+
+    keep = sample["y_test"] < 3
+    evidence = Evidence(
+        sample["y_train"],
+        sample["y_test"][keep],
+        sample["train"],
+        {k: v[keep] for k, v in sample["test"].items()},
+        sample["y_train"],
+        sample["y_test"][keep],
+        FASHION_CLASSES,
+        "content",
+    )
+    result = explain(evidence)
+    assert result["verdict"] == "explained"
+    untested = [e["label"] for e in result["labels"] if e["verdict"] is None]
+    assert untested == list(range(3, 10)) and all(result["labels"][k]["rule"] for k in untested)
+    assert "labels 3, 4, 5, 6, 7, 8, 9 untested (no test row carries them" in weak_labels(result)
+    lines = summary_lines(result)
+    assert "untested" in lines[0] and lines[4].endswith("- untested: no test row carries it")
+
+
+def test_labels_noisier_in_training_than_on_test_are_flagged(sample: dict) -> None:
+    """Classes 0..4 against 5..9, with the labels of a fifth of the training rows flipped: the
+    grouping is still the rule (test 100 %), but the validation rows, carved from training, fit
+    it far worse, and that is said."""
+    from fmnist_cluster.explain.stage import summary_lines
+
+    y = (sample["classes"] >= 5).astype(np.int64)
+    n = len(sample["y_train"])
+    flip = np.random.default_rng(3).random(n) < 0.2
+    y[:n] = np.where(flip, 1 - y[:n], y[:n])
+    result = explain(_sample_evidence(sample, y))
+    assert result["best_guess"]["agreement"] == 1.0 and result["best_guess"]["validation_agreement"] < 0.85
+    note = noisy_training_note(result)
+    assert note.startswith("the rule fits the test rows (100.0 %) far better than the validation rows")
+    assert note in summary_lines(result)[0]

@@ -81,11 +81,19 @@ def takes_whole_numbers(name: str) -> bool:
 
 
 def screen_pixels(pixels: np.ndarray, y: np.ndarray, keep: int, chunk: int = 8192) -> list[int]:
-    """The ``keep`` pixels whose best single threshold agrees with the most labels.
+    """The ``keep`` pixels whose best rule of at most two cuts agrees with the most labels.
 
-    For every pixel and every threshold, the rows below it get their most common label and
-    the rows above it theirs; a pixel scores the agreement of its best threshold. This picks
-    which pixels the explainer then tries as properties in full.
+    For every pixel and every pair of cuts ``a <= b``, the rows at or below ``a``, those in
+    ``(a, b]`` and those above ``b`` each get the label most common among them; a pixel scores
+    the agreement of its best pair. One cut (``a == b``) is a pair too, so a pixel that decides
+    by a threshold scores as before, and one that decides by a band of values (``100 <= v <=
+    150``) is found as well. This picks which pixels the explainer then tries as properties in
+    full.
+
+    The best pair is exact and costs one pass over the 256 values per label: for a middle
+    label ``l``, the agreement is ``A(a) - C_l(a) + B(b) + C_l(b)``, with ``C_l(v)`` the rows of
+    ``l`` at or below ``v``, ``A(a)`` the most rows of one label at or below ``a`` and ``B(b)``
+    the most above ``b``; a running maximum over ``a`` gives the best ``a <= b`` for every ``b``.
 
     Parameters
     ----------
@@ -112,18 +120,29 @@ def screen_pixels(pixels: np.ndarray, y: np.ndarray, keep: int, chunk: int = 819
     y = np.asarray(y, dtype=np.int64)
     n_pix = x.shape[1]
     offsets = np.arange(n_pix, dtype=np.int64) * 256
-    best_below = np.zeros((n_pix, 256), dtype=np.int64)  # most rows of one label with value <= v
-    best_above = np.zeros((n_pix, 256), dtype=np.int64)  # most rows of one label with value > v
-    for label in np.unique(y):  # one label at a time: memory does not grow with the labels
+
+    def at_or_below(label: int) -> np.ndarray:
+        """(pixels, 257): rows of ``label`` with value <= v, for v = -1, 0, ..., 255."""
         rows = np.flatnonzero(y == label)
         counts = np.zeros(n_pix * 256, dtype=np.int64)
         for start in range(0, len(rows), chunk):
             part = x[rows[start : start + chunk]].astype(np.int64)
             counts += np.bincount((part + offsets).ravel(), minlength=n_pix * 256)
         below = np.cumsum(counts.reshape(n_pix, 256), axis=1)
+        return np.concatenate([np.zeros((n_pix, 1), dtype=np.int64), below], axis=1)
+
+    labels = np.unique(y)  # one label at a time, twice: memory does not grow with the labels
+    best_below = np.zeros((n_pix, 257), dtype=np.int64)  # A: most rows of one label at or below v
+    best_above = np.zeros((n_pix, 257), dtype=np.int64)  # B: most rows of one label above v
+    for label in labels:
+        below = at_or_below(label)
         np.maximum(best_below, below, out=best_below)
         np.maximum(best_above, below[:, -1:] - below, out=best_above)
-    score = (best_below + best_above).max(axis=1)
+    score = np.zeros(n_pix, dtype=np.int64)
+    for label in labels:
+        below = at_or_below(label)
+        lower = np.maximum.accumulate(best_below - below, axis=1)  # the best a <= b, for every b
+        np.maximum(score, (lower + best_above + below).max(axis=1), out=score)
     return [int(j) for j in np.argsort(-score, kind="stable")[: max(int(keep), 0)]]
 
 

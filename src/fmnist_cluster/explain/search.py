@@ -242,6 +242,27 @@ def shift_note(result: dict[str, Any]) -> str:
     )
 
 
+def noisy_training_note(result: dict[str, Any]) -> str:
+    """A warning when an :func:`explain` result's rule fits the test rows far better than the
+    validation rows, which are training rows: the training labels may hold noise or
+    contradictions (``''`` otherwise). The test of :func:`_holds_on_test` with the two splits
+    swapped."""
+    guess, settings = result.get("best_guess"), result.get("settings") or {}
+    n_val, n_test, min_z = result.get("n_validation"), result.get("n_test"), settings.get("min_z")
+    if not isinstance(guess, dict) or not all(isinstance(v, int | float) for v in (n_val, n_test, min_z)):
+        return ""
+    validation, agreement = guess.get("validation_agreement"), guess.get("agreement")
+    if not all(isinstance(v, int | float) for v in (validation, agreement)):
+        return ""
+    if _holds_on_test(agreement, n_test, validation, n_val, min_z):
+        return ""
+    return (
+        f"the rule fits the test rows ({agreement * 100:.1f} %) far better than the validation rows "
+        f"({validation * 100:.1f} %), which come from the training split: the training labels may hold noise or "
+        "contradictions"
+    )
+
+
 def too_few_note(result: dict[str, Any]) -> str:
     """Why an :func:`explain` result whose best guess fits as well as an explained rule is still
     ``unexplained``: the labels other than the commonest hold too few test rows for the fit to
@@ -324,7 +345,8 @@ def hypothesis_name(hypothesis: dict[str, Any]) -> str:
 
 def weak_labels(result: dict[str, Any]) -> str:
     """What an :func:`explain` result with a rule leaves open, label by label: ``'labels 2, 5
-    only partly explained (...); label 1 unexplained (...)'``; for a ``partly explained`` rule
+    only partly explained (...); label 1 unexplained (...); label 7 untested (...)'``; for a
+    ``partly explained`` rule
     whose labels all fit, how far the whole rule falls short; ``''`` when nothing is open (or
     there is no rule at all)."""
 
@@ -349,6 +371,14 @@ def weak_labels(result: dict[str, Any]) -> str:
             else:
                 why = f"the rule gives {'them to none of their' if many else 'it to none of its'} test rows"
             parts.append(f"label{'s' if many else ''} {', '.join(group)} unexplained ({why})")
+    untested = [str(e["label"]) for e in result.get("labels") or [] if e.get("rule") and e.get("verdict") is None]
+    if untested:
+        many = len(untested) > 1
+        parts.append(
+            f"label{'s' if many else ''} {', '.join(untested)} untested (no test row carries "
+            f"{'them' if many else 'it'} and the rule gives {'them' if many else 'it'} to none: the verdict "
+            "holds for the other labels only)"
+        )
     lift, needed = result.get("lift"), result.get("explained_lift")
     if not parts and result.get("verdict") == "partly explained" and isinstance(lift, int | float):
         need = f"; explained needs {needed * 100:g} %" if isinstance(needed, int | float) else ""

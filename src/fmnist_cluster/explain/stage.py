@@ -25,7 +25,14 @@ from fmnist_cluster.decode import cluster_view
 from fmnist_cluster.errors import FmnistError, FmnistWarning
 from fmnist_cluster.explain import figures
 from fmnist_cluster.explain.evidence import gather
-from fmnist_cluster.explain.search import explain, hypothesis_name, shift_note, too_few_note, weak_labels
+from fmnist_cluster.explain.search import (
+    explain,
+    hypothesis_name,
+    noisy_training_note,
+    shift_note,
+    too_few_note,
+    weak_labels,
+)
 
 EXPLANATION_FILE = "explanation.json"
 
@@ -56,7 +63,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"explanation: {result['verdict']} ({head}{what}test agreement {_percent(result['agreement'])} "
         f"vs chance {_percent(result['chance'])})"
     ]
-    for note in (weak_labels(result), shift_note(result), too_few_note(result)):
+    for note in (weak_labels(result), shift_note(result), noisy_training_note(result), too_few_note(result)):
         if note:
             lines[0] += f"; {note}"
     for entry in result["labels"]:
@@ -64,6 +71,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             lines.append(f"label {entry['label']}: unexplained ({entry['n_test']} test images)")
         else:
             weak = f" - {entry['verdict']}" if entry.get("verdict") in ("partly explained", "unexplained") else ""
+            weak = " - untested: no test row carries it" if entry.get("verdict") is None else weak
             lines.append(
                 f"label {entry['label']}: {entry['rule']} (precision {_percent(entry['precision'])}, "
                 f"recall {_percent(entry['recall'])}, {entry['n_test']} test images){weak}"

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_cluster.explain.search import judged_label_fit, shift_note, too_few_note, weak_labels
+from fmnist_cluster.explain.search import (
+    judged_label_fit,
+    noisy_training_note,
+    shift_note,
+    too_few_note,
+    weak_labels,
+)
 from fmnist_cluster.report.document import Cell, Section, Table, fmt, pct
 from fmnist_cluster.report.evidence import decoding_composition, hypothesis_text, read_json, read_npz
 from fmnist_cluster.report.rows import RowImages
@@ -148,7 +154,7 @@ def _label_rows_explained(
         weak = weak_labels(explanation)
         if weak:
             block.lines.append(f"Not every label is accounted for: {weak}.")
-    if shift := shift_note(explanation):
+    if shift := shift_note(explanation) or noisy_training_note(explanation):
         block.lines.append(f"Training and test disagree: {shift}.")
     y, pics = None, None
     if "explanation.npz" in sec.manifest.get("outputs", {}):
@@ -170,7 +176,7 @@ def _label_rows_explained(
                 " + ".join(str(c) for c in entry.get("classes") or []) or "–",
                 pct(entry.get("precision"), 1),
                 pct(entry.get("recall"), 1),
-                str(entry.get("verdict") or "–"),
+                str(entry.get("verdict") or ("untested" if entry.get("rule") else "–")),
                 fmt(entry.get("n_test")),
                 Cell("", png=png) if png else "–",
                 _evidence(sec),
