@@ -216,7 +216,7 @@ class ExplainConfig(StrictModel):
         looks a level ahead); this many of the best pairs are then fitted in full.
     pixels : int
         Single pixels tried as properties too (``pixel_rR_cC``, 0 = none): those whose best
-        threshold agrees with most labels of the fit rows. They join the named properties in
+        one or two cuts (a threshold or a band of values) agree with most labels of the fit rows. They join the named properties in
         every property family, after them (a named property wins a tie), whatever
         ``properties`` says. At most 20: every pair of properties is screened, so the work
         grows with the square of their number.
