@@ -278,6 +278,14 @@ def _csv_edit(folder: Path, kind: str) -> tuple[str, str]:
     if kind == "no-header":
         x.write_text("\n".join(xl[1:]) + "\n")
         return "x_train.csv", "has no header row"
+    if kind == "no-header-bom":  # as a spreadsheet's "CSV UTF-8" writes it
+        x.write_text("\ufeff" + "\n".join(xl[1:]) + "\n", encoding="utf-8")
+        return "x_train.csv", "has no header row"
+    if kind == "no-header-bad-pixel":  # a first image with a value no pixel has is still an image
+        first = xl[1].split(",")
+        first[0] = "300"
+        x.write_text("\n".join([",".join(first), *xl[2:]]) + "\n")
+        return "x_train.csv", "has no header row"
     if kind == "no-label-header":
         y.write_text("7\n" + "\n".join(yl[1:]) + "\n")  # its first line a label, not the column name "0"
         return "y_train.csv", "has no header row"
@@ -343,6 +351,8 @@ def _csv_edit(folder: Path, kind: str) -> tuple[str, str]:
         "missing",
         "empty-file",
         "no-header",
+        "no-header-bom",
+        "no-header-bad-pixel",
         "no-label-header",
         "blank-lines-counted",
     ],

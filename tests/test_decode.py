@@ -292,3 +292,24 @@ def _other(tmp_path: Path) -> Path:
         run.save_text("x.txt", "x")
         run.commit()
     return folder
+
+
+def test_a_label_the_explainer_cannot_draw_keeps_the_decodings_montage(tmp_path: Path) -> None:
+    """On 8 images the explainer has too few rows to run: every label still gets a montage."""
+    originals, tiny, out = tmp_path / "originals", tmp_path / "tiny", tmp_path / "cluster"
+    assert runner.invoke(app, ["preprocess", "--source", "sample", "--out", str(originals)]).exit_code == 0
+    made = runner.invoke(
+        app,
+        ["preprocess", "--source", "sample", "--set", "limit=8", "--set", "relabel=random", "--out", str(tiny)],
+    )
+    assert made.exit_code == 0, made.output
+    off = ["--set", "hdbscan.enabled=false", "--set", "agglomerative.enabled=false", "--set", "kmeans.enabled=false"]
+    result = runner.invoke(
+        app, ["cluster", "--input", str(tiny), "--originals", str(originals), "--out", str(out), *off]
+    )
+    assert result.exit_code == 0, result.output
+    decoding = json.loads((out / "decoding.json").read_text())
+    for entry in decoding["labels"]:
+        label = entry["label"]
+        drawn = [(out / "figures" / f"{kind}-label-{label}.png").is_file() for kind in ("explain", "decode")]
+        assert sum(drawn) == 1, (label, drawn)

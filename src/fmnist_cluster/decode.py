@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -407,11 +408,11 @@ def decoding_figures(
     clusters: dict[str, np.ndarray],
     per_label: int = 20,
     seed: int = 0,
-    montages: bool = True,
+    skip_montages: Collection[int] = (),
 ) -> list[tuple[str, Any]]:
     """Figures of a decoding: composition bars, one montage per label (each image titled by
-    its class; left out with ``montages=False``, when the explainer draws its own, titled with
-    each label's rule), and classes × clusters for the first clustering available."""
+    its class; left out for the labels in ``skip_montages``, whose montage the explainer drew,
+    titled with the label's rule), and classes × clusters for the first clustering available."""
     from fmnist_cluster import plots
 
     names = decoding["class_names"]
@@ -428,7 +429,9 @@ def decoding_figures(
         )
     ]
     rng = np.random.default_rng(seed)
-    for entry in entries if montages else []:
+    for entry in entries:
+        if entry["label"] in skip_montages:
+            continue
         members = np.flatnonzero(y == entry["label"])
         pick = np.sort(rng.choice(members, size=min(per_label, len(members)), replace=False))
         titles = [names[assigned[i]] if assigned[i] >= 0 else "?" for i in pick]

@@ -308,9 +308,9 @@ def run_cluster(
             for name, fig in figures:
                 run.save_bytes(figure_name(name), plots.figure_png(fig))
         summary_lines: list[str] = []
-        explaining = config.explain.enabled and features.y is not None and features.class_names is None
+        decoding: dict[str, Any] | None = None
         if decoding_wanted:
-            from fmnist_cluster.decode import decode_labels, decoding_figures
+            from fmnist_cluster.decode import decode_labels
 
             with run.timer("decode"):
                 decoding = decode_labels(
@@ -320,6 +320,23 @@ def run_cluster(
                     run.add_input(path, digest)
                 assigned = decoding.pop("_assigned")
                 run.save_json("decoding.json", decoding)
+            summary_lines = [entry["summary"] for entry in decoding["labels"]]
+            metrics["decoding_method"] = decoding["method"]
+        explanation: list[str] = []
+        verdict: str | None = None
+        if config.explain.enabled and features.y is not None and features.class_names is None:
+            verdict, explanation = _explain(
+                run, config, features, input_dir, images_dir, originals_dir, reference_dir, labels, progress
+            )
+            metrics["explanation_verdict"] = verdict
+        if decoding is not None:
+            from fmnist_cluster.decode import decoding_figures
+
+            # a label the explainer drew (its montage titled with the label's rule) is not drawn again
+            drawn = {
+                e["label"] for e in decoding["labels"] if run.path(figure_name(f"explain-label-{e['label']}")).exists()
+            }
+            with run.timer("decode"):
                 for name, fig in decoding_figures(
                     decoding,
                     features.images,
@@ -328,18 +345,9 @@ def run_cluster(
                     labels,
                     config.decode.montage_images,
                     config.seed,
-                    montages=not explaining,
+                    skip_montages=drawn,
                 ):
                     run.save_bytes(figure_name(name), plots.figure_png(fig))
-            summary_lines = [entry["summary"] for entry in decoding["labels"]]
-            metrics["decoding_method"] = decoding["method"]
-        explanation: list[str] = []
-        verdict: str | None = None
-        if explaining:
-            verdict, explanation = _explain(
-                run, config, features, input_dir, images_dir, originals_dir, reference_dir, labels, progress
-            )
-            metrics["explanation_verdict"] = verdict
         run.save_json(METRICS_FILE, metrics)
         run.commit()
     return {

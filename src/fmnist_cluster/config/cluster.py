@@ -162,8 +162,8 @@ class DecodeConfig(StrictModel):
         A class is not a member of a label that holds less than this fraction of the class's
         largest label count (keeps a reference model's confusions out of ``members``).
     montage_images : int
-        Images shown per label in the decoding's per-label montages (drawn when the explainer
-        does not run; its montages take ``explain.montage_images``).
+        Images shown per label in the decoding's per-label montages (drawn for the labels the
+        explainer draws none for; its montages take ``explain.montage_images``).
     batch_size : int
         Batch size of the reference model's predictions.
     device : {'auto', 'cpu', 'cuda'}
@@ -216,10 +216,10 @@ class ExplainConfig(StrictModel):
         looks a level ahead); this many of the best pairs are then fitted in full.
     pixels : int
         Single pixels tried as properties too (``pixel_rR_cC``, 0 = none): those whose best
-        one or two cuts (a threshold or a band of values) agree with most labels of the fit rows. They join the named properties in
-        every property family, after them (a named property wins a tie), whatever
-        ``properties`` says. At most 20: every pair of properties is screened, so the work
-        grows with the square of their number.
+        one or two cuts (a threshold or a band of values) agree with most labels of the fit
+        rows. They join the named properties in every property family, after them (a named
+        property wins a tie), whatever ``properties`` says. At most 20: every pair of
+        properties is screened, so the work grows with the square of their number.
     explained_lift : float
         Verdict ``explained`` when ``(agreement - chance) / (1 - chance)`` on the test split
         reaches this (and ``min_z`` holds). With exact evidence a true rule reaches 1; a

@@ -238,7 +238,8 @@ class TuneConfig(StrictModel):
         workers on many machines; None: the journal file ``study.journal`` in the output folder.
     study_name : str
     seed : int
-        Seed of the holdout split and of the samplers (each worker derives its own from it).
+        Seed of the holdout split and of the sampler (each trial derives its own from it and
+        its trial number).
     workers : int
         Worker processes this command starts on this host (1: trials run in the command itself).
     heartbeat_interval : int

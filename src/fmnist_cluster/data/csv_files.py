@@ -39,25 +39,31 @@ def _line(path: Path, row: int) -> int:
 
 def _first_line_cells(path: Path) -> list[str]:
     """The cells of the first line of ``path`` that is not blank, as written (pandas renames a
-    column name given twice, ``3`` to ``3.1``)."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    column name given twice, ``3`` to ``3.1``; a byte-order mark is left out, as pandas does)."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         for line in fh:
             if line.strip():
                 return next(csv.reader([line]))
     return []
 
 
-def _header_is_data(cells: list[str], high: int) -> bool:
-    """Whether a header row of numbers is really the first data row: numbers that could be data
-    (``0..high``) and that do not count 0, 1, 2, ... or 1, 2, 3, ... (a lone label column: ``0``
-    or ``1``). A header that names a column twice or skips one is still a header."""
+_NAMED_BY_NUMBER = 0.9
+"""A first line of numbers is a header when at least this share of its cells name their own
+column (counted from 0 or from 1): one name mistyped or given twice leaves it a header."""
+
+
+def _header_is_data(cells: list[str]) -> bool:
+    """Whether a first line of numbers is really the first data row, not column names that
+    count 0, 1, 2, ... or 1, 2, 3, ... (a lone label column: ``0`` or ``1``)."""
     try:
-        numbers = [float(c.strip()) for c in cells]
+        numbers = np.array([float(c.strip()) for c in cells])
     except ValueError:
         return False
-    if not all(0 <= v <= high for v in numbers):
+    if not len(numbers):
         return False
-    return numbers not in ([float(i) for i in range(len(numbers))], [float(i + 1) for i in range(len(numbers))])
+    position = np.arange(len(numbers))
+    named = max(np.mean(numbers == position), np.mean(numbers == position + 1))
+    return not (named >= _NAMED_BY_NUMBER if len(numbers) > 1 else named == 1)
 
 
 def _diagnose_text(path: Path, frame: Any) -> None:
@@ -183,8 +189,8 @@ def load_twisted_folder(folder: Path | str) -> Dataset:
                 )
         xv, xcols = read_csv_matrix(xpath, N_PIXELS, f"{N_PIXELS} pixel columns")
         yv, ycols = read_csv_matrix(ypath, 1, "1 label column")
-        for path, columns, high in ((xpath, xcols, 255), (ypath, ycols, MAX_LABEL)):
-            if _header_is_data(_first_line_cells(path), high):
+        for path, columns in ((xpath, xcols), (ypath, ycols)):
+            if _header_is_data(_first_line_cells(path)):
                 names = f"0..{len(columns) - 1}" if len(columns) > 1 else "0"
                 raise FmnistError(
                     f"{path} has no header row: its first line holds numbers, not the column names {names}, "

@@ -90,7 +90,8 @@ def screen_pixels(pixels: np.ndarray, y: np.ndarray, keep: int, chunk: int = 819
     150``) is found as well. This picks which pixels the explainer then tries as properties in
     full.
 
-    The best pair is exact and costs one pass over the 256 values per label: for a middle
+    The best pair is exact and costs two passes over the rows and one over the 256 values per
+    label (no loop over the pairs): for a middle
     label ``l``, the agreement is ``A(a) - C_l(a) + B(b) + C_l(b)``, with ``C_l(v)`` the rows of
     ``l`` at or below ``v``, ``A(a)`` the most rows of one label at or below ``a`` and ``B(b)``
     the most above ``b``; a running maximum over ``a`` gives the best ``a <= b`` for every ``b``.

@@ -93,7 +93,7 @@ METRIC_LABELS = {
     "n_failed": "failed trials",
     "n_trials_total": "trials",
     "seconds_this_run": "seconds (this run)",
-    "trials_this_run": "trials finished by this run (the others by earlier runs of the study)",
+    "trials_this_run": "trials the study finished while this run ran (the others before it)",
     "in_sample": "measured on the rows it trained on (in-sample)",
     "wall_s": "the stage, from its start to publishing its output (s)",
     "seconds": "seconds",

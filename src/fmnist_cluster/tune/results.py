@@ -62,7 +62,8 @@ def write_results(
     finished_before: int = 0,
 ) -> dict[str, Any]:
     """Write the study's results (best settings, trials, figures); ``finished_before`` trials
-    were finished when this run started, so the run's record says how many it finished."""
+    were finished when this run started, so the run's record says how many the study finished
+    while it ran (by its workers, or by others on the same study)."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)

@@ -3,9 +3,10 @@ from the run's seed and the trial's number.
 
 Trial numbers are unique in a study, whichever worker, process or machine takes the trial, so
 no two trials draw from the same random state (no worker repeats another's parameter sets),
-and the parameters a trial draws depend only on the seed, its number and the trials before it,
-never on a host, a process id or how many workers run. A study run twice with the same seed
-on any storage (the journal file, SQLite, PostgreSQL) thus draws the same parameter sets.
+and the parameters a trial draws depend only on the seed, its number and the trials the study
+holds when it starts, never on a host or a process id. A study run twice by one worker with
+the same seed, on any storage (the journal file, SQLite, PostgreSQL), thus draws the same
+parameter sets; with several workers the trials a trial sees depend on their timing.
 TPE keeps no other state between trials: it reads the finished (and, with ``constant_liar``,
 the running) trials from the study each time.
 """

@@ -15,9 +15,10 @@ When a trial samples ``som.sigma`` below ``som.sigma_end``, ``sigma_end`` is low
 (:mod:`fmnist_cluster.study`): by default the journal file ``study.journal`` in the output
 folder, or a database URL. ``workers`` processes on this host, more processes started with the
 same output folder, or workers on other machines sharing a database, all run one study: each
-worker samples with its own seed, ``n_trials`` counts the finished trials of the whole study,
-the trial of a killed worker is failed and queued again, and a run started again keeps every
-finished trial and only runs the missing ones.
+trial samples with a seed of its own (:mod:`fmnist_cluster.tune.sampler`), ``n_trials``
+counts the finished trials of the whole study, the trial of a killed worker is failed and
+queued again, and a run started again keeps every finished trial and only runs the missing
+ones.
 """
 
 from __future__ import annotations
