@@ -16,8 +16,8 @@
   (``RetryHeartbeatStaleTrialCallback``), at most ``max_retry`` times.
 * Seeds. Each trial draws its parameters from a random state of its own, derived from the
   run seed and the trial's number (:mod:`fmnist_cluster.tune.sampler`): numbers are unique in
-  a study, so no two workers draw the same parameter sets, and a run is reproducible on any
-  storage.
+  a study, so no two workers draw the same parameter sets, and a run of one worker is
+  reproducible on any storage.
 * Budget. ``n_trials`` counts finished (complete or pruned) trials of the whole study. A
   worker starts a trial only while finished plus running trials are below it, waits while
   the rest are running elsewhere (to take over a retry if one fails), and a trial that still

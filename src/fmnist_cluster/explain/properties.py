@@ -91,10 +91,11 @@ def screen_pixels(pixels: np.ndarray, y: np.ndarray, keep: int, chunk: int = 819
     full.
 
     The best pair is exact and costs two passes over the rows and one over the 256 values per
-    label (no loop over the pairs): for a middle
-    label ``l``, the agreement is ``A(a) - C_l(a) + B(b) + C_l(b)``, with ``C_l(v)`` the rows of
-    ``l`` at or below ``v``, ``A(a)`` the most rows of one label at or below ``a`` and ``B(b)``
-    the most above ``b``; a running maximum over ``a`` gives the best ``a <= b`` for every ``b``.
+    label (no loop over the pairs): for a middle label ``l``, the agreement is
+    ``A(a) - C_l(a) + B(b) + C_l(b)``, with ``C_l(v)`` the rows of ``l`` at or below ``v``,
+    ``A(a)`` the most rows of one label at or below ``a`` and ``B(b)`` the most above ``b``; a
+    running maximum over ``a`` gives the best ``a <= b`` for every ``b``. The counts are made
+    twice rather than kept for every label, so memory does not grow with the labels.
 
     Parameters
     ----------
@@ -132,7 +133,7 @@ def screen_pixels(pixels: np.ndarray, y: np.ndarray, keep: int, chunk: int = 819
         below = np.cumsum(counts.reshape(n_pix, 256), axis=1)
         return np.concatenate([np.zeros((n_pix, 1), dtype=np.int64), below], axis=1)
 
-    labels = np.unique(y)  # one label at a time, twice: memory does not grow with the labels
+    labels = np.unique(y)
     best_below = np.zeros((n_pix, 257), dtype=np.int64)  # A: most rows of one label at or below v
     best_above = np.zeros((n_pix, 257), dtype=np.int64)  # B: most rows of one label above v
     for label in labels:

@@ -343,12 +343,20 @@ def hypothesis_name(hypothesis: dict[str, Any]) -> str:
     return kind if kind.startswith("class") else "one label for every image"
 
 
+def label_verdict(entry: dict[str, Any]) -> str | None:
+    """The verdict of one label of an :func:`explain` result as shown: ``'untested'`` for a
+    label with a rule that no test row carries and the rule gives to none (recorded as null),
+    else the recorded one (null for the labels of a result without a rule)."""
+    if entry.get("verdict") is None and entry.get("rule"):
+        return "untested"
+    return entry.get("verdict")
+
+
 def weak_labels(result: dict[str, Any]) -> str:
     """What an :func:`explain` result with a rule leaves open, label by label: ``'labels 2, 5
     only partly explained (...); label 1 unexplained (...); label 7 untested (...)'``; for a
-    ``partly explained`` rule
-    whose labels all fit, how far the whole rule falls short; ``''`` when nothing is open (or
-    there is no rule at all)."""
+    ``partly explained`` rule whose labels all fit, how far the whole rule falls short; ``''``
+    when nothing is open (or there is no rule at all)."""
 
     def having(verdict: str) -> str:
         labels = [str(e["label"]) for e in result.get("labels") or [] if e.get("verdict") == verdict]
@@ -371,7 +379,7 @@ def weak_labels(result: dict[str, Any]) -> str:
             else:
                 why = f"the rule gives {'them to none of their' if many else 'it to none of its'} test rows"
             parts.append(f"label{'s' if many else ''} {', '.join(group)} unexplained ({why})")
-    untested = [str(e["label"]) for e in result.get("labels") or [] if e.get("rule") and e.get("verdict") is None]
+    untested = [str(e["label"]) for e in result.get("labels") or [] if label_verdict(e) == "untested"]
     if untested:
         many = len(untested) > 1
         parts.append(

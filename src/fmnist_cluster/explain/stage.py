@@ -28,6 +28,7 @@ from fmnist_cluster.explain.evidence import gather
 from fmnist_cluster.explain.search import (
     explain,
     hypothesis_name,
+    label_verdict,
     noisy_training_note,
     shift_note,
     too_few_note,
@@ -35,6 +36,12 @@ from fmnist_cluster.explain.search import (
 )
 
 EXPLANATION_FILE = "explanation.json"
+_LABEL_NOTES = {
+    "partly explained": " - partly explained",
+    "unexplained": " - unexplained",
+    "untested": " - untested: no test row carries it",
+}
+"""What a label's console line ends with, by its verdict (an explained label: nothing)."""
 
 
 class ExplainWarning(FmnistWarning):
@@ -70,8 +77,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         if entry["rule"] is None:
             lines.append(f"label {entry['label']}: unexplained ({entry['n_test']} test images)")
         else:
-            weak = f" - {entry['verdict']}" if entry.get("verdict") in ("partly explained", "unexplained") else ""
-            weak = " - untested: no test row carries it" if entry.get("verdict") is None else weak
+            weak = _LABEL_NOTES.get(label_verdict(entry) or "", "")
             lines.append(
                 f"label {entry['label']}: {entry['rule']} (precision {_percent(entry['precision'])}, "
                 f"recall {_percent(entry['recall'])}, {entry['n_test']} test images){weak}"

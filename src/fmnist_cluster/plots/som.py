@@ -29,8 +29,7 @@ def _som_cells(
     else:
         shape = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
     polys = coords[:, None, :] + shape[None]
-    array = values.astype(float) if np.ma.isMaskedArray(values) else np.asarray(values, dtype=float)
-    coll = PolyCollection(polys, array=array, cmap=cmap, edgecolors="none", **kw)
+    coll = PolyCollection(polys, array=np.ma.asarray(values, dtype=float), cmap=cmap, edgecolors="none", **kw)
     ax.add_collection(coll)
     pad = 0.7
     ax.set_xlim(coords[:, 0].min() - pad, coords[:, 0].max() + pad)

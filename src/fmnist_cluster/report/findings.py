@@ -17,6 +17,7 @@ import numpy as np
 
 from fmnist_cluster.explain.search import (
     judged_label_fit,
+    label_verdict,
     noisy_training_note,
     shift_note,
     too_few_note,
@@ -176,7 +177,7 @@ def _label_rows_explained(
                 " + ".join(str(c) for c in entry.get("classes") or []) or "–",
                 pct(entry.get("precision"), 1),
                 pct(entry.get("recall"), 1),
-                str(entry.get("verdict") or ("untested" if entry.get("rule") else "–")),
+                str(label_verdict(entry) or "–"),
                 fmt(entry.get("n_test")),
                 Cell("", png=png) if png else "–",
                 _evidence(sec),
